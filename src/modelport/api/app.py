@@ -1,0 +1,38 @@
+"""``create_app(settings)``: the ASGI application.
+
+A Starlette router (no Starlette app object: its default middleware would render errors a
+second way) wrapped in ``RequestMiddleware``. Services are built in the router's lifespan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.routing import Router
+
+from modelport.api import health, openai_routes, openapi
+from modelport.api.asgi import Receive, Scope, Send
+from modelport.api.middleware import RequestMiddleware
+from modelport.api.services import STATE_KEY, build_services
+from modelport.config.settings import Settings
+from modelport.errors import NotFound
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    raise NotFound("There is nothing at this path.")
+
+
+def create_app(settings: Settings) -> RequestMiddleware:
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
+        async with build_services(settings) as services:
+            yield {STATE_KEY: services}
+
+    router = Router(
+        routes=[*openai_routes.routes(), *health.routes(), *openapi.routes()],
+        lifespan=lifespan,
+        default=_not_found,
+    )
+    return RequestMiddleware(router)

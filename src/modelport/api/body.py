@@ -1,0 +1,42 @@
+"""Reading a request body within the configured size limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelport.errors import ClientDisconnected, PayloadTooLarge, RequestError
+
+
+async def read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("The client closed the connection.")
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _content_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise RequestError("Content-Length is not a number.") from None
+    return None
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")

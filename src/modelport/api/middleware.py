@@ -1,0 +1,129 @@
+"""The request middleware: request ids, response headers, the one place errors are rendered.
+
+A plain ASGI class wrapped around the router. For every HTTP request it creates the
+``RequestContext``, takes or makes the ``X-Request-ID``, adds the Modelport headers to the
+response, renders a ``ModelportError`` raised before the response started in OpenAI's
+error shape, turns anything else into a 500 logged once with its traceback, and hands the
+finished context to the recorder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from modelport.api.services import services_of
+from modelport.core.context import RequestContext
+from modelport.errors import (
+    ClientDisconnected,
+    InternalError,
+    MethodNotAllowed,
+    ModelportError,
+    NotFound,
+    RequestError,
+)
+from modelport.protocol.openai.errors import error_body
+
+log = logging.getLogger("modelport.api")
+
+CTX_KEY = "modelport.ctx"
+_MAX_REQUEST_ID = 128
+_JSON = (b"content-type", b"application/json")
+
+
+def new_request_id() -> str:
+    return os.urandom(12).hex()
+
+
+def _valid_request_id(value: bytes) -> bool:
+    return 0 < len(value) <= _MAX_REQUEST_ID and all(0x20 <= b < 0x7F for b in value)
+
+
+class RequestMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        services = services_of(scope)
+        incoming: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value
+                break
+        bad_id = incoming is not None and not _valid_request_id(incoming)
+        request_id = incoming.decode() if incoming and not bad_id else new_request_id()
+        client = scope.get("client")
+        ctx = RequestContext(
+            request_id=request_id,
+            method=scope["method"],
+            path=scope["path"],
+            client=client[0] if client else "",
+        )
+        scope[CTX_KEY] = ctx
+        scope.setdefault("app", self)  # makes the router raise its 404/405 for us to render
+        fixed = [
+            (b"x-request-id", request_id.encode()),
+            (b"x-modelport-config-version", services.settings.config_version.encode()),
+        ]
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                ctx.status = message["status"]
+                headers = message.setdefault("headers", [])
+                headers.extend(fixed)
+                if ctx.route is not None:
+                    headers.append((b"x-modelport-route", ctx.route.encode()))
+                if ctx.target is not None:
+                    headers.append((b"x-modelport-target", ctx.target.encode()))
+            await send(message)
+
+        in_flight = services.metrics.in_flight
+        in_flight.inc()
+        try:
+            if bad_id:
+                raise RequestError(
+                    "X-Request-ID must be 1 to 128 printable ASCII characters.",
+                    param="X-Request-ID",
+                )
+            await self.app(scope, receive, send_with_headers)
+        except ClientDisconnected:
+            ctx.status = ctx.status or 499
+            ctx.client_disconnected = True
+        except ModelportError as exc:
+            await self._render(exc, ctx, send_with_headers)
+        except HTTPException as exc:
+            await self._render(_from_http_exception(exc), ctx, send_with_headers)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            await self._render(InternalError(request_id), ctx, send_with_headers)
+        finally:
+            in_flight.dec()
+            if scope["path"].startswith("/v1/"):
+                services.recorder.finish(ctx)
+
+    async def _render(self, exc: ModelportError, ctx: RequestContext, send: Any) -> None:
+        ctx.error_code = exc.code
+        if ctx.status:
+            return  # the response had started; a stream reports its own error event
+        body = error_body(exc)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": exc.status,
+                "headers": [_JSON, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _from_http_exception(exc: HTTPException) -> ModelportError:
+    """The router's own 404/405, in the same error shape as everything else."""
+    if exc.status_code == 405:
+        return MethodNotAllowed("This method is not allowed on this path.")
+    return NotFound("There is nothing at this path.")

@@ -1,0 +1,58 @@
+"""The OpenAI-compatible endpoints under ``/v1``, as plain ASGI callables.
+
+Each endpoint reads the body within the size limit, parses it once, and hands it to the
+proxy use case; the answer goes back as bytes or as a stream.
+"""
+
+from __future__ import annotations
+
+
+from starlette.routing import Route
+
+from modelport.api.body import read_body
+from modelport.api.middleware import CTX_KEY
+from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
+from modelport.api.responses import send_bytes, send_json, send_stream
+from modelport.api.services import services_of
+from modelport.core.operation import Operation
+from modelport.protocol.openai.models import model_list, model_object
+from modelport.protocol.openai.request import parse_body
+from modelport.providers.base import UpstreamReply
+
+
+class InferenceEndpoint:
+    def __init__(self, operation: Operation) -> None:
+        self.operation = operation
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = services_of(scope)
+        ctx = scope[CTX_KEY]
+        raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
+        body = parse_body(raw)
+        result = await services.proxy.call(self.operation, body, raw, ctx)
+        if isinstance(result, UpstreamReply):
+            await send_bytes(send, result.status, result.body, result.content_type)
+        else:
+            await send_stream(result, ctx, receive, send)
+
+
+async def list_models(scope: Scope, receive: Receive, send: Send) -> None:
+    services = services_of(scope)
+    entries = [(r.name, r.settings.owner) for r in services.routes]
+    await send_json(send, model_list(entries, services.started_at))
+
+
+async def get_model(scope: Scope, receive: Receive, send: Send) -> None:
+    services = services_of(scope)
+    route = services.routes.get(scope["path_params"]["model"])
+    await send_json(send, model_object(route.name, route.settings.owner, services.started_at))
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/chat/completions", InferenceEndpoint(Operation.CHAT), methods=["POST"]),
+        Route("/v1/completions", InferenceEndpoint(Operation.COMPLETION), methods=["POST"]),
+        Route("/v1/embeddings", InferenceEndpoint(Operation.EMBEDDING), methods=["POST"]),
+        Route("/v1/models", AsgiEndpoint(list_models), methods=["GET"]),
+        Route("/v1/models/{model:path}", AsgiEndpoint(get_model), methods=["GET"]),
+    ]

@@ -1,0 +1,130 @@
+"""The OpenAPI document served at ``/openapi.json``.
+
+Written out by hand: request bodies are deliberately lenient (unknown fields pass through
+to the provider), so only the fields Modelport itself reads are described.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import Route
+
+from modelport import __version__
+from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
+from modelport.api.responses import send_json
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+_ERRORS = {
+    str(status): {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for status, text in (
+        (400, "Malformed JSON, a body that is not an object, or an invalid field."),
+        (404, "Unknown route (the `model` field)."),
+        (413, "The body is larger than `server.max_body_bytes`."),
+        (429, "The provider is rate limiting."),
+        (500, "Unexpected failure; the message carries the request id."),
+        (502, "The provider is unreachable or failed."),
+        (504, "The provider did not answer in time."),
+    )
+}
+_HEADERS = {
+    "x-request-id": {"schema": {"type": "string"}, "description": "The request's id."},
+    "x-modelport-route": {"schema": {"type": "string"}},
+    "x-modelport-target": {"schema": {"type": "string"}, "description": "provider/model"},
+    "x-modelport-config-version": {"schema": {"type": "string"}},
+}
+
+
+def _inference(summary: str, streams: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {"model": {"type": "string", "description": "The route."}}
+    content: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+    if streams:
+        properties["stream"] = {"type": "boolean"}
+        properties["stream_options"] = {
+            "type": "object",
+            "properties": {"include_usage": {"type": "boolean"}},
+        }
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [
+                {"name": "X-Request-ID", "in": "header", "required": False,
+                 "schema": {"type": "string", "maxLength": 128}},
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["model"],
+                            "properties": properties,
+                            "additionalProperties": True,
+                        }
+                    }
+                },
+            },
+            "responses": {"200": {"description": "The provider's answer.", "headers": _HEADERS,
+                                  "content": content}, **_ERRORS},
+        }
+    }
+
+
+def _get(summary: str, content_type: str = "application/json") -> dict[str, Any]:
+    return {"get": {"summary": summary,
+                    "responses": {"200": {"description": "OK",
+                                          "content": {content_type: {"schema": {}}}}}}}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Modelport", "version": __version__},
+        "paths": {
+            "/v1/chat/completions": _inference("Chat completion through a route.", True),
+            "/v1/completions": _inference("Text completion through a route.", True),
+            "/v1/embeddings": _inference("Embeddings through a route.", False),
+            "/v1/models": _get("The routes, as OpenAI model objects."),
+            "/v1/models/{model}": {
+                "get": {
+                    "summary": "One route, as an OpenAI model object.",
+                    "parameters": [{"name": "model", "in": "path", "required": True,
+                                    "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "OK"}, "404": _ERRORS["404"]},
+                }
+            },
+            "/health/live": _get("The process is up."),
+            "/health/ready": _get("Config loaded and providers started (503 otherwise)."),
+            "/metrics": _get("Prometheus metrics.", "text/plain"),
+            "/openapi.json": _get("This document."),
+        },
+        "components": {"schemas": {"Error": _ERROR}},
+    }
+
+
+def routes() -> list[Route]:
+    doc = document()
+
+    async def openapi(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, doc)
+
+    return [Route("/openapi.json", AsgiEndpoint(openapi), methods=["GET"])]

@@ -1,0 +1,74 @@
+"""The app's services: built in the lifespan, held in one frozen object, reached one way.
+
+``build_services`` starts providers and the ledger writer and stops them again; request
+handlers reach the result through ``services_of(scope)``. There is no module-level state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelport.config.settings import Settings
+from modelport.inference.proxy import ProxyService
+from modelport.inference.recorder import Recorder
+from modelport.observability.metrics import Metrics
+from modelport.providers import Provider, build_provider
+from modelport.routing.table import RouteTable
+from modelport.store.ledger import LedgerWriter
+
+STATE_KEY = "modelport.services"
+
+
+@dataclass(slots=True)
+class Readiness:
+    ready: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    metrics: Metrics
+    providers: Mapping[str, Provider]
+    routes: RouteTable
+    proxy: ProxyService
+    recorder: Recorder
+    ledger: LedgerWriter
+    started_at: int = field(default_factory=lambda: int(time.time()))
+    readiness: Readiness = field(default_factory=Readiness)
+
+
+@asynccontextmanager
+async def build_services(settings: Settings) -> AsyncIterator[Services]:
+    metrics = Metrics()
+    providers = {name: build_provider(p) for name, p in settings.providers.items()}
+    ledger = LedgerWriter(settings.store, metrics)
+    async with AsyncExitStack() as stack:
+        for provider in providers.values():
+            await provider.start()
+            stack.push_async_callback(provider.close)
+        await ledger.start()
+        stack.push_async_callback(ledger.stop)
+        routes = RouteTable(settings, providers)
+        services = Services(
+            settings=settings,
+            metrics=metrics,
+            providers=providers,
+            routes=routes,
+            proxy=ProxyService(routes),
+            recorder=Recorder(metrics, ledger, settings.config_version),
+            ledger=ledger,
+        )
+        services.readiness.ready = True
+        try:
+            yield services
+        finally:
+            services.readiness.ready = False
+
+
+def services_of(scope: Mapping[str, Any]) -> Services:
+    services: Services = scope["state"][STATE_KEY]
+    return services

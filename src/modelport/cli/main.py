@@ -1,0 +1,77 @@
+"""``modelport serve`` and ``modelport config validate``.
+
+Configuration problems are printed one per line with their key paths and exit with status
+2, before any socket is opened: never a traceback, never a half-started server.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from modelport import __version__
+from modelport.config import Settings, load_settings
+from modelport.errors import ConfigError
+
+DEFAULT_CONFIG = "modelport.yaml"
+EXIT_CONFIG = 2
+
+
+def _load_or_exit(path: str) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        click.echo(f"modelport: {path} is not a valid configuration:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="modelport")
+def main() -> None:
+    """Modelport: one governed, OpenAI-compatible endpoint in front of your models."""
+
+
+@main.command()
+@click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
+              help="The YAML configuration file.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=4000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--log-level", default=None,
+              type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Overrides server.log_level from the config.")
+def serve(config_path: str, host: str, port: int, log_level: str | None) -> None:
+    """Start the server."""
+    settings = _load_or_exit(config_path)
+    from modelport.cli.server import run
+
+    try:
+        run(settings, host=host, port=port, log_level=log_level or settings.server.log_level)
+    except ConfigError as exc:
+        click.echo(f"modelport: {config_path} is not a valid configuration:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@main.group()
+def config() -> None:
+    """Work with configuration files."""
+
+
+@config.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def validate(path: Path) -> None:
+    """Check a config file and print every problem with its key path."""
+    settings = _load_or_exit(str(path))
+    click.echo(
+        f"{path}: valid (config version {settings.config_version}, "
+        f"{len(settings.providers)} providers, {len(settings.routes)} routes)"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

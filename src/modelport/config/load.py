@@ -1,0 +1,182 @@
+"""Phase two of loading, and the only module that reads the environment or secret files.
+
+``load_settings`` reads the YAML file, validates it against ``schema.RawConfig``, then
+cross-checks references and resolves secrets, collecting every problem with its key path
+before raising one ``ConfigError``. ``modelport config validate`` runs the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+import yaml
+from pydantic import ValidationError
+
+from modelport.config.schema import RawConfig, RawProvider, RawRoute
+from modelport.config.settings import (
+    ProviderSettings,
+    RouteSettings,
+    Secret,
+    ServerSettings,
+    Settings,
+    StoreSettings,
+    TargetSettings,
+)
+from modelport.errors import ConfigError
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load and resolve a config file, or raise ``ConfigError`` listing every problem."""
+    env = os.environ if environ is None else environ
+    path = Path(path)
+    data = _read_yaml(path)
+    raw = parse_raw(data)
+    return resolve(raw, env, source=str(path))
+
+
+def validate_file(path: str | Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem in a config file, each with its key path; empty when it is valid."""
+    try:
+        load_settings(path, environ)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError([f"{path}: {problem}{where}"]) from None
+    return {} if data is None else data
+
+
+def parse_raw(data: Any) -> RawConfig:
+    """Phase one: the shape of the document, every error with its key path."""
+    if not isinstance(data, dict):
+        raise ConfigError(["<root>: the config must be a mapping of keys to values"])
+    try:
+        return RawConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    path = _key_path(err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown key"
+    if err["type"] == "missing":
+        return f"{path}: required key is missing"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{path}: {message}"
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<root>"
+
+
+def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>") -> Settings:
+    """Phase two: cross-check references, resolve secrets, freeze."""
+    problems: list[str] = []
+    providers = {
+        name: _provider(name, p, environ, problems) for name, p in raw.providers.items()
+    }
+    routes = {name: _route(name, r, providers, problems) for name, r in raw.routes.items()}
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        config_version=config_version(raw),
+        server=ServerSettings(**raw.server.model_dump()),
+        store=StoreSettings(**raw.store.model_dump()),
+        providers=MappingProxyType(providers),
+        routes=MappingProxyType(routes),
+        source=source,
+    )
+
+
+def config_version(raw: RawConfig) -> str:
+    """A short, stable hash of the config as written (secret references, never values)."""
+    canonical = orjson.dumps(raw.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:12]
+
+
+def _provider(
+    name: str, raw: RawProvider, environ: Mapping[str, str], problems: list[str]
+) -> ProviderSettings:
+    key = None
+    if raw.api_key is not None:
+        key = resolve_secret(raw.api_key, f"providers.{name}.api_key", environ, problems)
+    return ProviderSettings(
+        name=name,
+        kind=raw.kind,
+        base_url=raw.base_url,
+        api_key=key,
+        timeout_s=raw.timeout_s,
+        connect_timeout_s=raw.connect_timeout_s,
+        max_connections=raw.max_connections,
+        headers=MappingProxyType(dict(raw.headers)),
+    )
+
+
+def _route(
+    name: str, raw: RawRoute, providers: Mapping[str, ProviderSettings], problems: list[str]
+) -> RouteSettings:
+    targets = []
+    for i, t in enumerate(raw.targets):
+        if t.provider not in providers:
+            known = ", ".join(sorted(providers)) or "none are configured"
+            problems.append(
+                f"routes.{name}.targets[{i}].provider: unknown provider '{t.provider}'"
+                f" (known: {known})"
+            )
+        targets.append(TargetSettings(provider=t.provider, model=t.model))
+    return RouteSettings(
+        name=name,
+        targets=tuple(targets),
+        description=raw.description,
+        owner=raw.owner,
+        capture=raw.capture,
+    )
+
+
+def resolve_secret(
+    ref: str, key_path: str, environ: Mapping[str, str], problems: list[str]
+) -> Secret | None:
+    """Resolve ``env:NAME`` or ``file:PATH``; record a problem (never the value) on failure."""
+    kind, _, target = ref.partition(":")
+    if kind == "env":
+        value = environ.get(target)
+        if not value:
+            problems.append(f"{key_path}: environment variable {target} is not set or empty")
+            return None
+        return Secret(value)
+    try:
+        value = Path(target).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problems.append(f"{key_path}: cannot read secret file {target}: {exc.strerror}")
+        return None
+    if not value:
+        problems.append(f"{key_path}: secret file {target} is empty")
+        return None
+    return Secret(value)

@@ -1,0 +1,80 @@
+"""Phase one of loading: the raw schema of ``modelport.yaml``, strict about unknown keys.
+
+It only checks shapes and ranges. Cross-references (a target naming a provider) and secret
+references are resolved in phase two, ``config/load.py``. Nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SECRET_REF_HELP = "a secret reference: 'env:NAME' or 'file:PATH'"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _check_secret_ref(value: str | None) -> str | None:
+    if value is None:
+        return None
+    kind, sep, rest = value.partition(":")
+    if not sep or kind not in ("env", "file") or not rest:
+        raise ValueError(f"must be {SECRET_REF_HELP}; secrets are never written inline")
+    return value
+
+
+class RawServer(_Strict):
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class RawStore(_Strict):
+    url: NonEmpty = "sqlite:///./.modelport/modelport.db"
+    batch_size: int = Field(default=500, gt=0, le=10_000)
+    flush_interval_s: float = Field(default=0.5, gt=0, le=60)
+    max_pending: int = Field(default=100_000, gt=0)
+    retry_backoff_s: float = Field(default=1.0, gt=0, le=300)
+
+
+class RawProvider(_Strict):
+    kind: Literal["openai"]
+    base_url: NonEmpty
+    api_key: str | None = None
+    timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=1000, ge=0)
+    headers: dict[NonEmpty, str] = Field(default_factory=dict)
+
+    _secret_ref = field_validator("api_key")(_check_secret_ref)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class RawTarget(_Strict):
+    provider: NonEmpty
+    model: NonEmpty
+
+
+class RawRoute(_Strict):
+    description: str = ""
+    owner: str = ""
+    capture: bool = False
+    targets: list[RawTarget] = Field(min_length=1)
+
+
+class RawConfig(_Strict):
+    server: RawServer = Field(default_factory=RawServer)
+    store: RawStore = Field(default_factory=RawStore)
+    providers: dict[NonEmpty, RawProvider] = Field(default_factory=dict)
+    routes: dict[NonEmpty, RawRoute] = Field(default_factory=dict)

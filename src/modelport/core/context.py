@@ -1,0 +1,39 @@
+"""The facts gathered about one request as it passes through the layers.
+
+The HTTP surface creates it, the inference use cases fill in route, target, usage and
+timings, and the recorder turns it into a log line, metrics and a ledger record once the
+response (streamed or not) has ended. It holds no bodies unless the route captures them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from modelport.core.operation import Operation
+from modelport.core.usage import Usage
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    method: str
+    path: str
+    client: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    created_at: float = field(default_factory=time.time)
+    operation: Operation | None = None
+    route: str | None = None
+    target: str | None = None
+    stream: bool = False
+    status: int = 0
+    error_code: str | None = None
+    upstream_s: float = 0.0
+    first_chunk_s: float | None = None
+    usage: Usage | None = None
+    client_disconnected: bool = False
+    request_body: bytes | None = None
+    response_body: bytes | None = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started

@@ -1,0 +1,158 @@
+"""The error hierarchy: the one place where HTTP statuses and error codes are chosen.
+
+Services raise these; each protocol renders them in exactly one place (for the OpenAI
+routes, ``modelport.protocol.openai.errors``). Foreign exceptions are translated where they
+enter (``providers/_http.py`` for the HTTP client) with ``raise ... from exc``. Anything that
+is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
+
+::
+
+    ModelportError                    status  code                     retryable
+    +-- ConfigError                   -       config_invalid           no   (start-up only)
+    +-- RequestError                  400     invalid_request          no
+    |   +-- MalformedBody             400     invalid_json
+    |   +-- PayloadTooLarge           413     payload_too_large
+    |   +-- UnknownRoute              404     model_not_found
+    |   +-- UnsupportedOperation      400     unsupported_operation
+    |   +-- NotFound                  404     not_found
+    |   +-- MethodNotAllowed          405     method_not_allowed
+    +-- UpstreamError                 502     upstream_error           yes
+    |   +-- UpstreamUnreachable       502     upstream_unreachable     yes
+    |   +-- UpstreamServerError       502     upstream_server_error    yes
+    |   +-- UpstreamAuthFailed        502     upstream_auth_failed     no
+    |   +-- UpstreamBadResponse       502     upstream_bad_response    no
+    |   +-- UpstreamRateLimited       429     upstream_rate_limited    yes
+    |   +-- UpstreamTimeout           504     upstream_timeout         yes
+    +-- ServiceUnavailable            503     not_ready                yes
+    +-- ClientDisconnected            499     client_closed_request    no   (nothing is sent)
+    +-- InternalError                 500     internal_error           no
+
+An upstream's own 4xx answer (a bad parameter, a context-length error) is not raised: it is
+passed back to the client with its status, after secrets are scrubbed from it.
+"""
+
+from __future__ import annotations
+
+
+class ModelportError(Exception):
+    """Base of every error Modelport raises on purpose."""
+
+    status: int = 500
+    code: str = "internal_error"
+    type: str = "server_error"
+    retryable: bool = False
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class ConfigError(ModelportError):
+    """The configuration is invalid; raised only while loading, never on a request."""
+
+    code = "config_invalid"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class RequestError(ModelportError):
+    """The client sent something Modelport cannot serve."""
+
+    status = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class MalformedBody(RequestError):
+    code = "invalid_json"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnknownRoute(RequestError):
+    status = 404
+    code = "model_not_found"
+
+    def __init__(self, route: str) -> None:
+        super().__init__(f"The model '{route}' does not exist.", param="model")
+
+
+class UnsupportedOperation(RequestError):
+    code = "unsupported_operation"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class UpstreamError(ModelportError):
+    """The provider behind a target failed; the client's request was fine."""
+
+    status = 502
+    code = "upstream_error"
+    type = "upstream_error"
+    retryable = True
+
+
+class UpstreamUnreachable(UpstreamError):
+    code = "upstream_unreachable"
+
+
+class UpstreamServerError(UpstreamError):
+    code = "upstream_server_error"
+
+
+class UpstreamAuthFailed(UpstreamError):
+    """The provider rejected Modelport's credential. Never echo what it said about the key."""
+
+    code = "upstream_auth_failed"
+    retryable = False
+
+
+class UpstreamBadResponse(UpstreamError):
+    code = "upstream_bad_response"
+    retryable = False
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    code = "upstream_rate_limited"
+    type = "rate_limit_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class ServiceUnavailable(ModelportError):
+    status = 503
+    code = "not_ready"
+    type = "server_error"
+    retryable = True
+
+
+class ClientDisconnected(ModelportError):
+    """The client went away before the answer; recorded, never rendered."""
+
+    status = 499
+    code = "client_closed_request"
+
+
+class InternalError(ModelportError):
+    """An unexpected failure; the message shown to clients names only the request id."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"Internal error; quote request id {request_id} when reporting it.")

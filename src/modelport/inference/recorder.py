@@ -1,0 +1,107 @@
+"""Recording a finished request: metrics, one structured log line, and a ledger record.
+
+Runs once per request after its last byte was sent (or the client went away). It does no
+I/O of its own: the log handler writes a line and the ledger writer takes a record into its
+queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from modelport.core.context import RequestContext
+from modelport.observability.metrics import UNKNOWN, Metrics
+from modelport.store.ledger import LedgerRecord, LedgerWriter
+
+access_log = logging.getLogger("modelport.access")
+
+
+class Recorder:
+    def __init__(self, metrics: Metrics, ledger: LedgerWriter, config_version: str) -> None:
+        self._metrics = metrics
+        self._ledger = ledger
+        self._config_version = config_version
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def finish(self, ctx: RequestContext) -> None:
+        latency = ctx.elapsed()
+        overhead = max(latency - ctx.upstream_s, 0.0)
+        route = ctx.route or UNKNOWN
+        target = ctx.target or UNKNOWN
+        m = self._metrics
+        self._child(m.requests, route, target, str(ctx.status)).inc()
+        self._child(m.request_duration, route).observe(latency)
+        self._child(m.overhead_duration, route).observe(overhead)
+        if ctx.target is not None and ctx.upstream_s:
+            self._child(m.upstream_duration, route, target).observe(ctx.upstream_s)
+        if ctx.first_chunk_s is not None:
+            self._child(m.first_chunk, route, target).observe(ctx.first_chunk_s)
+        usage = ctx.usage
+        if usage is not None:
+            self._child(m.tokens, route, target, "prompt").inc(usage.prompt_tokens)
+            self._child(m.tokens, route, target, "completion").inc(usage.completion_tokens)
+        self._log(ctx, latency, overhead)
+        self._ledger.submit(self._record(ctx, latency, overhead))
+
+    def _log(self, ctx: RequestContext, latency: float, overhead: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        extra: dict[str, Any] = {
+            "request_id": ctx.request_id,
+            "method": ctx.method,
+            "path": ctx.path,
+            "route": ctx.route,
+            "target": ctx.target,
+            "status": ctx.status,
+            "latency_ms": round(latency * 1000, 3),
+            "upstream_ms": round(ctx.upstream_s * 1000, 3),
+            "overhead_ms": round(overhead * 1000, 3),
+            "stream": ctx.stream,
+            "config_version": self._config_version,
+        }
+        if ctx.usage is not None:
+            extra["prompt_tokens"] = ctx.usage.prompt_tokens
+            extra["completion_tokens"] = ctx.usage.completion_tokens
+        if ctx.error_code:
+            extra["error_code"] = ctx.error_code
+        if ctx.client_disconnected:
+            extra["client_disconnected"] = True
+        if ctx.request_body is not None:
+            extra["request_body"] = ctx.request_body.decode("utf-8", "replace")
+        if ctx.response_body is not None:
+            extra["response_body"] = ctx.response_body.decode("utf-8", "replace")
+        access_log.info("request", extra=extra)
+
+    def _record(self, ctx: RequestContext, latency: float, overhead: float) -> LedgerRecord:
+        usage = ctx.usage
+        return LedgerRecord(
+            request_id=ctx.request_id,
+            created_at=datetime.fromtimestamp(ctx.created_at, UTC),
+            method=ctx.method,
+            path=ctx.path[:256],
+            operation=ctx.operation.value if ctx.operation else None,
+            route=ctx.route,
+            target=ctx.target,
+            stream=ctx.stream,
+            status=ctx.status,
+            error_code=ctx.error_code,
+            latency_ms=latency * 1000,
+            upstream_ms=ctx.upstream_s * 1000,
+            overhead_ms=overhead * 1000,
+            first_chunk_ms=None if ctx.first_chunk_s is None else ctx.first_chunk_s * 1000,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            config_version=self._config_version,
+            client_disconnected=ctx.client_disconnected,
+            request_body=ctx.request_body,
+            response_body=ctx.response_body,
+        )

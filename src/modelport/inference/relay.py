@@ -1,0 +1,70 @@
+"""Relaying a provider's stream to the client, event by event, as it arrives.
+
+A small state object rather than one long generator: it splits the byte stream into whole
+SSE events, forwards each at once, notes the usage chunk, times the first chunk and the
+upstream, and turns a failure after the first byte into a final SSE error event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from modelport.core.context import RequestContext
+from modelport.errors import ModelportError
+from modelport.protocol.openai.errors import error_event
+from modelport.protocol.openai.stream import UsageTap
+from modelport.protocol.sse import EventSplitter
+from modelport.providers.base import UpstreamStream
+
+log = logging.getLogger("modelport.relay")
+
+
+class StreamRelay:
+    __slots__ = ("_ctx", "_splitter", "_started", "_tap", "_upstream")
+
+    def __init__(
+        self,
+        upstream: UpstreamStream,
+        ctx: RequestContext,
+        *,
+        started: float,
+        strip_usage_chunk: bool,
+    ) -> None:
+        self._upstream = upstream
+        self._ctx = ctx
+        self._started = started
+        self._splitter = EventSplitter()
+        self._tap = UsageTap(strip_usage_chunk=strip_usage_chunk)
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """The bytes to send to the client; ends with the provider's ``[DONE]`` or an error."""
+        try:
+            async for chunk in self._upstream.chunks():
+                out = self._forwardable(chunk)
+                if out:
+                    if self._ctx.first_chunk_s is None:
+                        self._ctx.first_chunk_s = self._ctx.elapsed()
+                    yield out
+            tail = self._splitter.flush()
+            if tail.strip():
+                yield tail
+        except ModelportError as exc:
+            self._ctx.error_code = exc.code
+            log.warning("stream failed after it started",
+                        extra={"request_id": self._ctx.request_id, "code": exc.code})
+            yield error_event(exc)
+        finally:
+            self._ctx.upstream_s = time.perf_counter() - self._started
+            self._ctx.usage = self._tap.usage
+            await self._upstream.aclose()
+
+    def _forwardable(self, chunk: bytes) -> bytes:
+        events = self._splitter.feed(chunk)
+        if len(events) == 1:
+            return events[0] if self._tap.forward(events[0]) else b""
+        return b"".join(e for e in events if self._tap.forward(e))
+
+    async def aclose(self) -> None:
+        await self._upstream.aclose()

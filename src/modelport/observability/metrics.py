@@ -1,0 +1,85 @@
+"""Every Prometheus metric Modelport exports, defined in this one module.
+
+Each app owns its registry (no process-wide state), so that several apps can live in one
+test process. Label values are bounded: route and target come from the config, an unknown
+route is ``-``, and status is the HTTP status code.
+
+| metric | type | labels |
+|---|---|---|
+| modelport_requests_total | counter | route, target, status |
+| modelport_request_duration_seconds | histogram | route |
+| modelport_upstream_duration_seconds | histogram | route, target |
+| modelport_overhead_duration_seconds | histogram | route |
+| modelport_time_to_first_chunk_seconds | histogram | route, target |
+| modelport_tokens_total | counter | route, target, direction |
+| modelport_requests_in_flight | gauge | |
+| modelport_ledger_written_total | counter | |
+| modelport_ledger_dropped_total | counter | reason |
+| modelport_ledger_write_errors_total | counter | |
+| modelport_ledger_pending | gauge | |
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+UNKNOWN = "-"
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+_OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                     0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "modelport_requests", "Requests answered.", ["route", "target", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "modelport_request_duration_seconds", "Time from request to the end of the answer.",
+            ["route"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "modelport_upstream_duration_seconds", "Time spent waiting on the provider.",
+            ["route", "target"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.overhead_duration = Histogram(
+            "modelport_overhead_duration_seconds",
+            "Time Modelport itself spent on a request, outside the provider call.",
+            ["route"], buckets=_OVERHEAD_BUCKETS, registry=r,
+        )
+        self.first_chunk = Histogram(
+            "modelport_time_to_first_chunk_seconds",
+            "Time from request to the first streamed chunk sent to the client.",
+            ["route", "target"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.tokens = Counter(
+            "modelport_tokens", "Tokens reported by providers.",
+            ["route", "target", "direction"], registry=r,
+        )
+        self.in_flight = Gauge(
+            "modelport_requests_in_flight", "Requests being served now.", registry=r
+        )
+        self.ledger_written = Counter(
+            "modelport_ledger_written", "Ledger records written to the store.", registry=r
+        )
+        self.ledger_dropped = Counter(
+            "modelport_ledger_dropped", "Ledger records given up on, by reason.", ["reason"],
+            registry=r,
+        )
+        self.ledger_write_errors = Counter(
+            "modelport_ledger_write_errors", "Failed attempts to write a ledger batch.",
+            registry=r,
+        )
+        self.ledger_pending = Gauge(
+            "modelport_ledger_pending", "Ledger records waiting to be written.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""The OpenAI HTTP API: request parsing, error rendering, SSE scanning, the models list."""

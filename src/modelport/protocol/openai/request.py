@@ -1,0 +1,59 @@
+"""Reading just enough of an OpenAI request body to route it.
+
+The body is parsed once into a dict; unknown fields are kept and passed through to the
+provider untouched, so that new client features work on day one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from modelport.errors import MalformedBody, RequestError
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise MalformedBody("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"The request body is not valid JSON: {exc.msg}.") from None
+    if not isinstance(body, dict):
+        raise MalformedBody("The request body must be a JSON object.")
+    return body
+
+
+def requested_route(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError("'model' is required and must be a non-empty string.", param="model")
+    return model
+
+
+def wants_stream(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise RequestError("'stream' must be a boolean.", param="stream")
+    return stream
+
+
+def client_wants_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise RequestError("'stream_options' must be an object.", param="stream_options")
+    return options.get("include_usage") is True
+
+
+def for_target(body: dict[str, Any], model: str, *, stream_usage: bool) -> bytes:
+    """The body to send upstream: the target's model name, and usage asked for on streams."""
+    body["model"] = model
+    if stream_usage:
+        options = body.get("stream_options")
+        body["stream_options"] = {**(options or {}), "include_usage": True}
+    return orjson.dumps(body)

@@ -1,0 +1,60 @@
+"""The HTTP client every remote provider uses, and the one boundary where its errors enter.
+
+aiohttp is used for its speed under concurrency; its exceptions are translated here, and
+only here, into ``modelport.errors.UpstreamError`` subclasses. Messages name the provider,
+never its URL credentials or key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+
+from modelport.config.settings import ProviderSettings
+from modelport.errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+
+
+def new_session(settings: ProviderSettings) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=settings.max_connections,
+        keepalive_timeout=30,
+        ttl_dns_cache=300,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=settings.timeout_s, sock_connect=settings.connect_timeout_s
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+        raise_for_status=False,
+    )
+
+
+@contextmanager
+def translate_errors(provider: str) -> Iterator[None]:
+    """Turn the HTTP client's exceptions into Modelport's upstream errors."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"Provider '{provider}' did not answer in time.") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise UpstreamBadResponse(
+            f"Provider '{provider}' sent a broken response body."
+        ) from exc
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        raise UpstreamUnreachable(
+            f"Provider '{provider}' is unreachable ({type(exc).__name__})."
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(
+            f"Provider '{provider}' failed ({type(exc).__name__})."
+        ) from exc

@@ -1,0 +1,50 @@
+"""The seam between the use cases and anything that answers inference.
+
+A provider takes a ready-to-send request body for one operation and either returns the
+upstream's reply, opens a stream, or raises a ``modelport.errors.UpstreamError``. A reply
+may carry a client error (4xx) from the provider, already scrubbed of secrets, which the
+caller passes back as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from modelport.core.operation import Operation
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class UpstreamStream(Protocol):
+    """An open streaming response: raw bytes as they arrive, and a way to let go early."""
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Provider(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, operation: Operation, body: bytes) -> UpstreamReply: ...
+
+    async def open_stream(
+        self, operation: Operation, body: bytes
+    ) -> UpstreamStream | UpstreamReply:
+        """Open a stream; a client error from the provider comes back as a reply instead."""
+        ...

@@ -1,0 +1,137 @@
+"""Any OpenAI-compatible API: OpenAI, vLLM, llama.cpp's server, Ollama, TGI, and the like.
+
+Bodies are sent as the caller prepared them; replies are passed back as bytes. Statuses
+are classified here: 401/403 mean Modelport's own credential was refused (never shown to
+the client), 429 and 5xx are upstream failures, other 4xx are the client's to see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+
+from modelport.config.settings import ProviderSettings
+from modelport.core.operation import Operation
+from modelport.errors import (
+    UpstreamAuthFailed,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamServerError,
+)
+from modelport.providers._http import new_session, translate_errors
+from modelport.providers.base import UpstreamReply
+
+_PATHS = {
+    Operation.CHAT: "/chat/completions",
+    Operation.COMPLETION: "/completions",
+    Operation.EMBEDDING: "/embeddings",
+}
+_READ_CHUNK = 64 * 1024
+
+
+class OpenAIProvider:
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.name = settings.name
+        self._settings = settings
+        self._urls = {op: settings.base_url + path for op, path in _PATHS.items()}
+        headers = {"Content-Type": "application/json", **settings.headers}
+        self._secret = settings.api_key.reveal() if settings.api_key else None
+        if self._secret:
+            headers["Authorization"] = f"Bearer {self._secret}"
+        self._headers = headers
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = new_session(self._settings)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise UpstreamError(f"Provider '{self.name}' is not started.")
+        return self._session
+
+    async def send(self, operation: Operation, body: bytes) -> UpstreamReply:
+        with translate_errors(self.name):
+            async with self._client().post(
+                self._urls[operation], data=body, headers=self._headers
+            ) as resp:
+                payload = await resp.read()
+                status = resp.status
+        if 200 <= status < 300:
+            return UpstreamReply(status, payload, resp.content_type or "application/json")
+        return self._client_error(status, payload)
+
+    async def open_stream(
+        self, operation: Operation, body: bytes
+    ) -> _OpenAIStream | UpstreamReply:
+        with translate_errors(self.name):
+            resp = await self._client().post(
+                self._urls[operation], data=body, headers=self._headers
+            )
+            if 200 <= resp.status < 300:
+                return _OpenAIStream(self.name, resp)
+            try:
+                payload = await resp.read()
+            finally:
+                resp.release()
+        return self._client_error(resp.status, payload)
+
+    def _client_error(self, status: int, payload: bytes) -> UpstreamReply:
+        """Classify a non-2xx answer: raise for upstream failures, pass client errors back."""
+        if status in (401, 403):
+            raise UpstreamAuthFailed(
+                f"Provider '{self.name}' refused Modelport's credentials (HTTP {status})."
+            )
+        if status == 429:
+            raise UpstreamRateLimited(f"Provider '{self.name}' is rate limiting (HTTP 429).")
+        if status >= 500 or status < 400:
+            raise UpstreamServerError(f"Provider '{self.name}' failed with HTTP {status}.")
+        return UpstreamReply(status, _as_openai_error(self._scrub(payload), status))
+
+    def _scrub(self, payload: bytes) -> bytes:
+        if self._secret and self._secret.encode() in payload:
+            return payload.replace(self._secret.encode(), b"***")
+        return payload
+
+
+class _OpenAIStream:
+    __slots__ = ("_provider", "_resp")
+
+    def __init__(self, provider: str, resp: aiohttp.ClientResponse) -> None:
+        self._provider = provider
+        self._resp = resp
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with translate_errors(self._provider):
+            async for chunk in self._resp.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        self._resp.close()
+
+
+def _as_openai_error(payload: bytes, status: int) -> bytes:
+    """Keep a provider's OpenAI-shaped error; wrap anything else in that shape."""
+    try:
+        parsed = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        return payload
+    text = payload.decode("utf-8", "replace")[:1000]
+    return orjson.dumps(
+        {
+            "error": {
+                "message": text or f"The provider rejected the request (HTTP {status}).",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "upstream_rejected",
+            }
+        }
+    )

@@ -1,0 +1,172 @@
+"""The ledger writer: request records go to the store in batches, off the request path.
+
+``submit`` is a deque append. A background task flushes batches through a worker thread
+(the SQL driver is synchronous); when the store is slow or down it keeps the records and
+retries with backoff, so requests never wait on it. Records are dropped only when more than
+``max_pending`` wait, when the store rejects a record itself, or at shutdown after the last
+flush fails, and every drop is counted in ``modelport_ledger_dropped_total`` and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypedDict
+
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+
+from modelport.config.settings import StoreSettings
+from modelport.errors import ConfigError
+from modelport.observability.metrics import Metrics
+from modelport.store.engine import make_engine, migrate
+from modelport.store.tables import requests
+
+log = logging.getLogger("modelport.ledger")
+_MAX_BACKOFF_S = 30.0
+
+
+class LedgerRecord(TypedDict):
+    request_id: str
+    created_at: datetime
+    method: str
+    path: str
+    operation: str | None
+    route: str | None
+    target: str | None
+    stream: bool
+    status: int
+    error_code: str | None
+    latency_ms: float
+    upstream_ms: float
+    overhead_ms: float
+    first_chunk_ms: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    config_version: str
+    client_disconnected: bool
+    request_body: bytes | None
+    response_body: bytes | None
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        settings: StoreSettings,
+        metrics: Metrics,
+        engine_factory: Callable[[str], Engine] = make_engine,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        try:
+            self._engine = engine_factory(settings.url)
+        except (ArgumentError, SQLAlchemyError, ImportError) as exc:
+            raise ConfigError([f"store.url: cannot use this database URL ({exc})"]) from None
+        self._pending: deque[LedgerRecord] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._migrated = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def submit(self, record: LedgerRecord) -> None:
+        if len(self._pending) >= self._settings.max_pending:
+            self._drop(1, "overflow")
+            return
+        self._pending.append(record)
+        if len(self._pending) >= self._settings.batch_size:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="modelport-ledger")
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Flush what is pending within ``timeout_s``; count what could not be written."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+        if self._pending:
+            self._drop(len(self._pending), "shutdown")
+            self._pending.clear()
+        await asyncio.to_thread(self._engine.dispose)
+
+    async def _run(self) -> None:
+        backoff = self._settings.retry_backoff_s
+        while True:
+            if not self._pending:
+                if self._stopping:
+                    return
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._settings.flush_interval_s)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+                continue
+            batch = [self._pending[i] for i in range(min(len(self._pending), self._settings.batch_size))]
+            try:
+                written = await asyncio.to_thread(self._write, batch)
+            except (SQLAlchemyError, OSError) as exc:
+                self._metrics.ledger_write_errors.inc()
+                log.warning(
+                    "ledger write failed; will retry",
+                    extra={"error": type(exc).__name__, "pending": len(self._pending),
+                           "retry_in_s": backoff},
+                )
+                if self._stopping:
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                continue
+            backoff = self._settings.retry_backoff_s
+            for _ in range(len(batch)):
+                self._pending.popleft()
+            self._metrics.ledger_written.inc(written)
+            self._metrics.ledger_pending.set(len(self._pending))
+            if len(batch) > written:
+                self._drop(len(batch) - written, "rejected")
+
+    def _write(self, batch: list[LedgerRecord]) -> int:
+        """Write one batch; returns how many rows the store accepted."""
+        if not self._migrated:
+            migrate(self._engine)
+            self._migrated = True
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(requests), batch)
+            return len(batch)
+        except (IntegrityError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise
+            if not isinstance(exc, IntegrityError) and type(exc.orig).__name__ in (
+                "OperationalError", "InterfaceError"
+            ):
+                raise
+        return self._write_one_by_one(batch)
+
+    def _write_one_by_one(self, batch: list[LedgerRecord]) -> int:
+        """A batch the store refused as data: keep every row it accepts."""
+        written = 0
+        for row in batch:
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(insert(requests), [row])
+                written += 1
+            except (IntegrityError, DBAPIError) as exc:
+                if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                    raise
+                continue
+        return written
+
+    def _drop(self, count: int, reason: str) -> None:
+        self._metrics.ledger_dropped.labels(reason).inc(count)
+        log.error("ledger records dropped", extra={"count": count, "reason": reason})

@@ -1,0 +1,1 @@
+"""Stand-ins for the outside world: fake providers that speak real HTTP."""
