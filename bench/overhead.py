@@ -89,7 +89,7 @@ class Children:
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 list(argv),
-                cwd=ROOT,
+                cwd=self.workdir,  # so anything a gateway writes (e.g. a ledger) stays per run
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -645,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
     finally:
         children.stop_all()
-    shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
     info: dict[str, Any] = {
         "date": started.date().isoformat(),

@@ -127,7 +127,8 @@ class FakeUpstream:
         try:
             for i, piece in enumerate(pieces):
                 if reply.stall_after is not None and i == reply.stall_after:
-                    await asyncio.sleep(3600)
+                    await self._stall_until_client_leaves(request)
+                    return resp
                 if reply.break_after is not None and i == reply.break_after:
                     assert request.transport is not None
                     request.transport.abort()
@@ -148,6 +149,15 @@ class FakeUpstream:
             self.stream_cancelled.set()
             raise
         return resp
+
+    async def _stall_until_client_leaves(self, request: web.Request) -> None:
+        """Send nothing more, as a stuck model would, until the caller hangs up (or 60 s)."""
+        for _ in range(1200):
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                self.stream_cancelled.set()
+                return
+            await asyncio.sleep(0.05)
 
 
 def _fixed(reply: Reply) -> web.Response:

@@ -1,0 +1,134 @@
+"""Running Modelport for tests: in-process on a real port (``InProcessGateway``), or as the
+``modelport serve`` subprocess (``ServeProcess``), plus config helpers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+
+from modelport.api import create_app
+from modelport.config import Settings, load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def basic_config(base_url: str, store_url: str, **route_extra: Any) -> dict[str, Any]:
+    return {
+        "store": {"url": store_url, "flush_interval_s": 0.05},
+        "providers": {
+            "upstream-a": {
+                "kind": "openai",
+                "base_url": base_url,
+                "api_key": "env:UPSTREAM_A_KEY",
+            }
+        },
+        "routes": {
+            "support-summary": {
+                "description": "Summarise a support ticket",
+                "owner": "support-team",
+                "targets": [{"provider": "upstream-a", "model": "gpt-4o-mini"}],
+                **route_extra,
+            }
+        },
+    }
+
+
+class InProcessGateway:
+    """The app under uvicorn in a background thread, on a free port of 127.0.0.1."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, loop="asyncio",
+            http="httptools", lifespan="on", access_log=False, log_config=None,
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> InProcessGateway:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(15)
+
+
+def start_gateway(tmp_path: Path, config: dict[str, Any], env: dict[str, str]) -> InProcessGateway:
+    path = write_config(tmp_path / "modelport.yaml", config)
+    return InProcessGateway(load_settings(path, env)).start()
+
+
+class ServeProcess:
+    """``modelport serve`` as a subprocess, its log lines collected from stderr."""
+
+    def __init__(self, config_path: Path, env: dict[str, str], cwd: Path) -> None:
+        self.port = free_port()
+        self.log_path = cwd / "serve.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "modelport.cli.main", "serve", "--config", str(config_path),
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=cwd, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout_s: float = 20) -> ServeProcess:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"modelport serve exited: {self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"modelport serve not ready: {self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.log_path.read_text(errors="replace")

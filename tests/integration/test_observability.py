@@ -1,0 +1,41 @@
+"""Health, readiness, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.gateway import InProcessGateway
+
+CHAT = {"model": "support-summary", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_health_endpoints(client: httpx.Client, gateway: InProcessGateway) -> None:
+    assert client.get("/health/live").json() == {"status": "live"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["config_version"] == gateway.settings.config_version
+
+
+def test_metrics_count_requests_by_route_target_and_status(client: httpx.Client) -> None:
+    client.post("/v1/chat/completions", json=CHAT)
+    client.post("/v1/chat/completions", json={**CHAT, "model": "nope"})
+    text = client.get("/metrics").text
+    assert ('modelport_requests_total{route="support-summary",status="200",'
+            'target="upstream-a/gpt-4o-mini"} 1.0') in text
+    assert 'modelport_requests_total{route="-",status="404",target="-"} 1.0' in text
+    for name in ("modelport_request_duration_seconds_bucket",
+                 "modelport_upstream_duration_seconds_bucket",
+                 "modelport_overhead_duration_seconds_bucket",
+                 "modelport_requests_in_flight", "modelport_ledger_written_total",
+                 "modelport_ledger_pending"):
+        assert name in text
+    assert ('modelport_tokens_total{direction="prompt",route="support-summary",'
+            'target="upstream-a/gpt-4o-mini"} 7.0') in text
+
+
+def test_openapi_document_describes_the_endpoints(client: httpx.Client) -> None:
+    doc = client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models",
+                 "/health/ready", "/metrics"):
+        assert path in doc["paths"]

@@ -1,0 +1,78 @@
+"""Non-streaming proxying: bodies pass through, the model is swapped, headers tell who answered."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import UPSTREAM_KEY
+from tests.fakes.upstream import FakeUpstream
+from tests.gateway import InProcessGateway
+
+CHAT = {"model": "support-summary", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_chat_completion_is_answered_by_the_routes_target(
+    client: httpx.Client, upstream: FakeUpstream, gateway: InProcessGateway
+) -> None:
+    r = client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "Hello from the fake"
+    assert r.headers["x-modelport-route"] == "support-summary"
+    assert r.headers["x-modelport-target"] == "upstream-a/gpt-4o-mini"
+    assert r.headers["x-modelport-config-version"] == gateway.settings.config_version
+    assert len(r.headers["x-request-id"]) >= 16
+    seen = upstream.requests[-1]
+    assert seen.path == "/v1/chat/completions"
+    assert seen.body["model"] == "gpt-4o-mini"
+    assert seen.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+
+
+def test_unknown_request_fields_pass_through_to_the_provider(
+    client: httpx.Client, upstream: FakeUpstream
+) -> None:
+    body = {**CHAT, "temperature": 0.2, "x_vendor_flag": {"nested": [1, 2]}, "seed": 7}
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    sent = upstream.requests[-1].body
+    assert sent["x_vendor_flag"] == {"nested": [1, 2]}
+    assert sent["temperature"] == 0.2 and sent["seed"] == 7
+    assert sent["messages"] == CHAT["messages"]
+
+
+def test_completions_and_embeddings_reach_their_upstream_paths(
+    client: httpx.Client, upstream: FakeUpstream
+) -> None:
+    r = client.post("/v1/completions", json={"model": "support-summary", "prompt": "Say"})
+    assert r.status_code == 200 and r.json()["object"] == "text_completion"
+    assert upstream.requests[-1].path == "/v1/completions"
+    r = client.post("/v1/embeddings", json={"model": "support-summary", "input": ["a", "b"]})
+    assert r.status_code == 200 and len(r.json()["data"]) == 2
+    assert upstream.requests[-1].path == "/v1/embeddings"
+    assert upstream.requests[-1].body["model"] == "gpt-4o-mini"
+
+
+def test_models_lists_routes_with_their_owner(client: httpx.Client) -> None:
+    data = client.get("/v1/models").json()
+    assert data["object"] == "list"
+    assert [(m["id"], m["owned_by"]) for m in data["data"]] == [
+        ("support-summary", "support-team")
+    ]
+    assert client.get("/v1/models/support-summary").json()["id"] == "support-summary"
+    missing = client.get("/v1/models/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_a_valid_request_id_is_kept_and_returned(client: httpx.Client) -> None:
+    r = client.post("/v1/chat/completions", json=CHAT, headers={"X-Request-ID": "trace-42"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "trace-42"
+
+
+def test_request_ids_are_generated_unique_when_absent(client: httpx.Client) -> None:
+    ids = {client.get("/health/live").headers["x-request-id"] for _ in range(5)}
+    assert len(ids) == 5
+
+
+def test_an_invalid_request_id_is_refused_with_a_fresh_one_returned(client: httpx.Client) -> None:
+    r = client.post("/v1/chat/completions", json=CHAT, headers={"X-Request-ID": "x" * 129})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "X-Request-ID"
+    assert r.headers["x-request-id"] != "x" * 129
