@@ -28,7 +28,7 @@ def _rows(url: str, request_id: str, timeout_s: float = 5) -> list[sa.Row[tuple[
                         "SELECT route, target, status, prompt_tokens, completion_tokens, "
                         "stream, config_version, latency_ms, upstream_ms, overhead_ms "
                         "FROM requests WHERE request_id = :id"), {"id": request_id}))
-            except sa.exc.OperationalError:
+            except sa.exc.DBAPIError:  # not there yet: the writer migrates on first flush
                 rows = []
             if rows or time.monotonic() > deadline:
                 return rows

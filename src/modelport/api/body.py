@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from modelport.api.asgi import Receive, Scope
 from modelport.errors import ClientDisconnected, PayloadTooLarge, RequestError
 
 
-async def read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     declared = _content_length(scope)
     if declared is not None and declared > limit:
         raise _too_large(limit)
@@ -28,7 +27,7 @@ async def read_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
+def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send

@@ -6,12 +6,11 @@ proxy use case; the answer goes back as bytes or as a stream.
 
 from __future__ import annotations
 
-
 from starlette.routing import Route
 
+from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.body import read_body
 from modelport.api.middleware import CTX_KEY
-from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.responses import send_bytes, send_json, send_stream
 from modelport.api.services import services_of
 from modelport.core.operation import Operation

@@ -6,9 +6,9 @@ library, and secrets are wrapped in ``Secret`` so that printing a setting never 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 
 class Secret:

@@ -10,6 +10,7 @@ flush fails, and every drop is counted in ``modelport_ledger_dropped_total`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -106,13 +107,12 @@ class LedgerWriter:
             if not self._pending:
                 if self._stopping:
                     return
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.flush_interval_s)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
                 continue
-            batch = [self._pending[i] for i in range(min(len(self._pending), self._settings.batch_size))]
+            size = min(len(self._pending), self._settings.batch_size)
+            batch = [self._pending[i] for i in range(size)]
             try:
                 written = await asyncio.to_thread(self._write, batch)
             except (SQLAlchemyError, OSError) as exc:

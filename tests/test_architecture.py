@@ -1,0 +1,41 @@
+"""The house rules that keep the layers honest, checked on the source itself."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "modelport"
+
+
+def _sources() -> list[Path]:
+    return sorted(SRC.rglob("*.py"))
+
+
+def test_only_config_load_reads_the_environment() -> None:
+    pattern = re.compile(r"os\.environ|os\.getenv|getenv\(")
+    readers = [p.relative_to(SRC).as_posix() for p in _sources() if pattern.search(p.read_text())]
+    assert readers == ["config/load.py"]
+
+
+def test_no_module_level_global_statements() -> None:
+    offenders = [p.name for p in _sources() if re.search(r"^\s*global\s", p.read_text(), re.M)]
+    assert offenders == []
+
+
+def test_every_module_says_what_it_owns() -> None:
+    missing = []
+    for path in _sources():
+        text = path.read_text().lstrip()
+        if text and not text.startswith('"""') and path.name != "__init__.py":
+            missing.append(path.relative_to(SRC).as_posix())
+    assert missing == []
+
+
+def test_import_contracts_hold() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint)], capture_output=True, text=True,
+                            cwd=SRC.parents[1], timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
