@@ -1,0 +1,128 @@
+"""Recorder.finish: metrics, one access log line and one ledger record per request."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+
+from modelport.core.context import RequestContext
+from modelport.core.operation import Operation
+from modelport.core.usage import Usage
+from modelport.inference.recorder import Recorder
+from modelport.observability.logging import JsonFormatter
+from modelport.observability.metrics import Metrics
+from modelport.store.ledger import LedgerRecord
+
+
+class FakeLedger:
+    """Takes records the way LedgerWriter.submit does, and keeps them for the test."""
+
+    def __init__(self) -> None:
+        self.records: list[LedgerRecord] = []
+
+    def submit(self, record: LedgerRecord) -> None:
+        self.records.append(record)
+
+
+def finished_context(**changes: object) -> RequestContext:
+    ctx = RequestContext(request_id="req-7", method="POST", path="/v1/chat/completions")
+    ctx.operation = Operation.CHAT
+    ctx.route = "support-summary"
+    ctx.target = "openai/gpt-4o-mini"
+    ctx.status = 200
+    ctx.upstream_s = 0.001
+    ctx.usage = Usage(prompt_tokens=11, completion_tokens=4)
+    for key, value in changes.items():
+        setattr(ctx, key, value)
+    return ctx
+
+
+def make_recorder() -> tuple[Recorder, Metrics, FakeLedger]:
+    metrics, ledger = Metrics(), FakeLedger()
+    return Recorder(metrics, ledger, "cfg-v1"), metrics, ledger  # type: ignore[arg-type]
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_finish_counts_the_request_and_its_tokens() -> None:
+    recorder, metrics, _ = make_recorder()
+
+    recorder.finish(finished_context())
+    recorder.finish(finished_context())
+
+    labels = {"route": "support-summary", "target": "openai/gpt-4o-mini"}
+    assert sample(metrics, "modelport_requests_total", status="200", **labels) == 2
+    assert sample(metrics, "modelport_tokens_total", direction="prompt", **labels) == 22
+    assert sample(metrics, "modelport_tokens_total", direction="completion", **labels) == 8
+
+
+def test_finish_without_route_or_target_labels_them_dash() -> None:
+    recorder, metrics, _ = make_recorder()
+
+    recorder.finish(finished_context(route=None, target=None, status=404, usage=None))
+
+    assert sample(metrics, "modelport_requests_total", route="-", target="-", status="404") == 1
+
+
+def test_finish_submits_one_ledger_record_with_the_request_facts() -> None:
+    recorder, _, ledger = make_recorder()
+
+    recorder.finish(finished_context(stream=True, first_chunk_s=0.002))
+
+    (record,) = ledger.records
+    assert record["request_id"] == "req-7"
+    assert record["operation"] == "chat"
+    assert record["route"] == "support-summary"
+    assert record["target"] == "openai/gpt-4o-mini"
+    assert record["status"] == 200
+    assert record["stream"] is True
+    assert (record["prompt_tokens"], record["completion_tokens"]) == (11, 4)
+    assert record["config_version"] == "cfg-v1"
+    assert record["upstream_ms"] == pytest.approx(1.0)
+    assert record["first_chunk_ms"] == pytest.approx(2.0)
+    assert record["latency_ms"] >= record["overhead_ms"] >= 0
+    assert record["created_at"].tzinfo is not None
+
+
+def test_ledger_record_without_usage_has_no_token_counts() -> None:
+    recorder, _, ledger = make_recorder()
+
+    recorder.finish(finished_context(usage=None))
+
+    assert (ledger.records[0]["prompt_tokens"], ledger.records[0]["completion_tokens"]) == (
+        None, None
+    )
+
+
+def test_ledger_record_truncates_long_paths_to_the_column_size() -> None:
+    recorder, _, ledger = make_recorder()
+
+    recorder.finish(finished_context(path="/v1/" + "x" * 1000))
+
+    assert len(ledger.records[0]["path"]) == 256
+
+
+def test_finish_writes_one_access_log_line_with_the_request_facts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder, _, _ = make_recorder()
+    caplog.set_level(logging.INFO, logger="modelport.access")
+
+    recorder.finish(finished_context(error_code="upstream_timeout", client_disconnected=True))
+
+    (entry,) = [
+        orjson.loads(JsonFormatter().format(r))
+        for r in caplog.records
+        if r.name == "modelport.access"
+    ]
+    assert entry["request_id"] == "req-7"
+    assert entry["route"] == "support-summary"
+    assert entry["status"] == 200
+    assert entry["prompt_tokens"] == 11
+    assert entry["error_code"] == "upstream_timeout"
+    assert entry["client_disconnected"] is True
+    assert entry["config_version"] == "cfg-v1"
