@@ -42,8 +42,12 @@ def test_error_class_has_documented_status_code_and_retryable(
 def test_unknown_route_is_404_model_not_found_on_param_model() -> None:
     exc = e.UnknownRoute("nope")
 
-    assert (exc.status, exc.code, exc.retryable, exc.param) == (404, "model_not_found", False,
-                                                                 "model")
+    assert (exc.status, exc.code, exc.retryable, exc.param) == (
+        404,
+        "model_not_found",
+        False,
+        "model",
+    )
     assert "'nope'" in exc.message
     assert isinstance(exc, e.RequestError)
 

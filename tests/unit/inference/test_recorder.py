@@ -94,7 +94,8 @@ def test_ledger_record_without_usage_has_no_token_counts() -> None:
     recorder.finish(finished_context(usage=None))
 
     assert (ledger.records[0]["prompt_tokens"], ledger.records[0]["completion_tokens"]) == (
-        None, None
+        None,
+        None,
     )
 
 

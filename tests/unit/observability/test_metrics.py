@@ -18,6 +18,7 @@ DOCUMENTED = {
     "modelport_ledger_pending": "gauge",
 }
 
+
 def test_two_instances_do_not_share_a_registry() -> None:
     first, second = Metrics(), Metrics()
 

@@ -87,7 +87,7 @@ def test_event_data_strips_the_data_prefix_and_one_space() -> None:
 
 
 def test_event_data_joins_multiple_data_lines_with_newlines() -> None:
-    event = b"event: message\ndata: {\"a\":\ndata: 1}\nid: 7\n\n"
+    event = b'event: message\ndata: {"a":\ndata: 1}\nid: 7\n\n'
 
     assert event_data(event) == b'{"a":\n1}'
 

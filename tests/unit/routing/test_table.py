@@ -85,7 +85,9 @@ def test_get_unknown_route_raises_404_model_not_found_on_param_model(
         routes.get("gpt-5")
 
     assert (info.value.status, info.value.code, info.value.param) == (
-        404, "model_not_found", "model"
+        404,
+        "model_not_found",
+        "model",
     )
 
 

@@ -38,11 +38,22 @@ def test_migrate_creates_the_requests_table_with_its_indexes(tmp_path: Path) -> 
         inspector = inspect(engine)
         assert "requests" in inspector.get_table_names()
         columns = {c["name"] for c in inspector.get_columns("requests")}
-        assert {"request_id", "created_at", "route", "target", "status", "config_version",
-                "prompt_tokens", "completion_tokens", "latency_ms"} <= columns
+        assert {
+            "request_id",
+            "created_at",
+            "route",
+            "target",
+            "status",
+            "config_version",
+            "prompt_tokens",
+            "completion_tokens",
+            "latency_ms",
+        } <= columns
         indexes = {i["name"] for i in inspector.get_indexes("requests")}
         assert indexes == {
-            "ix_requests_request_id", "ix_requests_created_at", "ix_requests_route_created_at"
+            "ix_requests_request_id",
+            "ix_requests_created_at",
+            "ix_requests_route_created_at",
         }
     finally:
         engine.dispose()

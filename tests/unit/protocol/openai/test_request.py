@@ -24,7 +24,8 @@ def test_parse_body_returns_the_json_object() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [b"", b"{not json", b"[1, 2]", b'"text"', b"42", b"null"],
+    "raw",
+    [b"", b"{not json", b"[1, 2]", b'"text"', b"42", b"null"],
     ids=["empty", "invalid", "array", "string", "number", "null"],
 )
 def test_parse_body_rejects_anything_but_a_json_object_as_malformed_400(raw: bytes) -> None:
