@@ -36,7 +36,11 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     env = os.environ if environ is None else environ
     path = Path(path)
     data = _read_yaml(path)
-    raw = parse_raw(data)
+    try:
+        raw = parse_raw(data)
+    except ConfigError as exc:
+        exc.problems.extend(_loose_cross_checks(data, env))
+        raise ConfigError(exc.problems) from None
     return resolve(raw, env, source=str(path))
 
 
@@ -56,6 +60,8 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError([f"{path}: file not found"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -74,6 +80,32 @@ def parse_raw(data: Any) -> RawConfig:
         return RawConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def _loose_cross_checks(data: Any, environ: Mapping[str, str]) -> list[str]:
+    """Phase two's checks on a document that failed phase one, wherever its shape allows,
+    so that one run reports every problem."""
+    problems: list[str] = []
+    providers = data.get("providers") if isinstance(data, dict) else None
+    providers = providers if isinstance(providers, dict) else {}
+    for name, provider in providers.items():
+        ref = provider.get("api_key") if isinstance(provider, dict) else None
+        kind, _, target = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+        if kind in ("env", "file") and target and isinstance(ref, str):
+            resolve_secret(ref, f"providers.{name}.api_key", environ, problems)
+    routes = data.get("routes") if isinstance(data, dict) else None
+    for name, route in (routes if isinstance(routes, dict) else {}).items():
+        targets = route.get("targets") if isinstance(route, dict) else None
+        for i, target in enumerate(targets if isinstance(targets, list) else []):
+            ref = target.get("provider") if isinstance(target, dict) else None
+            if isinstance(ref, str) and ref not in providers:
+                problems.append(_unknown_provider(f"routes.{name}.targets[{i}]", ref, providers))
+    return problems
+
+
+def _unknown_provider(where: str, name: str, providers: Mapping[str, Any]) -> str:
+    known = ", ".join(sorted(providers)) or "none are configured"
+    return f"{where}.provider: unknown provider '{name}' (known: {known})"
 
 
 def _describe(err: Mapping[str, Any]) -> str:
@@ -145,11 +177,7 @@ def _route(
     targets = []
     for i, t in enumerate(raw.targets):
         if t.provider not in providers:
-            known = ", ".join(sorted(providers)) or "none are configured"
-            problems.append(
-                f"routes.{name}.targets[{i}].provider: unknown provider '{t.provider}'"
-                f" (known: {known})"
-            )
+            problems.append(_unknown_provider(f"routes.{name}.targets[{i}]", t.provider, providers))
         targets.append(TargetSettings(provider=t.provider, model=t.model))
     return RouteSettings(
         name=name,
@@ -175,6 +203,9 @@ def resolve_secret(
         value = Path(target).expanduser().read_text(encoding="utf-8").strip()
     except OSError as exc:
         problems.append(f"{key_path}: cannot read secret file {target}: {exc.strerror}")
+        return None
+    except UnicodeDecodeError:
+        problems.append(f"{key_path}: secret file {target} is not UTF-8 text")
         return None
     if not value:
         problems.append(f"{key_path}: secret file {target} is empty")

@@ -24,4 +24,10 @@ class Usage:
         completion = usage.get("completion_tokens", 0)
         if not isinstance(prompt, int) or not isinstance(completion, int):
             return None
+        if not (_count(prompt) and _count(completion)):
+            return None
         return cls(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -23,7 +23,7 @@ _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {
 class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = tuple(s for s in secrets if s)
+        self._secrets = redaction_forms(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -42,8 +42,19 @@ class JsonFormatter(logging.Formatter):
         return redact(line, self._secrets)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
+def redaction_forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Each secret as it may appear in a JSON line (raw and escaped), longest first, so that
+    a secret that contains another is hidden whole."""
+    forms = set()
     for secret in secrets:
+        if secret:
+            forms.add(secret)
+            forms.add(orjson.dumps(secret).decode()[1:-1])
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

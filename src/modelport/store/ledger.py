@@ -69,6 +69,7 @@ class LedgerWriter:
         self._pending: deque[LedgerRecord] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._migrated = False
         self._task: asyncio.Task[None] | None = None
 
@@ -90,6 +91,7 @@ class LedgerWriter:
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Flush what is pending within ``timeout_s``; count what could not be written."""
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         if self._task is not None:
             try:
@@ -122,9 +124,10 @@ class LedgerWriter:
                     extra={"error": type(exc).__name__, "pending": len(self._pending),
                            "retry_in_s": backoff},
                 )
+                self._metrics.ledger_pending.set(len(self._pending))
                 if self._stopping:
                     return
-                await asyncio.sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
                 continue
             backoff = self._settings.retry_backoff_s
@@ -134,6 +137,12 @@ class LedgerWriter:
             self._metrics.ledger_pending.set(len(self._pending))
             if len(batch) > written:
                 self._drop(len(batch) - written, "rejected")
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait out a retry backoff, cut short only by ``stop`` (so a final flush is still
+        tried), never by new records arriving while the store is down."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
 
     def _write(self, batch: list[LedgerRecord]) -> int:
         """Write one batch; returns how many rows the store accepted."""

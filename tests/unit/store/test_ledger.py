@@ -219,12 +219,6 @@ async def test_records_are_written_once_the_store_comes_back(
     assert sample(metrics, "modelport_ledger_dropped_total", reason="shutdown") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/ledger.py stop() sets _wake, but _run waits out its retry backoff in "
-    "asyncio.sleep, so a stop during a backoff longer than timeout_s makes no final flush "
-    "and drops records the store could now take",
-)
 async def test_stop_during_a_retry_backoff_still_makes_a_final_flush(
     tmp_path: Path, write_failures: WriteFailures
 ) -> None:
@@ -243,11 +237,6 @@ async def test_stop_during_a_retry_backoff_still_makes_a_final_flush(
     assert row_count(f"sqlite:///{db}") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/ledger.py sets modelport_ledger_pending only after a successful write, so "
-    "it reads 0 while the store is down and records pile up",
-)
 async def test_pending_gauge_counts_records_waiting_while_the_store_is_down(
     tmp_path: Path, write_failures: WriteFailures
 ) -> None:
