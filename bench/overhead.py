@@ -688,3 +688,6 @@ if __name__ == "__main__":
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted; children stopped", file=sys.stderr)
+        sys.exit(130)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
 import yaml
 
@@ -58,8 +60,9 @@ class InProcessGateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.port = free_port()
+        self.access = io.BytesIO()
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, loop="asyncio",
+            create_app(settings, self.access), host="127.0.0.1", port=self.port, loop="asyncio",
             http="httptools", lifespan="on", access_log=False, log_config=None,
         )
         self.server = uvicorn.Server(config)
@@ -81,6 +84,15 @@ class InProcessGateway:
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(15)
+
+    def access_lines(self, at_least: int = 1, timeout_s: float = 3) -> list[dict[str, Any]]:
+        """The request log lines written so far (it is flushed every 0.2 s)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = [orjson.loads(line) for line in self.access.getvalue().splitlines()]
+            if len(lines) >= at_least or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
 
 
 def start_gateway(tmp_path: Path, config: dict[str, Any], env: dict[str, str]) -> InProcessGateway:

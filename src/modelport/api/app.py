@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 from starlette.routing import Router
 
@@ -24,10 +24,12 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     raise NotFound("There is nothing at this path.")
 
 
-def create_app(settings: Settings) -> RequestMiddleware:
+def create_app(settings: Settings, access_stream: BinaryIO | None = None) -> RequestMiddleware:
+    """The app; ``access_stream`` receives one JSON line per request (none when ``None``)."""
+
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
-        async with build_services(settings) as services:
+        async with build_services(settings, access_stream) as services:
             yield {STATE_KEY: services}
 
     router = Router(

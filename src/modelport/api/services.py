@@ -10,11 +10,12 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from modelport.config.settings import Settings
 from modelport.inference.proxy import ProxyService
 from modelport.inference.recorder import Recorder
+from modelport.observability.access import AccessLog
 from modelport.observability.metrics import Metrics
 from modelport.providers import Provider, build_provider
 from modelport.routing.table import RouteTable
@@ -42,16 +43,25 @@ class Services:
 
 
 @asynccontextmanager
-async def build_services(settings: Settings) -> AsyncIterator[Services]:
+async def build_services(
+    settings: Settings, access_stream: BinaryIO | None = None
+) -> AsyncIterator[Services]:
+    """Start everything the app needs; ``access_stream`` receives the request log, if any."""
     metrics = Metrics()
     providers = {name: build_provider(p) for name, p in settings.providers.items()}
     ledger = LedgerWriter(settings.store, metrics)
+    access_log = None
+    if access_stream is not None:
+        access_log = AccessLog(access_stream, settings.secrets())
     async with AsyncExitStack() as stack:
         for provider in providers.values():
             await provider.start()
             stack.push_async_callback(provider.close)
         await ledger.start()
         stack.push_async_callback(ledger.stop)
+        if access_log is not None:
+            await access_log.start()
+            stack.push_async_callback(access_log.stop)
         routes = RouteTable(settings, providers)
         services = Services(
             settings=settings,
@@ -59,7 +69,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             providers=providers,
             routes=routes,
             proxy=ProxyService(routes),
-            recorder=Recorder(metrics, ledger, settings.config_version),
+            recorder=Recorder(metrics, ledger, settings.config_version, access_log),
             ledger=ledger,
         )
         services.readiness.ready = True

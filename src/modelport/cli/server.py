@@ -7,6 +7,8 @@ before the socket opens.
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
 from modelport.api import create_app
@@ -27,8 +29,10 @@ def preflight(settings: Settings) -> None:
 def run(settings: Settings, *, host: str, port: int, log_level: str) -> None:
     preflight(settings)
     configure_logging(log_level, settings.secrets())
+    wants_access = settings.server.access_log and log_level in ("debug", "info")
+    access = sys.stderr.buffer if wants_access else None
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, access),
         host=host,
         port=port,
         loop="uvloop",

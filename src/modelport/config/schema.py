@@ -33,6 +33,7 @@ def _check_secret_ref(value: str | None) -> str | None:
 class RawServer(_Strict):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
 
 
 class RawStore(_Strict):

@@ -38,6 +38,7 @@ class Secret:
 class ServerSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     log_level: str = "info"
+    access_log: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,28 +1,32 @@
 """Recording a finished request: metrics, one structured log line, and a ledger record.
 
 Runs once per request after its last byte was sent (or the client went away). It does no
-I/O of its own: the log handler writes a line and the ledger writer takes a record into its
-queue.
+I/O of its own: the access log and the ledger writer buffer what they are given and write
+it out in batches.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from modelport.core.context import RequestContext
+from modelport.observability.access import AccessLog
 from modelport.observability.metrics import UNKNOWN, Metrics
 from modelport.store.ledger import LedgerRecord, LedgerWriter
 
-access_log = logging.getLogger("modelport.access")
-
 
 class Recorder:
-    def __init__(self, metrics: Metrics, ledger: LedgerWriter, config_version: str) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        ledger: LedgerWriter,
+        config_version: str,
+        access_log: AccessLog | None = None,
+    ) -> None:
         self._metrics = metrics
         self._ledger = ledger
         self._config_version = config_version
+        self._access_log = access_log
         self._children: dict[tuple[str, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -49,12 +53,13 @@ class Recorder:
         if usage is not None:
             self._child(m.tokens, route, target, "prompt").inc(usage.prompt_tokens)
             self._child(m.tokens, route, target, "completion").inc(usage.completion_tokens)
-        self._log(ctx, latency, overhead)
+        if self._access_log is not None:
+            self._access_log.write(self._log_fields(ctx, latency, overhead))
         self._ledger.submit(self._record(ctx, latency, overhead))
 
-    def _log(self, ctx: RequestContext, latency: float, overhead: float) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
-            return
+    def _log_fields(
+        self, ctx: RequestContext, latency: float, overhead: float
+    ) -> dict[str, Any]:
         extra: dict[str, Any] = {
             "request_id": ctx.request_id,
             "method": ctx.method,
@@ -79,13 +84,13 @@ class Recorder:
             extra["request_body"] = ctx.request_body.decode("utf-8", "replace")
         if ctx.response_body is not None:
             extra["response_body"] = ctx.response_body.decode("utf-8", "replace")
-        access_log.info("request", extra=extra)
+        return extra
 
     def _record(self, ctx: RequestContext, latency: float, overhead: float) -> LedgerRecord:
         usage = ctx.usage
         return LedgerRecord(
             request_id=ctx.request_id,
-            created_at=datetime.fromtimestamp(ctx.created_at, UTC),
+            created_at=ctx.created_at,
             method=ctx.method,
             path=ctx.path[:256],
             operation=ctx.operation.value if ctx.operation else None,

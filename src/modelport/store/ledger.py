@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
-from datetime import datetime
-from typing import TypedDict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, insert
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from modelport.config.settings import StoreSettings
 from modelport.errors import ConfigError
@@ -30,9 +30,11 @@ log = logging.getLogger("modelport.ledger")
 _MAX_BACKOFF_S = 30.0
 
 
-class LedgerRecord(TypedDict):
+class LedgerRecord(NamedTuple):
+    """One row of the ``requests`` table, in column order; ``created_at`` is epoch seconds."""
+
     request_id: str
-    created_at: datetime
+    created_at: float
     method: str
     path: str
     operation: str | None
@@ -66,6 +68,7 @@ class LedgerWriter:
             self._engine = engine_factory(settings.url)
         except (ArgumentError, SQLAlchemyError, ImportError) as exc:
             raise ConfigError([f"store.url: cannot use this database URL ({exc})"]) from None
+        self._sql, self._row = _insert_statement(self._engine)
         self._pending: deque[LedgerRecord] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -150,15 +153,10 @@ class LedgerWriter:
             migrate(self._engine)
             self._migrated = True
         try:
-            with self._engine.begin() as conn:
-                conn.execute(insert(requests), batch)
+            self._insert(batch)
             return len(batch)
-        except (IntegrityError, DBAPIError) as exc:
-            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-                raise
-            if not isinstance(exc, IntegrityError) and type(exc.orig).__name__ in (
-                "OperationalError", "InterfaceError"
-            ):
+        except DBAPIError as exc:
+            if _store_unavailable(exc):
                 raise
         return self._write_one_by_one(batch)
 
@@ -167,15 +165,49 @@ class LedgerWriter:
         written = 0
         for row in batch:
             try:
-                with self._engine.begin() as conn:
-                    conn.execute(insert(requests), [row])
+                self._insert([row])
                 written += 1
-            except (IntegrityError, DBAPIError) as exc:
-                if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            except DBAPIError as exc:
+                if _store_unavailable(exc):
                     raise
-                continue
         return written
+
+    def _insert(self, batch: Sequence[LedgerRecord]) -> None:
+        """One ``executemany`` of plain tuples: the driver's fast path, no per-row ORM work."""
+        with self._engine.begin() as conn:
+            conn.exec_driver_sql(self._sql, [self._row(r) for r in batch])
 
     def _drop(self, count: int, reason: str) -> None:
         self._metrics.ledger_dropped.labels(reason).inc(count)
         log.error("ledger records dropped", extra={"count": count, "reason": reason})
+
+
+def _store_unavailable(exc: DBAPIError) -> bool:
+    """Whether a failure says the store is unreachable (retry) rather than that it refused
+    the data (write the rest row by row)."""
+    if exc.connection_invalidated:
+        return True
+    return type(exc.orig).__name__ in ("OperationalError", "InterfaceError")
+
+
+def _insert_statement(engine: Engine) -> tuple[str, Any]:
+    """The INSERT compiled once for this dialect, and how to turn a record into its params."""
+    fields = list(LedgerRecord._fields)
+    compiled = insert(requests).compile(dialect=engine.dialect, column_keys=fields)
+    to_row = _sqlite_row if engine.dialect.name == "sqlite" else _aware_row
+    if compiled.positional:
+        order = [fields.index(name) for name in compiled.positiontup or ()]
+        if order == list(range(len(fields))):
+            return str(compiled), to_row
+        return str(compiled), lambda r: tuple(to_row(r)[i] for i in order)
+    return str(compiled), lambda r: dict(zip(fields, to_row(r), strict=True))
+
+
+def _sqlite_row(record: LedgerRecord) -> tuple[Any, ...]:
+    # SQLAlchemy's storage format for DateTime on SQLite, so reads through it parse back
+    stamp = datetime.fromtimestamp(record.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return (record.request_id, stamp, *record[2:])
+
+
+def _aware_row(record: LedgerRecord) -> tuple[Any, ...]:
+    return (record.request_id, datetime.fromtimestamp(record.created_at, UTC), *record[2:])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+import io
+import time
 
 import orjson
 import pytest
@@ -11,7 +12,7 @@ from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
 from modelport.inference.recorder import Recorder
-from modelport.observability.logging import JsonFormatter
+from modelport.observability.access import AccessLog
 from modelport.observability.metrics import Metrics
 from modelport.store.ledger import LedgerRecord
 
@@ -39,9 +40,12 @@ def finished_context(**changes: object) -> RequestContext:
     return ctx
 
 
-def make_recorder() -> tuple[Recorder, Metrics, FakeLedger]:
+def make_recorder(
+    access: io.BytesIO | None = None,
+) -> tuple[Recorder, Metrics, FakeLedger]:
     metrics, ledger = Metrics(), FakeLedger()
-    return Recorder(metrics, ledger, "cfg-v1"), metrics, ledger  # type: ignore[arg-type]
+    log = AccessLog(access, ["sk-secret"]) if access is not None else None
+    return Recorder(metrics, ledger, "cfg-v1", log), metrics, ledger  # type: ignore[arg-type]
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -74,18 +78,18 @@ def test_finish_submits_one_ledger_record_with_the_request_facts() -> None:
     recorder.finish(finished_context(stream=True, first_chunk_s=0.002))
 
     (record,) = ledger.records
-    assert record["request_id"] == "req-7"
-    assert record["operation"] == "chat"
-    assert record["route"] == "support-summary"
-    assert record["target"] == "openai/gpt-4o-mini"
-    assert record["status"] == 200
-    assert record["stream"] is True
-    assert (record["prompt_tokens"], record["completion_tokens"]) == (11, 4)
-    assert record["config_version"] == "cfg-v1"
-    assert record["upstream_ms"] == pytest.approx(1.0)
-    assert record["first_chunk_ms"] == pytest.approx(2.0)
-    assert record["latency_ms"] >= record["overhead_ms"] >= 0
-    assert record["created_at"].tzinfo is not None
+    assert record.request_id == "req-7"
+    assert record.operation == "chat"
+    assert record.route == "support-summary"
+    assert record.target == "openai/gpt-4o-mini"
+    assert record.status == 200
+    assert record.stream is True
+    assert (record.prompt_tokens, record.completion_tokens) == (11, 4)
+    assert record.config_version == "cfg-v1"
+    assert record.upstream_ms == pytest.approx(1.0)
+    assert record.first_chunk_ms == pytest.approx(2.0)
+    assert record.latency_ms >= record.overhead_ms >= 0
+    assert abs(record.created_at - time.time()) < 60
 
 
 def test_ledger_record_without_usage_has_no_token_counts() -> None:
@@ -93,7 +97,7 @@ def test_ledger_record_without_usage_has_no_token_counts() -> None:
 
     recorder.finish(finished_context(usage=None))
 
-    assert (ledger.records[0]["prompt_tokens"], ledger.records[0]["completion_tokens"]) == (
+    assert (ledger.records[0].prompt_tokens, ledger.records[0].completion_tokens) == (
         None,
         None,
     )
@@ -104,23 +108,20 @@ def test_ledger_record_truncates_long_paths_to_the_column_size() -> None:
 
     recorder.finish(finished_context(path="/v1/" + "x" * 1000))
 
-    assert len(ledger.records[0]["path"]) == 256
+    assert len(ledger.records[0].path) == 256
 
 
-def test_finish_writes_one_access_log_line_with_the_request_facts(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    recorder, _, _ = make_recorder()
-    caplog.set_level(logging.INFO, logger="modelport.access")
+def test_finish_writes_one_access_log_line_with_the_request_facts() -> None:
+    access = io.BytesIO()
+    recorder, _, _ = make_recorder(access)
 
-    recorder.finish(finished_context(error_code="upstream_timeout", client_disconnected=True))
+    recorder.finish(finished_context(error_code="upstream_timeout", client_disconnected=True,
+                                     request_id="sk-secret"))
+    recorder._access_log.flush()  # type: ignore[union-attr]
 
-    (entry,) = [
-        orjson.loads(JsonFormatter().format(r))
-        for r in caplog.records
-        if r.name == "modelport.access"
-    ]
-    assert entry["request_id"] == "req-7"
+    (entry,) = [orjson.loads(line) for line in access.getvalue().splitlines()]
+    assert entry["logger"] == "modelport.access" and entry["level"] == "info"
+    assert entry["request_id"] == "***"
     assert entry["route"] == "support-summary"
     assert entry["status"] == 200
     assert entry["prompt_tokens"] == 11

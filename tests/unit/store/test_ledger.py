@@ -24,7 +24,7 @@ WAIT_S = 5.0  # upper bound on waiting for an event that normally comes in milli
 def record(i: int, **changes: Any) -> LedgerRecord:
     rec = LedgerRecord(
         request_id=f"req-{i}",
-        created_at=datetime(2024, 1, 1, tzinfo=UTC),
+        created_at=datetime(2024, 1, 1, tzinfo=UTC).timestamp(),
         method="POST",
         path="/v1/chat/completions",
         operation="chat",
@@ -44,8 +44,7 @@ def record(i: int, **changes: Any) -> LedgerRecord:
         request_body=None,
         response_body=None,
     )
-    rec.update(changes)  # type: ignore[typeddict-item]
-    return rec
+    return rec._replace(**changes)
 
 
 def fast(url: str, **changes: Any) -> StoreSettings:
