@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, bindparam, insert
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from modelport.config.settings import StoreSettings
@@ -193,7 +193,9 @@ def _store_unavailable(exc: DBAPIError) -> bool:
 def _insert_statement(engine: Engine) -> tuple[str, Any]:
     """The INSERT compiled once for this dialect, and how to turn a record into its params."""
     fields = list(LedgerRecord._fields)
-    compiled = insert(requests).compile(dialect=engine.dialect, column_keys=fields)
+    # inline(): the database fills the id itself; nothing is fetched back
+    statement = insert(requests).inline().values({name: bindparam(name) for name in fields})
+    compiled = statement.compile(dialect=engine.dialect)
     to_row = _sqlite_row if engine.dialect.name == "sqlite" else _aware_row
     if compiled.positional:
         order = [fields.index(name) for name in compiled.positiontup or ()]

@@ -44,5 +44,4 @@ requests = Table(
     Index("ix_requests_request_id", "request_id"),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_route_created_at", "route", "created_at"),
-    implicit_returning=False,  # rows are appended with executemany; nothing to read back
 )
