@@ -1,7 +1,8 @@
 """``create_app(settings)``: the ASGI application.
 
-A Starlette router (no Starlette app object: its default middleware would render errors a
-second way) wrapped in ``RequestMiddleware``. Services are built in the router's lifespan.
+Fixed-path dispatch in front of a Starlette router (no Starlette app object: its default
+middleware would render errors a second way), wrapped in ``RequestMiddleware``. Services are
+built in the router's lifespan.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.routing import Router
 
 from modelport.api import health, openai_routes, openapi
 from modelport.api.asgi import Receive, Scope, Send
+from modelport.api.dispatch import Dispatch
 from modelport.api.middleware import RequestMiddleware
 from modelport.api.services import STATE_KEY, build_services
 from modelport.config.settings import Settings
@@ -32,9 +34,6 @@ def create_app(settings: Settings, access_stream: BinaryIO | None = None) -> Req
         async with build_services(settings, access_stream) as services:
             yield {STATE_KEY: services}
 
-    router = Router(
-        routes=[*openai_routes.routes(), *health.routes(), *openapi.routes()],
-        lifespan=lifespan,
-        default=_not_found,
-    )
-    return RequestMiddleware(router)
+    router = Router(lifespan=lifespan, default=_not_found)
+    routes = [*openai_routes.routes(), *health.routes(), *openapi.routes()]
+    return RequestMiddleware(Dispatch(routes, router))
