@@ -46,10 +46,15 @@ HOST = "127.0.0.1"
 UPSTREAM_PORT = 18100
 FLOOR_PORT = 18200
 MODELPORT_PORT = 18300
+MODELPORT_PROD_PORT = 18301
+PORTS = {"direct": UPSTREAM_PORT, "floor": FLOOR_PORT, "modelport": MODELPORT_PORT,
+         "modelport-prod": MODELPORT_PROD_PORT}
 CHAT_PATH = "/v1/chat/completions"
 ROUTE = "bench-chat"
 UPSTREAM_KEY = "bench-key"
-TARGETS = ("direct", "floor", "modelport")
+TARGETS = ("direct", "floor", "modelport", "modelport-prod")
+# Modelport configurations: bare proxy, and production features on (ledger, request log)
+MODELPORT_CONFIGS = {"modelport": "bare.yaml", "modelport-prod": "production.yaml"}
 LOAD_CPU = "0"  # wrk and nginx
 GATEWAY_CPU = "1"  # the gateway under test
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -303,14 +308,15 @@ def start_targets(names: Sequence[str], children: Children, pin: bool) -> dict[s
         floor = children.start("floor", pinned(GATEWAY_CPU, argv, pin), env)
         wait_ready(floor, f"http://{HOST}:{FLOOR_PORT}", None, 30)
         targets["floor"] = Target("floor", f"http://{HOST}:{FLOOR_PORT}{CHAT_PATH}", floor)
-    if "modelport" in names:
-        argv = [str(modelport_bin()), "serve", "--config", str(BENCH / "configs" / "bare.yaml"),
-                "--host", HOST, "--port", str(MODELPORT_PORT)]  # fmt: skip
-        gateway = children.start("modelport", pinned(GATEWAY_CPU, argv, pin), env)
-        wait_ready(gateway, f"http://{HOST}:{MODELPORT_PORT}", "/health/ready", 60)
-        targets["modelport"] = Target(
-            "modelport", f"http://{HOST}:{MODELPORT_PORT}{CHAT_PATH}", gateway
-        )
+    for name, config in MODELPORT_CONFIGS.items():
+        if name not in names:
+            continue
+        port = PORTS[name]
+        argv = [str(modelport_bin()), "serve", "--config", str(BENCH / "configs" / config),
+                "--host", HOST, "--port", str(port)]  # fmt: skip
+        gateway = children.start(name, pinned(GATEWAY_CPU, argv, pin), env)
+        wait_ready(gateway, f"http://{HOST}:{port}", "/health/ready", 60)
+        targets[name] = Target(name, f"http://{HOST}:{port}{CHAT_PATH}", gateway)
     return {name: targets[name] for name in names}
 
 
@@ -423,24 +429,24 @@ def summarise(runs: Sequence[Run], targets: Sequence[str], levels: Sequence[int]
             added[name][c] = row
 
     ratios: dict[str, Stat | None] = {}
-    if "modelport" in targets and "floor" in targets:
-        hi, lo = max(levels), min(levels)
-        ratios[f"rps modelport/floor c={hi}"] = per_round(
-            lambda a, b: a.rps / b.rps, "modelport", "floor", hi
-        )
+    hi, lo = max(levels), min(levels)
+    for mp in MODELPORT_CONFIGS:
+        if mp not in targets or "floor" not in targets:
+            continue
+        ratios[f"rps {mp}/floor c={hi}"] = per_round(lambda a, b: a.rps / b.rps, mp, "floor", hi)
         for c in levels:
-            ratios[f"cpu/req modelport/floor c={c}"] = per_round(
+            ratios[f"cpu/req {mp}/floor c={c}"] = per_round(
                 lambda a, b: (
                     a.cpu_us_per_req / b.cpu_us_per_req
                     if a.cpu_us_per_req and b.cpu_us_per_req
                     else None
                 ),
-                "modelport",
+                mp,
                 "floor",
                 c,
             )
-        ratios[f"p50 modelport-floor c={lo} (ms)"] = per_round(
-            lambda a, b: a.p50_ms - b.p50_ms, "modelport", "floor", lo
+        ratios[f"p50 {mp}-floor c={lo} (ms)"] = per_round(
+            lambda a, b: a.p50_ms - b.p50_ms, mp, "floor", lo
         )
     return {"cells": cells, "added_vs_direct": added, "ratios": ratios}
 
@@ -602,12 +608,12 @@ def preflight(args: argparse.Namespace) -> bool:
             raise BenchError(f"{tool} not found; bench/run installs it (apt-get install)")
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         raise BenchError("nginx not found; bench/run installs it (apt-get install nginx)")
-    if "modelport" in args.targets and not modelport_bin().exists():
+    if set(MODELPORT_CONFIGS) & set(args.targets) and not modelport_bin().exists():
         raise BenchError(
             f"{modelport_bin()} not found: install the package (pip install -e .) "
             "or leave it out with --only direct,floor"
         )
-    ports = {"direct": UPSTREAM_PORT, "floor": FLOOR_PORT, "modelport": MODELPORT_PORT}
+    ports = PORTS
     for port in {UPSTREAM_PORT, *(ports[t] for t in args.targets)}:
         ensure_port_free(port)
     cpus = os.sched_getaffinity(0)

@@ -143,3 +143,17 @@ def test_bad_config_fails_before_binding_with_every_problem(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr + result.stdout
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1)
+
+
+def test_request_log_can_be_turned_off(
+    tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str
+) -> None:
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["server"] = {"access_log": False}
+    proc = ServeProcess(write_config(tmp_path / "modelport.yaml", config), env, tmp_path)
+    proc.wait_ready()
+    assert httpx.post(f"{proc.url}/v1/chat/completions",
+                      json={"model": "support-summary", "messages": MESSAGES}).status_code == 200
+    log = proc.stop()
+    assert "Application shutdown complete" in log
+    assert "modelport.access" not in log

@@ -95,3 +95,19 @@ def test_requests_succeed_while_the_store_is_down_and_failures_are_counted(
             assert "modelport_ledger_pending 5.0" in metrics
     finally:
         gw.stop()
+
+
+def test_nothing_is_recorded_when_the_ledger_is_off(
+    tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str
+) -> None:
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["store"]["ledger"] = False
+    gw = start_gateway(tmp_path, config, env)
+    try:
+        with httpx.Client(base_url=gw.url) as c:
+            assert c.post("/v1/chat/completions", json=CHAT).status_code == 200
+            time.sleep(0.3)
+            assert "modelport_ledger_written_total 0.0" in c.get("/metrics").text
+    finally:
+        gw.stop()
+    assert not (tmp_path / "ledger.db").exists()

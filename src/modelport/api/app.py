@@ -7,6 +7,7 @@ built in the router's lifespan.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, BinaryIO
@@ -32,6 +33,11 @@ def create_app(settings: Settings, access_stream: BinaryIO | None = None) -> Req
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
         async with build_services(settings, access_stream) as services:
+            # Everything built so far lives as long as the process: take it out of the
+            # collector's view so that full collections stay short under load (long pauses
+            # here showed up as a 40 ms p99).
+            gc.collect()
+            gc.freeze()
             yield {STATE_KEY: services}
 
     router = Router(lifespan=lifespan, default=_not_found)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -36,8 +37,10 @@ _JSON = (b"content-type", b"application/json")
 
 
 class RequestIds:
-    """Fresh request ids: 96 random bits from a generator seeded once from the OS, so that
-    ids are unique across replicas without a system call per request."""
+    """Fresh request ids, time-ordered like UUIDv7: 48 bits of milliseconds then 80 random
+    bits from a generator seeded once from the OS. Unique across replicas without a system
+    call per request, and appended at the end of the ledger's index instead of scattered
+    through it."""
 
     __slots__ = ("_bits",)
 
@@ -45,7 +48,7 @@ class RequestIds:
         self._bits = random.Random(os.urandom(32)).getrandbits
 
     def __call__(self) -> str:
-        return f"{self._bits(96):024x}"
+        return f"{int(time.time() * 1000):012x}{self._bits(80):020x}"
 
 
 def _valid_request_id(value: bytes) -> bool:

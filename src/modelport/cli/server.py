@@ -42,6 +42,7 @@ def run(settings: Settings, *, host: str, port: int, log_level: str) -> None:
         log_config=None,
         log_level=log_level,
         server_header=False,
+        proxy_headers=False,  # the client address is the socket peer unless a proxy is trusted
         timeout_graceful_shutdown=10,
     )
     uvicorn.Server(config).run()

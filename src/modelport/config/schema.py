@@ -38,8 +38,9 @@ class RawServer(_Strict):
 
 class RawStore(_Strict):
     url: NonEmpty = "sqlite:///./.modelport/modelport.db"
-    batch_size: int = Field(default=500, gt=0, le=10_000)
-    flush_interval_s: float = Field(default=0.5, gt=0, le=60)
+    ledger: bool = True
+    batch_size: int = Field(default=100, gt=0, le=10_000)
+    flush_interval_s: float = Field(default=0.2, gt=0, le=60)
     max_pending: int = Field(default=100_000, gt=0)
     retry_backoff_s: float = Field(default=1.0, gt=0, le=300)
 

@@ -44,8 +44,9 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     url: str = "sqlite:///./.modelport/modelport.db"
-    batch_size: int = 500
-    flush_interval_s: float = 0.5
+    ledger: bool = True
+    batch_size: int = 100
+    flush_interval_s: float = 0.2
     max_pending: int = 100_000
     retry_backoff_s: float = 1.0
 

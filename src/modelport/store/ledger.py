@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -81,6 +83,8 @@ class LedgerWriter:
         return len(self._pending)
 
     def submit(self, record: LedgerRecord) -> None:
+        if not self._settings.ledger:
+            return
         if len(self._pending) >= self._settings.max_pending:
             self._drop(1, "overflow")
             return
@@ -89,7 +93,8 @@ class LedgerWriter:
             self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="modelport-ledger")
+        if self._settings.ledger:
+            self._task = asyncio.create_task(self._run(), name="modelport-ledger")
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Flush what is pending within ``timeout_s``; count what could not be written."""
@@ -207,8 +212,16 @@ def _insert_statement(engine: Engine) -> tuple[str, Any]:
 
 def _sqlite_row(record: LedgerRecord) -> tuple[Any, ...]:
     # SQLAlchemy's storage format for DateTime on SQLite, so reads through it parse back
-    stamp = datetime.fromtimestamp(record.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    second = int(record.created_at)
+    micros = int((record.created_at - second) * 1_000_000)
+    stamp = f"{_sqlite_second(second)}.{micros:06d}"
     return (record.request_id, stamp, *record[2:])
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_second(second: int) -> str:
+    """Records come in runs of the same second; format each second once."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
 
 
 def _aware_row(record: LedgerRecord) -> tuple[Any, ...]:
