@@ -55,7 +55,8 @@ class Recorder:
             self._child(m.tokens, route, target, "completion").inc(usage.completion_tokens)
         if self._access_log is not None:
             self._access_log.write(self._log_fields(ctx, latency, overhead))
-        self._ledger.submit(self._record(ctx, latency, overhead))
+        if self._ledger.enabled:
+            self._ledger.submit(self._record(ctx, latency, overhead))
 
     def _log_fields(
         self, ctx: RequestContext, latency: float, overhead: float

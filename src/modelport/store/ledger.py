@@ -79,6 +79,10 @@ class LedgerWriter:
         self._task: asyncio.Task[None] | None = None
 
     @property
+    def enabled(self) -> bool:
+        return self._settings.ledger
+
+    @property
     def pending(self) -> int:
         return len(self._pending)
 

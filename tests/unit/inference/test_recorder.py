@@ -20,6 +20,8 @@ from modelport.store.ledger import LedgerRecord
 class FakeLedger:
     """Takes records the way LedgerWriter.submit does, and keeps them for the test."""
 
+    enabled = True
+
     def __init__(self) -> None:
         self.records: list[LedgerRecord] = []
 
