@@ -31,6 +31,15 @@ def test_metrics_count_requests_by_route_target_and_status(client: httpx.Client)
         assert name in text
     assert ('modelport_tokens_total{direction="prompt",route="support-summary",'
             'target="upstream-a/gpt-4o-mini"} 7.0') in text
+    for reason in ("overflow", "rejected", "shutdown"):
+        assert f'modelport_ledger_dropped_total{{reason="{reason}"}} 0.0' in text
+
+
+def test_metrics_name_the_config_version_in_force(
+    client: httpx.Client, gateway: InProcessGateway
+) -> None:
+    version = gateway.settings.config_version
+    assert f'config_version="{version}"' in client.get("/metrics").text
 
 
 def test_openapi_document_describes_the_endpoints(client: httpx.Client) -> None:

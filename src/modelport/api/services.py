@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from modelport import __version__
 from modelport.config.settings import Settings
 from modelport.inference.proxy import ProxyService
 from modelport.inference.recorder import Recorder
@@ -48,6 +49,7 @@ async def build_services(
 ) -> AsyncIterator[Services]:
     """Start everything the app needs; ``access_stream`` receives the request log, if any."""
     metrics = Metrics()
+    metrics.info.labels(__version__, settings.config_version).set(1)
     providers = {name: build_provider(p) for name, p in settings.providers.items()}
     ledger = LedgerWriter(settings.store, metrics)
     access_log = None

@@ -17,6 +17,7 @@ route is ``-``, and status is the HTTP status code.
 | modelport_ledger_dropped_total | counter | reason |
 | modelport_ledger_write_errors_total | counter | |
 | modelport_ledger_pending | gauge | |
+| modelport_info | gauge | version, config_version |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 UNKNOWN = "-"
+DROP_REASONS = ("overflow", "rejected", "shutdown")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                     2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 _OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -79,6 +81,12 @@ class Metrics:
         )
         self.ledger_pending = Gauge(
             "modelport_ledger_pending", "Ledger records waiting to be written.", registry=r
+        )
+        for reason in DROP_REASONS:
+            self.ledger_dropped.labels(reason)  # present at zero, so alerts can use rate()
+        self.info = Gauge(
+            "modelport_info", "Always 1; labels name the version and config in force.",
+            ["version", "config_version"], registry=r,
         )
 
     def render(self) -> bytes:
