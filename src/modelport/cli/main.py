@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -19,14 +20,18 @@ DEFAULT_CONFIG = "modelport.yaml"
 EXIT_CONFIG = 2
 
 
+def _config_failure(path: str, exc: ConfigError) -> NoReturn:
+    click.echo(f"modelport: {path} is not a valid configuration:", err=True)
+    for problem in exc.problems:
+        click.echo(f"  {problem}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
 def _load_or_exit(path: str) -> Settings:
     try:
         return load_settings(path)
     except ConfigError as exc:
-        click.echo(f"modelport: {path} is not a valid configuration:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _config_failure(path, exc)
 
 
 @click.group()
@@ -51,10 +56,7 @@ def serve(config_path: str, host: str, port: int, log_level: str | None) -> None
     try:
         run(settings, host=host, port=port, log_level=log_level or settings.server.log_level)
     except ConfigError as exc:
-        click.echo(f"modelport: {config_path} is not a valid configuration:", err=True)
-        for problem in exc.problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _config_failure(config_path, exc)
 
 
 @main.group()
