@@ -18,7 +18,7 @@ import orjson
 import uvicorn
 import yaml
 
-from modelport.api import create_app
+from modelport.app import build_app
 from modelport.config import Settings, load_settings
 
 
@@ -62,7 +62,7 @@ class InProcessGateway:
         self.port = free_port()
         self.access = io.BytesIO()
         config = uvicorn.Config(
-            create_app(settings, self.access), host="127.0.0.1", port=self.port, loop="asyncio",
+            build_app(settings, self.access), host="127.0.0.1", port=self.port, loop="asyncio",
             http="httptools", lifespan="on", access_log=False, log_config=None,
         )
         self.server = uvicorn.Server(config)

@@ -16,6 +16,10 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- UnsupportedOperation      400     unsupported_operation
     |   +-- NotFound                  404     not_found
     |   +-- MethodNotAllowed          405     method_not_allowed
+    +-- AuthError                     401     invalid_api_key          no
+    +-- Forbidden                     403     permission_denied        no
+    +-- RateLimited                   429     rate_limit_exceeded      yes  (carries headers)
+    |   +-- BudgetExceeded            429     budget_exceeded          no
     +-- UpstreamError                 502     upstream_error           yes
     |   +-- UpstreamUnreachable       502     upstream_unreachable     yes
     |   +-- UpstreamServerError       502     upstream_server_error    yes
@@ -95,6 +99,42 @@ class NotFound(RequestError):
 class MethodNotAllowed(RequestError):
     status = 405
     code = "method_not_allowed"
+
+
+class AuthError(ModelportError):
+    """No key, or one that is unknown, expired or revoked: never says which."""
+
+    status = 401
+    code = "invalid_api_key"
+    type = "invalid_request_error"
+
+
+class Forbidden(ModelportError):
+    """A valid key asked for something outside its scope; names no other route or key."""
+
+    status = 403
+    code = "permission_denied"
+    type = "invalid_request_error"
+
+
+class RateLimited(ModelportError):
+    """Over a limit. ``headers`` carries Retry-After and the x-ratelimit-* values."""
+
+    status = 429
+    code = "rate_limit_exceeded"
+    type = "rate_limit_error"
+    retryable = True
+
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message, param=param)
+        self.headers = headers or {}
+
+
+class BudgetExceeded(RateLimited):
+    code = "budget_exceeded"
+    retryable = False
 
 
 class UpstreamError(ModelportError):

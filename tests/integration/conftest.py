@@ -8,6 +8,7 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway import InProcessGateway, basic_config, start_gateway
+from tests.integration.access_setup import Keyed, keyed_gateway
 
 
 @pytest.fixture
@@ -23,3 +24,8 @@ def gateway(
 def client(gateway: InProcessGateway) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=10) as c:
         yield c
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, upstream: FakeUpstream, sqlite_url: str) -> Iterator[Keyed]:
+    yield from keyed_gateway(tmp_path, upstream, sqlite_url)

@@ -110,4 +110,7 @@ def test_nothing_is_recorded_when_the_ledger_is_off(
             assert "modelport_ledger_written_total 0.0" in c.get("/metrics").text
     finally:
         gw.stop()
-    assert not (tmp_path / "ledger.db").exists()
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM requests")).scalar() == 0
+    engine.dispose()

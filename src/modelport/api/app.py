@@ -8,13 +8,13 @@ built in the router's lifespan.
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, BinaryIO
 
-from starlette.routing import Router
+from starlette.routing import Route, Router
 
-from modelport.api import health, openai_routes, openapi
+from modelport.api import health, openai_routes, openapi, tokens
 from modelport.api.asgi import Receive, Scope, Send
 from modelport.api.dispatch import Dispatch
 from modelport.api.middleware import RequestMiddleware
@@ -27,7 +27,11 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     raise NotFound("There is nothing at this path.")
 
 
-def create_app(settings: Settings, access_stream: BinaryIO | None = None) -> RequestMiddleware:
+def create_app(
+    settings: Settings,
+    access_stream: BinaryIO | None = None,
+    extra_routes: Sequence[Route] = (),
+) -> RequestMiddleware:
     """The app; ``access_stream`` receives one JSON line per request (none when ``None``)."""
 
     @asynccontextmanager
@@ -41,5 +45,6 @@ def create_app(settings: Settings, access_stream: BinaryIO | None = None) -> Req
             yield {STATE_KEY: services}
 
     router = Router(lifespan=lifespan, default=_not_found)
-    routes = [*openai_routes.routes(), *health.routes(), *openapi.routes()]
+    routes = [*openai_routes.routes(), *tokens.routes(), *health.routes(), *openapi.routes(),
+              *extra_routes]
     return RequestMiddleware(Dispatch(routes, router))

@@ -1,4 +1,4 @@
-"""Reading a request body within the configured size limit."""
+"""Reading a request's headers and its body, within the configured size limit."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header (``name`` in lower case)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -20,11 +20,13 @@ from starlette.exceptions import HTTPException
 from modelport.api.services import services_of
 from modelport.core.context import RequestContext
 from modelport.errors import (
+    AuthError,
     ClientDisconnected,
     InternalError,
     MethodNotAllowed,
     ModelportError,
     NotFound,
+    RateLimited,
     RequestError,
 )
 from modelport.protocol.openai.errors import error_body
@@ -95,6 +97,8 @@ class RequestMiddleware:
                     headers.append((b"x-modelport-route", ctx.route.encode()))
                 if ctx.target is not None:
                     headers.append((b"x-modelport-target", ctx.target.encode()))
+                if ctx.response_headers:
+                    headers.extend(ctx.response_headers)
             await send(message)
 
         in_flight = services.metrics.in_flight
@@ -126,13 +130,12 @@ class RequestMiddleware:
         if ctx.status:
             return  # the response had started; a stream reports its own error event
         body = error_body(exc)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": exc.status,
-                "headers": [_JSON, (b"content-length", str(len(body)).encode())],
-            }
-        )
+        headers = [_JSON, (b"content-length", str(len(body)).encode())]
+        if isinstance(exc, RateLimited):
+            headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())
+        if isinstance(exc, AuthError):
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
-from modelport.api.body import read_body
+from modelport.api.body import header, read_body
 from modelport.api.middleware import CTX_KEY
 from modelport.api.responses import send_bytes, send_json, send_stream
 from modelport.api.services import services_of
 from modelport.core.operation import Operation
+from modelport.errors import UnknownRoute
 from modelport.protocol.openai.models import model_list, model_object
 from modelport.protocol.openai.request import parse_body
 from modelport.providers.base import UpstreamReply
@@ -26,9 +27,12 @@ class InferenceEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = services_of(scope)
         ctx = scope[CTX_KEY]
+        principal = services.access.authenticate(header(scope, b"authorization"))
+        if principal is not None:
+            ctx.key_id = principal.key_id
         raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
         body = parse_body(raw)
-        result = await services.proxy.call(self.operation, body, raw, ctx)
+        result = await services.proxy.call(self.operation, body, raw, ctx, principal)
         if isinstance(result, UpstreamReply):
             await send_bytes(send, result.status, result.body, result.content_type)
         else:
@@ -37,13 +41,21 @@ class InferenceEndpoint:
 
 async def list_models(scope: Scope, receive: Receive, send: Send) -> None:
     services = services_of(scope)
-    entries = [(r.name, r.settings.owner) for r in services.routes]
+    principal = services.access.authenticate(header(scope, b"authorization"))
+    entries = [
+        (r.name, r.settings.owner)
+        for r in services.routes
+        if principal is None or principal.may_call(r.name, r.settings.environment)
+    ]
     await send_json(send, model_list(entries, services.started_at))
 
 
 async def get_model(scope: Scope, receive: Receive, send: Send) -> None:
     services = services_of(scope)
+    principal = services.access.authenticate(header(scope, b"authorization"))
     route = services.routes.get(scope["path_params"]["model"])
+    if principal is not None and not principal.may_call(route.name, route.settings.environment):
+        raise UnknownRoute(route.name)  # a scoped key cannot learn which other routes exist
     await send_json(send, model_object(route.name, route.settings.owner, services.started_at))
 
 

@@ -1,7 +1,8 @@
 """The app's services: built in the lifespan, held in one frozen object, reached one way.
 
-``build_services`` starts providers and the ledger writer and stops them again; request
-handlers reach the result through ``services_of(scope)``. There is no module-level state.
+``build_services`` starts providers, the key ring and its sync, and the ledger writer, and
+stops them again; request handlers reach the result through ``services_of(scope)``. There is
+no module-level state.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from modelport.inference.proxy import ProxyService
 from modelport.inference.recorder import Recorder
 from modelport.observability.access import AccessLog
 from modelport.observability.metrics import Metrics
+from modelport.policy.access import AccessPolicy
+from modelport.policy.setup import build_access, seed_budgets
 from modelport.providers import Provider, build_provider
 from modelport.routing.table import RouteTable
+from modelport.store.engine import make_engine, migrate
+from modelport.store.keys import KeyStore
 from modelport.store.ledger import LedgerWriter
+from modelport.store.usage import UsageStore
 
 STATE_KEY = "modelport.services"
 
@@ -39,6 +45,9 @@ class Services:
     proxy: ProxyService
     recorder: Recorder
     ledger: LedgerWriter
+    access: AccessPolicy
+    keys: KeyStore
+    usage: UsageStore
     started_at: int = field(default_factory=lambda: int(time.time()))
     readiness: Readiness = field(default_factory=Readiness)
 
@@ -51,7 +60,10 @@ async def build_services(
     metrics = Metrics()
     metrics.info.labels(__version__, settings.config_version).set(1)
     providers = {name: build_provider(p) for name, p in settings.providers.items()}
-    ledger = LedgerWriter(settings.store, metrics)
+    engine = make_engine(settings.store.url)
+    ledger = LedgerWriter(settings.store, metrics, engine_factory=lambda _url: engine)
+    keys, usage = KeyStore(engine), UsageStore(engine)
+    access, key_sync = build_access(settings, keys, prepare=lambda: migrate(engine))
     access_log = None
     if access_stream is not None:
         access_log = AccessLog(access_stream, settings.secrets())
@@ -59,8 +71,12 @@ async def build_services(
         for provider in providers.values():
             await provider.start()
             stack.push_async_callback(provider.close)
+        stack.callback(engine.dispose)
         await ledger.start()
         stack.push_async_callback(ledger.stop)
+        await key_sync.start()
+        stack.push_async_callback(key_sync.stop)
+        await seed_budgets(access, usage)
         if access_log is not None:
             await access_log.start()
             stack.push_async_callback(access_log.stop)
@@ -70,9 +86,12 @@ async def build_services(
             metrics=metrics,
             providers=providers,
             routes=routes,
-            proxy=ProxyService(routes),
+            proxy=ProxyService(routes, access),
             recorder=Recorder(metrics, ledger, settings.config_version, access_log),
             ledger=ledger,
+            access=access,
+            keys=keys,
+            usage=usage,
         )
         services.readiness.ready = True
         try:

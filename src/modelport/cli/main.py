@@ -13,6 +13,8 @@ from typing import NoReturn
 import click
 
 from modelport import __version__
+from modelport.cli.keys import keys_group
+from modelport.cli.usage import usage_command
 from modelport.config import Settings, load_settings
 from modelport.errors import ConfigError
 
@@ -74,6 +76,9 @@ def validate(path: Path) -> None:
         f"{len(settings.providers)} providers, {len(settings.routes)} routes)"
     )
 
+
+main.add_command(keys_group(_load_or_exit, DEFAULT_CONFIG))
+main.add_command(usage_command(_load_or_exit, DEFAULT_CONFIG))
 
 if __name__ == "__main__":  # pragma: no cover
     main()

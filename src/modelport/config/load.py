@@ -18,8 +18,10 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
-from modelport.config.schema import RawConfig, RawProvider, RawRoute
+from modelport.config.schema import RawConfig, RawKey, RawProvider, RawRoute
 from modelport.config.settings import (
+    KeySettings,
+    LimitSettings,
     ProviderSettings,
     RouteSettings,
     Secret,
@@ -135,6 +137,12 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
         name: _provider(name, p, environ, problems) for name, p in raw.providers.items()
     }
     routes = {name: _route(name, r, providers, problems) for name, r in raw.routes.items()}
+    keys = {name: _key(name, k, routes, environ, problems) for name, k in raw.keys.items()}
+    _check_distinct_keys(keys, problems)
+    admin_key = _admin_key(raw, environ, problems)
+    token_secret = None
+    if raw.token_secret is not None:
+        token_secret = resolve_secret(raw.token_secret, "token_secret", environ, problems)
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -143,8 +151,67 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
         store=StoreSettings(**raw.store.model_dump()),
         providers=MappingProxyType(providers),
         routes=MappingProxyType(routes),
+        keys=MappingProxyType({n: k for n, k in keys.items() if k is not None}),
+        admin_key=admin_key,
+        token_secret=token_secret,
         source=source,
     )
+
+
+ADMIN_KEY_ENV = "MODELPORT_ADMIN_KEY"
+
+
+def _admin_key(raw: RawConfig, environ: Mapping[str, str], problems: list[str]) -> Secret | None:
+    """``admin_key`` from the config, else the ``MODELPORT_ADMIN_KEY`` variable, else none."""
+    if raw.admin_key is not None:
+        return resolve_secret(raw.admin_key, "admin_key", environ, problems)
+    value = environ.get(ADMIN_KEY_ENV)
+    return Secret(value) if value else None
+
+
+def _limits(raw: RawRoute | RawKey) -> LimitSettings:
+    return LimitSettings(rpm=raw.rpm, tpm=raw.tpm, max_concurrency=raw.max_concurrency)
+
+
+def _key(
+    name: str,
+    raw: RawKey,
+    routes: Mapping[str, RouteSettings],
+    environ: Mapping[str, str],
+    problems: list[str],
+) -> KeySettings | None:
+    secret = resolve_secret(raw.key, f"keys.{name}.key", environ, problems)
+    for i, route in enumerate(raw.routes or ()):
+        where = f"keys.{name}.routes[{i}]"
+        if route not in routes:
+            problems.append(f"{where}: unknown route '{route}'")
+        elif routes[route].environment != raw.environment:
+            problems.append(
+                f"{where}: route '{route}' is in environment '{routes[route].environment}',"
+                f" the key in '{raw.environment}'"
+            )
+    if secret is None:
+        return None
+    return KeySettings(
+        name=name,
+        key=secret,
+        routes=tuple(raw.routes) if raw.routes is not None else None,
+        environment=raw.environment,
+        limits=_limits(raw),
+        budget_usd=raw.budget_usd,
+        budget_period=raw.budget_period,
+        expires_at=raw.expires_at.timestamp() if raw.expires_at else None,
+    )
+
+
+def _check_distinct_keys(keys: Mapping[str, KeySettings | None], problems: list[str]) -> None:
+    seen: dict[Secret, str] = {}
+    for name, key in keys.items():
+        if key is None:
+            continue
+        if key.key in seen:
+            problems.append(f"keys.{name}.key: the same secret as keys.{seen[key.key]}.key")
+        seen.setdefault(key.key, name)
 
 
 def config_version(raw: RawConfig) -> str:
@@ -178,13 +245,22 @@ def _route(
     for i, t in enumerate(raw.targets):
         if t.provider not in providers:
             problems.append(_unknown_provider(f"routes.{name}.targets[{i}]", t.provider, providers))
-        targets.append(TargetSettings(provider=t.provider, model=t.model))
+        targets.append(
+            TargetSettings(
+                provider=t.provider,
+                model=t.model,
+                input_per_mtok=t.input_per_mtok,
+                output_per_mtok=t.output_per_mtok,
+            )
+        )
     return RouteSettings(
         name=name,
         targets=tuple(targets),
         description=raw.description,
         owner=raw.owner,
         capture=raw.capture,
+        environment=raw.environment,
+        limits=_limits(raw),
     )
 
 

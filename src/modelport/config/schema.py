@@ -6,6 +6,7 @@ references are resolved in phase two, ``config/load.py``. Nothing here reads the
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -19,6 +20,9 @@ class _Strict(BaseModel):
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+Environment = Literal["dev", "test", "prod"]
+PerMinute = Annotated[int, Field(gt=0, le=1_000_000_000)]
+Concurrency = Annotated[int, Field(gt=0, le=1_000_000)]
 
 
 def _check_secret_ref(value: str | None) -> str | None:
@@ -68,17 +72,42 @@ class RawProvider(_Strict):
 class RawTarget(_Strict):
     provider: NonEmpty
     model: NonEmpty
+    input_per_mtok: float = Field(default=0.0, ge=0, le=1_000_000)
+    output_per_mtok: float = Field(default=0.0, ge=0, le=1_000_000)
 
 
 class RawRoute(_Strict):
     description: str = ""
     owner: str = ""
     capture: bool = False
+    environment: Environment = "prod"
+    rpm: PerMinute | None = None
+    tpm: PerMinute | None = None
+    max_concurrency: Concurrency | None = None
     targets: list[RawTarget] = Field(min_length=1)
 
 
+class RawKey(_Strict):
+    key: str
+    routes: list[NonEmpty] | None = None
+    environment: Environment = "prod"
+    rpm: PerMinute | None = None
+    tpm: PerMinute | None = None
+    max_concurrency: Concurrency | None = None
+    budget_usd: float | None = Field(default=None, ge=0, le=1_000_000_000)
+    budget_period: Literal["day", "month"] = "month"
+    expires_at: datetime | None = None
+
+    _secret_ref = field_validator("key")(_check_secret_ref)
+
+
 class RawConfig(_Strict):
+    admin_key: str | None = None
+    token_secret: str | None = None
     server: RawServer = Field(default_factory=RawServer)
     store: RawStore = Field(default_factory=RawStore)
     providers: dict[NonEmpty, RawProvider] = Field(default_factory=dict)
     routes: dict[NonEmpty, RawRoute] = Field(default_factory=dict)
+    keys: dict[NonEmpty, RawKey] = Field(default_factory=dict)
+
+    _admin_ref = field_validator("admin_key", "token_secret")(_check_secret_ref)

@@ -64,9 +64,20 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Per-minute request and token limits and a concurrency cap; ``None`` is unlimited."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSettings:
     provider: str
     model: str
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
 
     @property
     def label(self) -> str:
@@ -81,6 +92,22 @@ class RouteSettings:
     description: str = ""
     owner: str = ""
     capture: bool = False
+    environment: str = "prod"
+    limits: LimitSettings = field(default_factory=LimitSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySettings:
+    """A key declared in the config file (``keys:``); its value is a resolved secret."""
+
+    name: str
+    key: Secret
+    routes: tuple[str, ...] | None = None
+    environment: str = "prod"
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    budget_usd: float | None = None
+    budget_period: str = "month"
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +117,19 @@ class Settings:
     store: StoreSettings
     providers: Mapping[str, ProviderSettings]
     routes: Mapping[str, RouteSettings]
+    keys: Mapping[str, KeySettings] = field(default_factory=lambda: MappingProxyType({}))
+    admin_key: Secret | None = None
+    token_secret: Secret | None = None
     source: str = "<defaults>"
+
+    @property
+    def auth_required(self) -> bool:
+        """Keys are required once an admin key or any key is configured."""
+        return self.admin_key is not None or bool(self.keys)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in force, for the log and response redactors."""
-        return tuple(p.api_key.reveal() for p in self.providers.values() if p.api_key)
+        values = [p.api_key.reveal() for p in self.providers.values() if p.api_key]
+        values += [k.key.reveal() for k in self.keys.values()]
+        values += [s.reveal() for s in (self.admin_key, self.token_secret) if s]
+        return tuple(values)

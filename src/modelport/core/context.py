@@ -34,6 +34,10 @@ class RequestContext:
     client_disconnected: bool = False
     request_body: bytes | None = None
     response_body: bytes | None = None
+    key_id: str | None = None
+    environment: str | None = None
+    cost_usd: float | None = None
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

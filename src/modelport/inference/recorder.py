@@ -53,6 +53,8 @@ class Recorder:
         if usage is not None:
             self._child(m.tokens, route, target, "prompt").inc(usage.prompt_tokens)
             self._child(m.tokens, route, target, "completion").inc(usage.completion_tokens)
+        if ctx.cost_usd:
+            self._child(m.cost, route, target).inc(ctx.cost_usd)
         if self._access_log is not None:
             self._access_log.write(self._log_fields(ctx, latency, overhead))
         if self._ledger.enabled:
@@ -77,6 +79,10 @@ class Recorder:
         if ctx.usage is not None:
             extra["prompt_tokens"] = ctx.usage.prompt_tokens
             extra["completion_tokens"] = ctx.usage.completion_tokens
+        if ctx.key_id is not None:
+            extra["key_id"] = ctx.key_id
+        if ctx.cost_usd is not None:
+            extra["cost_usd"] = ctx.cost_usd
         if ctx.error_code:
             extra["error_code"] = ctx.error_code
         if ctx.client_disconnected:
@@ -110,4 +116,7 @@ class Recorder:
             client_disconnected=ctx.client_disconnected,
             request_body=ctx.request_body,
             response_body=ctx.response_body,
+            key_id=ctx.key_id,
+            environment=ctx.environment,
+            cost_usd=ctx.cost_usd,
         )

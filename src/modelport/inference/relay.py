@@ -12,7 +12,9 @@ import time
 from collections.abc import AsyncIterator
 
 from modelport.core.context import RequestContext
+from modelport.core.pricing import Price
 from modelport.errors import ModelportError
+from modelport.policy.access import Ticket
 from modelport.protocol.openai.errors import error_event
 from modelport.protocol.openai.stream import UsageTap
 from modelport.protocol.sse import EventSplitter
@@ -22,7 +24,7 @@ log = logging.getLogger("modelport.relay")
 
 
 class StreamRelay:
-    __slots__ = ("_ctx", "_splitter", "_started", "_tap", "_upstream")
+    __slots__ = ("_ctx", "_price", "_splitter", "_started", "_tap", "_ticket", "_upstream")
 
     def __init__(
         self,
@@ -31,12 +33,16 @@ class StreamRelay:
         *,
         started: float,
         strip_usage_chunk: bool,
+        price: Price | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
         self._upstream = upstream
         self._ctx = ctx
         self._started = started
         self._splitter = EventSplitter()
         self._tap = UsageTap(strip_usage_chunk=strip_usage_chunk)
+        self._price = price
+        self._ticket = ticket
 
     async def events(self) -> AsyncIterator[bytes]:
         """The bytes to send to the client; ends with the provider's ``[DONE]`` or an error."""
@@ -58,7 +64,15 @@ class StreamRelay:
         finally:
             self._ctx.upstream_s = time.perf_counter() - self._started
             self._ctx.usage = self._tap.usage
+            self._settle()
             await self._upstream.aclose()
+
+    def _settle(self) -> None:
+        usage = self._ctx.usage
+        if usage is not None and self._price is not None:
+            self._ctx.cost_usd = self._price.cost(usage)
+        if self._ticket is not None:
+            self._ticket.finish(usage, self._ctx.cost_usd if usage is not None else 0.0)
 
     def _forwardable(self, chunk: bytes) -> bytes:
         events = self._splitter.feed(chunk)
@@ -67,4 +81,7 @@ class StreamRelay:
         return b"".join(e for e in events if self._tap.forward(e))
 
     async def aclose(self) -> None:
+        """Let go of the provider; settles the ticket if the stream never ran to its end."""
+        if self._ticket is not None:
+            self._ticket.finish(self._tap.usage, self._ctx.cost_usd)
         await self._upstream.aclose()

@@ -12,6 +12,7 @@ route is ``-``, and status is the HTTP status code.
 | modelport_overhead_duration_seconds | histogram | route |
 | modelport_time_to_first_chunk_seconds | histogram | route, target |
 | modelport_tokens_total | counter | route, target, direction |
+| modelport_cost_usd_total | counter | route, target |
 | modelport_requests_in_flight | gauge | |
 | modelport_ledger_written_total | counter | |
 | modelport_ledger_dropped_total | counter | reason |
@@ -64,6 +65,10 @@ class Metrics:
         self.tokens = Counter(
             "modelport_tokens", "Tokens reported by providers.",
             ["route", "target", "direction"], registry=r,
+        )
+        self.cost = Counter(
+            "modelport_cost_usd", "Cost of answered requests, from target prices, in USD.",
+            ["route", "target"], registry=r,
         )
         self.in_flight = Gauge(
             "modelport_requests_in_flight", "Requests being served now.", registry=r

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from modelport.config.settings import RouteSettings, Settings, TargetSettings
+from modelport.core.pricing import Price
 from modelport.errors import UnknownRoute
 from modelport.providers.base import Provider
 
@@ -20,6 +21,7 @@ class Target:
     settings: TargetSettings
     provider: Provider
     label: str
+    price: Price
 
     @property
     def model(self) -> str:
@@ -45,7 +47,8 @@ class RouteTable:
             name: Route(
                 settings=route,
                 targets=tuple(
-                    Target(settings=t, provider=providers[t.provider], label=t.label)
+                    Target(settings=t, provider=providers[t.provider], label=t.label,
+                           price=Price(t.input_per_mtok, t.output_per_mtok))
                     for t in route.targets
                 ),
             )

@@ -1,6 +1,20 @@
-"""Persistence: SQL tables, migrations and the ledger writer. The only package that speaks SQL."""
+"""Persistence: SQL tables, migrations, the ledger writer, keys with the audit log, and usage
+reports. The only package that speaks SQL."""
 
 from modelport.store.engine import make_engine, migrate
+from modelport.store.keys import AuditEntry, KeyRow, KeyStore, SecretRow
 from modelport.store.ledger import LedgerRecord, LedgerWriter
+from modelport.store.usage import UsageRow, UsageStore
 
-__all__ = ["LedgerRecord", "LedgerWriter", "make_engine", "migrate"]
+__all__ = [
+    "AuditEntry",
+    "KeyRow",
+    "KeyStore",
+    "LedgerRecord",
+    "LedgerWriter",
+    "SecretRow",
+    "UsageRow",
+    "UsageStore",
+    "make_engine",
+    "migrate",
+]

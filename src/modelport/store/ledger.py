@@ -55,6 +55,9 @@ class LedgerRecord(NamedTuple):
     client_disconnected: bool
     request_body: bytes | None
     response_body: bytes | None
+    key_id: str | None = None
+    environment: str | None = None
+    cost_usd: float | None = None
 
 
 class LedgerWriter:

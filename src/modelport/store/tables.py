@@ -1,19 +1,55 @@
-"""The SQL schema, as SQLAlchemy Core tables. Migrations in ``migrations/`` create it."""
+"""The SQL schema, as SQLAlchemy Core tables. Migrations in ``migrations/`` create it.
+
+Every timestamp column is ``UtcDateTime``: it refuses naive datetimes on the way in and
+hands back aware UTC ones on the way out, so SQLite (which keeps no zone) and PostgreSQL
+(``timestamptz``) read back the same values.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
+    Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
 )
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that stores UTC and always returns aware UTC values."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: store only timezone-aware values")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
 
 metadata = MetaData()
 
@@ -22,7 +58,7 @@ requests = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("request_id", String(128), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     Column("method", String(8), nullable=False),
     Column("path", String(256), nullable=False),
     Column("operation", String(32)),
@@ -41,7 +77,61 @@ requests = Table(
     Column("client_disconnected", Boolean, nullable=False, default=False),
     Column("request_body", LargeBinary),
     Column("response_body", LargeBinary),
+    Column("key_id", String(32)),
+    Column("environment", String(16)),
+    Column("cost_usd", Float),
     Index("ix_requests_request_id", "request_id"),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_route_created_at", "route", "created_at"),
+    Index("ix_requests_key_id_created_at", "key_id", "created_at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("environment", String(16), nullable=False),
+    Column("routes", Text),  # a JSON list of route names; NULL: every route of the environment
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("max_concurrency", Integer),
+    Column("budget_usd", Float),
+    Column("budget_period", String(8)),  # "day" or "month"
+    Column("expires_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+api_key_secrets = Table(
+    "api_key_secrets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),  # set on the old secret by a rotation
+    UniqueConstraint("secret_hash", name="uq_api_key_secrets_secret_hash"),
+    Index("ix_api_key_secrets_key_id", "key_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(64)),
+    Column("detail", Text),  # a JSON object
+    Column("client", String(64)),
+    Index("ix_audit_log_at", "at"),
+)
+
+store_revision = Table(
+    "store_revision",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
 )

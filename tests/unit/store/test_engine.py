@@ -54,6 +54,7 @@ def test_migrate_creates_the_requests_table_with_its_indexes(tmp_path: Path) -> 
             "ix_requests_request_id",
             "ix_requests_created_at",
             "ix_requests_route_created_at",
+            "ix_requests_key_id_created_at",
         }
     finally:
         engine.dispose()

@@ -57,3 +57,40 @@ def for_target(body: dict[str, Any], model: str, *, stream_usage: bool) -> bytes
         options = body.get("stream_options")
         body["stream_options"] = {**(options or {}), "include_usage": True}
     return orjson.dumps(body)
+
+
+DEFAULT_COMPLETION_ESTIMATE = 256
+_CHARS_PER_TOKEN = 4
+_PER_MESSAGE_TOKENS = 4
+
+
+def estimate_tokens(body: dict[str, Any], *, embedding: bool = False) -> tuple[int, int]:
+    """A cheap pre-call guess of (prompt, completion) tokens, for limits and budgets; the
+    provider's reported usage settles it afterwards."""
+    chars = 0
+    messages = body.get("messages")
+    count = 0
+    if isinstance(messages, list):
+        for message in messages:
+            count += 1
+            if isinstance(message, dict):
+                chars += _text_chars(message.get("content"))
+    for field in ("prompt", "input"):
+        chars += _text_chars(body.get(field))
+    prompt = chars // _CHARS_PER_TOKEN + count * _PER_MESSAGE_TOKENS + 1
+    if embedding:
+        return prompt, 0
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    completion = limit if isinstance(limit, int) and limit > 0 else DEFAULT_COMPLETION_ESTIMATE
+    n = body.get("n")
+    if isinstance(n, int) and n > 1:
+        completion *= n
+    return prompt, completion
+
+
+def _text_chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_text_chars(v.get("text") if isinstance(v, dict) else v) for v in value)
+    return 0

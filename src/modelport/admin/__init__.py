@@ -1,0 +1,1 @@
+"""The admin API (keys, audit log, usage), reached only with the admin key."""

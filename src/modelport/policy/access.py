@@ -1,0 +1,162 @@
+"""The access decision for one request: who is asking, may they, and is there room.
+
+``authenticate`` turns the ``Authorization`` header into a principal (a key or a browser
+token) or raises 401; ``authorize`` checks the route and environment (403, naming nothing
+else); ``admit`` takes a slot from every limit that applies and reserves the estimated cost
+against the key's budget, or raises 429. The returned ticket is finished once the answer is
+known, settling tokens and cost with what the provider reported.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Mapping
+
+from modelport.config.settings import RouteSettings, Secret
+from modelport.core.pricing import Price
+from modelport.core.usage import Usage
+from modelport.errors import AuthError, Forbidden
+from modelport.policy.budgets import BudgetBook, Reservation
+from modelport.policy.keys import KeyRing, Principal, limits_of
+from modelport.policy.limits import Admission, Limiter, Limits
+from modelport.policy.secrets import TOKEN_PREFIX
+from modelport.policy.tokens import TokenSigner
+
+_MISSING = "The API key is missing, unknown, expired or revoked."
+_DENIED = "This key may not call this route."
+Scope = tuple[str, Limits]
+
+
+class Ticket:
+    """What a request holds while it runs: its limit slots and its budget reservation."""
+
+    __slots__ = ("_admission", "_done", "_reservation")
+
+    def __init__(self, admission: Admission | None, reservation: Reservation | None) -> None:
+        self._admission = admission
+        self._reservation = reservation
+        self._done = False
+
+    def headers(self) -> dict[str, str]:
+        return self._admission.headers() if self._admission is not None else {}
+
+    def finish(self, usage: Usage | None, cost_usd: float | None) -> None:
+        """Settle with what happened (``usage`` None: nothing was served). Idempotent."""
+        if self._done:
+            return
+        self._done = True
+        if self._admission is not None:
+            self._admission.settle(usage.total_tokens if usage is not None else 0)
+            self._admission.release()
+        if self._reservation is not None:
+            if cost_usd is None:
+                self._reservation.cancel()
+            else:
+                self._reservation.settle(cost_usd)
+
+
+class AccessPolicy:
+    def __init__(
+        self,
+        keyring: KeyRing,
+        signer: TokenSigner,
+        limiter: Limiter,
+        budgets: BudgetBook,
+        routes: Mapping[str, RouteSettings],
+        *,
+        auth_required: bool,
+        admin_key: Secret | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keyring = keyring
+        self.signer = signer
+        self.limiter = limiter
+        self.budgets = budgets
+        self.auth_required = auth_required
+        self._admin = admin_key.reveal().encode() if admin_key is not None else None
+        self._clock = clock
+        self._route_scopes: dict[str, tuple[Scope, ...]] = {
+            name: () if limits_of(r.limits).is_unlimited()
+            else ((f"route:{name}", limits_of(r.limits)),)
+            for name, r in routes.items()
+        }
+
+    @staticmethod
+    def bearer(header: bytes | None) -> str | None:
+        if not header:
+            return None
+        scheme, _, token = header.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return token.strip()
+
+    def is_admin(self, header: bytes | None) -> bool:
+        token = self.bearer(header)
+        if token is None or self._admin is None:
+            return False
+        return hmac.compare_digest(token.encode(), self._admin)
+
+    def authenticate(self, header: bytes | None) -> Principal | None:
+        """The caller's principal; ``None`` in open mode (no keys configured at all)."""
+        if not self.auth_required:
+            return None
+        token = self.bearer(header)
+        if token is None or self.is_admin(header):
+            raise AuthError(_MISSING)
+        if token.startswith(TOKEN_PREFIX):
+            return self._token_principal(token)
+        return self.keyring.authenticate(token)
+
+    def _token_principal(self, token: str) -> Principal:
+        now = self._clock()
+        claims = self.signer.verify(token, now)
+        parent = self.keyring.principal(claims.parent_id)
+        if parent is None or not parent.alive(now) or not parent.may_call(
+            claims.route, parent.environment
+        ):
+            raise AuthError(_MISSING)
+        return Principal(
+            key_id=parent.key_id,
+            name=parent.name,
+            environment=parent.environment,
+            routes=frozenset((claims.route,)),
+            limits=claims.limits,
+            budget=parent.budget,
+            expires_at=claims.expires_at,
+            scopes=(*parent.scopes, (f"token:{claims.token_id}", claims.limits)),
+        )
+
+    def authorize(self, principal: Principal | None, route: RouteSettings) -> None:
+        if principal is not None and not principal.may_call(route.name, route.environment):
+            raise Forbidden(_DENIED)
+
+    def admit(
+        self,
+        principal: Principal | None,
+        route: RouteSettings,
+        price: Price,
+        estimate: Callable[[], tuple[int, int]],
+    ) -> Ticket | None:
+        """Take limit slots and reserve budget; ``None`` when nothing applies (the common,
+        cheap case). Raises ``RateLimited`` or ``BudgetExceeded``."""
+        scopes = self._route_scopes.get(route.name, ())
+        if principal is not None:
+            scopes = principal.scopes + scopes
+        budget = principal.budget if principal is not None else None
+        if not scopes and budget is None:
+            return None
+        prompt, completion = estimate()
+        admission = self.limiter.admit(scopes, prompt + completion) if scopes else None
+        reservation = None
+        if budget is not None and principal is not None:
+            try:
+                reservation = self.budgets.reserve(
+                    principal.key_id, budget, price.estimate(prompt, completion)
+                )
+            except BaseException:
+                if admission is not None:
+                    admission.settle(0)
+                    admission.release()
+                raise
+        return Ticket(admission, reservation)

@@ -1,0 +1,70 @@
+"""Keeping the key ring in step with the store, off the request path.
+
+Keys created, rotated or revoked through this server's admin API reach the ring at once.
+Changes made elsewhere (the CLI, another replica) are noticed by polling the store's
+revision counter every ``interval_s`` (one tiny query) and reloading the keys when it moved.
+If the store cannot be read, the ring keeps what it has (a key revoked meanwhile elsewhere
+stays usable here until the store answers again) and the failure is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+
+from modelport.config.settings import KeySettings
+from modelport.policy.keys import KeyRing
+from modelport.store.keys import KeyStore
+
+log = logging.getLogger("modelport.keys")
+
+
+class KeySync:
+    def __init__(
+        self,
+        ring: KeyRing,
+        store: KeyStore,
+        config_keys: Mapping[str, KeySettings],
+        interval_s: float = 1.0,
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
+        self._prepare = prepare
+        self._ring = ring
+        self._store = store
+        self._config_keys = config_keys
+        self._interval = interval_s
+        self._revision: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def refresh(self) -> bool:
+        """Reload the ring if the store changed; False when the store could not be read."""
+        try:
+            if self._revision is None and self._prepare is not None:
+                await asyncio.to_thread(self._prepare)  # the schema, before the first read
+            revision = await asyncio.to_thread(self._store.revision)
+            if revision != self._revision:
+                rows = await asyncio.to_thread(self._store.list_keys)
+                self._ring.load(self._config_keys, rows)
+                self._revision = revision
+        except Exception as exc:  # the poller must outlive any store failure; it retries
+            log.warning("cannot read keys from the store", extra={"error": type(exc).__name__})
+            return False
+        return True
+
+    async def start(self) -> None:
+        self._ring.load(self._config_keys, ())
+        await self.refresh()
+        self._task = asyncio.create_task(self._run(), name="modelport-key-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.refresh()

@@ -1,0 +1,80 @@
+"""Modelport's own request bodies (admin API, browser tokens), validated strictly.
+
+Unlike inference requests, these are not passed on anywhere, so unknown fields are errors
+rather than pass-through, and absurd values (negative, non-numeric, huge) are a clear 400.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelport.errors import RequestError
+
+_MAX_PER_MINUTE = 1_000_000_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class KeySpec(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    routes: list[str] | None = Field(default=None, max_length=1000)
+    environment: Literal["dev", "test", "prod"] = "prod"
+    rpm: int | None = Field(default=None, gt=0, le=_MAX_PER_MINUTE)
+    tpm: int | None = Field(default=None, gt=0, le=_MAX_PER_MINUTE)
+    max_concurrency: int | None = Field(default=None, gt=0, le=1_000_000)
+    budget_usd: float | None = Field(default=None, ge=0, le=1_000_000_000)
+    budget_period: Literal["day", "month"] = "month"
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _parse_time(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError("must be an ISO 8601 date-time") from None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
+
+
+class RotateSpec(_Strict):
+    grace_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
+
+
+class TokenSpec(_Strict):
+    route: str = Field(min_length=1)
+    ttl_s: int = Field(default=900, gt=0, le=3600)
+    rpm: int | None = Field(default=None, gt=0, le=_MAX_PER_MINUTE)
+    tpm: int | None = Field(default=None, gt=0, le=_MAX_PER_MINUTE)
+    max_concurrency: int | None = Field(default=None, gt=0, le=1_000_000)
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def parse(model: type[T], body: Any) -> T:
+    """Validate ``body`` or raise a 400 naming the first bad field."""
+    if not isinstance(body, dict):
+        raise RequestError("The request body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown field"
+        raise RequestError(f"{field}: {message}" if field else message, param=field) from None

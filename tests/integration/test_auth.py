@@ -1,0 +1,106 @@
+"""Who may call what: the authorisation matrix, the admin boundary, scoped model lists."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.access_setup import (
+    ADMIN_KEY,
+    KEY_ALL,
+    KEY_DEV,
+    KEY_R1,
+    PLANTED,
+    Keyed,
+    bearer,
+)
+
+# (key, route) -> expected status for an inference call
+MATRIX = {
+    (KEY_ALL, "r1"): 200, (KEY_ALL, "r2"): 200, (KEY_ALL, "rdev"): 403,
+    (KEY_R1, "r1"): 200, (KEY_R1, "r2"): 403, (KEY_R1, "rdev"): 403,
+    (KEY_DEV, "r1"): 403, (KEY_DEV, "r2"): 403, (KEY_DEV, "rdev"): 200,
+    (ADMIN_KEY, "r1"): 401, (ADMIN_KEY, "r2"): 401, (ADMIN_KEY, "rdev"): 401,
+    (None, "r1"): 401, (None, "r2"): 401, (None, "rdev"): 401,
+    ("mpk_" + "x" * 40, "r1"): 401, ("garbage", "r1"): 401,
+}
+ADMIN_MATRIX = {KEY_ALL: 401, KEY_R1: 401, KEY_DEV: 401, None: 401, "garbage": 401,
+                ADMIN_KEY: 200}
+
+
+@pytest.mark.parametrize(("key", "route"), list(MATRIX))
+def test_inference_authorisation_matrix(keyed: Keyed, key: str | None, route: str) -> None:
+    r = keyed.call(route, key)
+    expected = MATRIX[(key, route)]
+    assert r.status_code == expected, r.text
+    if expected != 200:
+        error = r.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        for secret in PLANTED:
+            assert secret not in r.text
+        for other in ("r1", "r2", "rdev", "all-prod", "r1-only", "cfg_"):
+            assert other not in error["message"]
+    if expected == 401:
+        assert r.json()["error"]["code"] == "invalid_api_key"
+        assert r.headers["www-authenticate"] == "Bearer"
+    if expected == 403:
+        assert r.json()["error"]["code"] == "permission_denied"
+
+
+@pytest.mark.parametrize("key", list(ADMIN_MATRIX))
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/admin/keys"), ("POST", "/admin/keys"), ("DELETE", "/admin/keys/key_x"),
+    ("POST", "/admin/keys/key_x/rotate"), ("GET", "/admin/audit"), ("GET", "/admin/usage"),
+])
+def test_admin_endpoints_take_only_the_admin_key(
+    keyed: Keyed, key: str | None, method: str, path: str
+) -> None:
+    body = {"name": "probe"} if method == "POST" and path == "/admin/keys" else None
+    r = keyed.client.request(method, path, json=body, headers=bearer(key))
+    if ADMIN_MATRIX[key] == 401:
+        assert r.status_code == 401, r.text
+    else:
+        assert r.status_code in (200, 201, 404), r.text
+
+
+def test_every_401_says_the_same_thing(keyed: Keyed) -> None:
+    messages = {keyed.call("r1", k).json()["error"]["message"]
+                for k in (None, "garbage", "mpk_" + "y" * 40, ADMIN_KEY)}
+    assert len(messages) == 1
+
+
+def test_models_list_only_what_the_key_may_call(keyed: Keyed) -> None:
+    def ids(key: str) -> list[str]:
+        r = keyed.client.get("/v1/models", headers=bearer(key))
+        return sorted(m["id"] for m in r.json()["data"])
+
+    assert ids(KEY_ALL) == ["r1", "r2"]
+    assert ids(KEY_R1) == ["r1"]
+    assert ids(KEY_DEV) == ["rdev"]
+    assert keyed.client.get("/v1/models").status_code == 401
+    hidden = keyed.client.get("/v1/models/r2", headers=bearer(KEY_R1))
+    assert hidden.status_code == 404
+
+
+def test_ledger_names_the_key_and_environment(keyed: Keyed) -> None:
+    import time
+
+    import sqlalchemy as sa
+
+    r = keyed.client.post("/v1/chat/completions", headers={**bearer(KEY_R1),
+                          "X-Request-ID": "keyed-1"},
+                          json={"model": "r1", "messages": []})
+    assert r.status_code == 200
+    engine = sa.create_engine(keyed.store_url)
+    deadline = time.monotonic() + 5
+    row = None
+    while row is None and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text(
+                "SELECT key_id, environment, cost_usd FROM requests WHERE request_id='keyed-1'"
+            )).first()
+        time.sleep(0.05)
+    engine.dispose()
+    assert row is not None
+    assert row.key_id == "cfg_r1-only" and row.environment == "prod"
+    # fake usage: 7 prompt + 3 completion tokens at $2 / $10 per million
+    assert row.cost_usd == pytest.approx((7 * 2.0 + 3 * 10.0) / 1e6)
