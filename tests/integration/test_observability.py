@@ -46,5 +46,7 @@ def test_openapi_document_describes_the_endpoints(client: httpx.Client) -> None:
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models",
+                 "/v1/tokens", "/admin/keys", "/admin/keys/{key_id}",
+                 "/admin/keys/{key_id}/rotate", "/admin/audit", "/admin/usage",
                  "/health/ready", "/metrics"):
         assert path in doc["paths"]

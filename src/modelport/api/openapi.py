@@ -37,9 +37,12 @@ _ERRORS = {
     }
     for status, text in (
         (400, "Malformed JSON, a body that is not an object, or an invalid field."),
+        (401, "No key, or an unknown, expired or revoked one."),
+        (403, "The key may not call this route (or environment)."),
         (404, "Unknown route (the `model` field)."),
         (413, "The body is larger than `server.max_body_bytes`."),
-        (429, "The provider is rate limiting."),
+        (429, "Over a rate limit or budget (see Retry-After, x-ratelimit-*), or the provider "
+              "is rate limiting."),
         (500, "Unexpected failure; the message carries the request id."),
         (502, "The provider is unreachable or failed."),
         (504, "The provider did not answer in time."),
@@ -95,6 +98,42 @@ def _get(summary: str, content_type: str = "application/json") -> dict[str, Any]
                                           "content": {content_type: {"schema": {}}}}}}}
 
 
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_ADMIN: list[dict[str, list[str]]] = [{"admin": []}]
+_KEY_SPEC = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "routes": {"type": ["array", "null"], "items": {"type": "string"}},
+        "environment": {"enum": ["dev", "test", "prod"], "default": "prod"},
+        "rpm": {"type": ["integer", "null"], "minimum": 1},
+        "tpm": {"type": ["integer", "null"], "minimum": 1},
+        "max_concurrency": {"type": ["integer", "null"], "minimum": 1},
+        "budget_usd": {"type": ["number", "null"], "minimum": 0},
+        "budget_period": {"enum": ["day", "month"], "default": "month"},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+
+def _admin(summary: str, method: str = "get", body: dict[str, Any] | None = None,
+           status: str = "200", params: tuple[str, ...] = ()) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": _ADMIN,
+        "responses": {status: {"description": "OK"}, "400": _ERRORS["400"],
+                      "401": _ERRORS["401"]},
+    }
+    if body is not None:
+        operation["requestBody"] = {"content": {"application/json": {"schema": body}}}
+    if params:
+        operation["parameters"] = [{"name": p, "in": "path", "required": True,
+                                    "schema": {"type": "string"}} for p in params]
+    return {method: operation}
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -112,12 +151,53 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "OK"}, "404": _ERRORS["404"]},
                 }
             },
+            "/v1/tokens": {"post": {
+                "summary": "Mint a short-lived browser token for one route.",
+                "security": _BEARER,
+                "requestBody": {"content": {"application/json": {"schema": {
+                    "type": "object", "required": ["route"], "additionalProperties": False,
+                    "properties": {"route": {"type": "string"},
+                                   "ttl_s": {"type": "integer", "minimum": 1, "maximum": 3600},
+                                   "rpm": {"type": "integer", "minimum": 1},
+                                   "tpm": {"type": "integer", "minimum": 1},
+                                   "max_concurrency": {"type": "integer", "minimum": 1}}}}}},
+                "responses": {"201": {"description": "The token."}, "400": _ERRORS["400"],
+                              "401": _ERRORS["401"], "403": _ERRORS["403"]},
+            }},
+            "/admin/keys": {
+                **_admin("Create a key; its secret is in the answer, once.", "post",
+                         _KEY_SPEC, "201"),
+                **_admin("List keys, without secrets."),
+            },
+            "/admin/keys/{key_id}": _admin("Revoke a key, at once.", "delete",
+                                           params=("key_id",)),
+            "/admin/keys/{key_id}/rotate": _admin(
+                "Issue a new secret; the old one stays valid for grace_seconds.", "post",
+                {"type": "object", "additionalProperties": False,
+                 "properties": {"grace_seconds": {"type": "integer", "minimum": 0}}},
+                params=("key_id",)),
+            "/admin/audit": _admin("The audit log, newest first."),
+            "/admin/usage": {"get": {
+                **_admin("Requests, tokens and cost per key or route this period.")["get"],
+                "parameters": [
+                    {"name": "by", "in": "query", "schema": {"enum": ["key", "route"]}},
+                    {"name": "period", "in": "query", "schema": {"enum": ["month", "day"]}},
+                ],
+            }},
             "/health/live": _get("The process is up."),
             "/health/ready": _get("Config loaded and providers started (503 otherwise)."),
             "/metrics": _get("Prometheus metrics.", "text/plain"),
             "/openapi.json": _get("This document."),
         },
-        "components": {"schemas": {"Error": _ERROR}},
+        "components": {
+            "schemas": {"Error": _ERROR},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An inference key (mpk_...) or browser token."},
+                "admin": {"type": "http", "scheme": "bearer",
+                          "description": "The admin key."},
+            },
+        },
     }
 
 

@@ -67,6 +67,9 @@ def test_migrate_twice_is_harmless(tmp_path: Path) -> None:
         migrate(engine)
 
         inspector = inspect(engine)
-        assert sorted(inspector.get_table_names()) == ["alembic_version", "requests"]
+        assert sorted(inspector.get_table_names()) == [
+            "alembic_version", "api_key_secrets", "api_keys", "audit_log", "requests",
+            "store_revision",
+        ]
     finally:
         engine.dispose()
