@@ -52,6 +52,8 @@ PORTS = {"direct": UPSTREAM_PORT, "floor": FLOOR_PORT, "modelport": MODELPORT_PO
 CHAT_PATH = "/v1/chat/completions"
 ROUTE = "bench-chat"
 UPSTREAM_KEY = "bench-key"
+API_KEY = "mpk_benchmarkbenchmarkbenchmarkbenchmark1234"  # the production config's key
+ADMIN_KEY = "bench-admin-key-not-a-secret"
 TARGETS = ("direct", "floor", "modelport", "modelport-prod")
 # Modelport configurations: bare proxy, and production features on (ledger, request log)
 MODELPORT_CONFIGS = {"modelport": "bare.yaml", "modelport-prod": "production.yaml"}
@@ -262,7 +264,8 @@ def run_wrk(url: str, connections: int, seconds: float, pin: bool) -> WrkResult:
         ],
         pin,
     )  # fmt: skip
-    env = {**os.environ, "BENCH_ROUTE": ROUTE}
+    # every target gets the same Authorization header; only modelport-prod checks it
+    env = {**os.environ, "BENCH_ROUTE": ROUTE, "BENCH_API_KEY": API_KEY}
     try:
         done = subprocess.run(
             argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=False
@@ -302,7 +305,8 @@ def start_targets(names: Sequence[str], children: Children, pin: bool) -> dict[s
     wait_ready(upstream, base, None, 15)
     targets = {"direct": Target("direct", base + CHAT_PATH, None)}
 
-    env = {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONUNBUFFERED": "1",
+           "BENCH_API_KEY": API_KEY, "BENCH_ADMIN_KEY": ADMIN_KEY}
     if "floor" in names:
         argv = [sys.executable, str(BENCH / "floor.py"), f"{base}/v1", "--port", str(FLOOR_PORT)]
         floor = children.start("floor", pinned(GATEWAY_CPU, argv, pin), env)

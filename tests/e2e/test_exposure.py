@@ -48,13 +48,13 @@ def test_an_admin_key_in_the_environment_turns_keys_on(
     tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str
 ) -> None:
     config = write_config(tmp_path / "m.yaml", basic_config(upstream.base_url, sqlite_url))
-    proc = ServeProcess(config, {**env, "MODELPORT_ADMIN_KEY": "adm-e2e-4c1f"}, tmp_path)
+    proc = ServeProcess(config, {**env, "MODELPORT_ADMIN_KEY": "adm-e2e-4c1f-0d9e3b7a"}, tmp_path)
     proc.wait_ready()
     try:
         anonymous = httpx.post(f"{proc.url}/v1/chat/completions",
                                json={"model": "support-summary", "messages": []})
         created = httpx.post(f"{proc.url}/admin/keys", json={"name": "e2e"},
-                             headers={"Authorization": "Bearer adm-e2e-4c1f"})
+                             headers={"Authorization": "Bearer adm-e2e-4c1f-0d9e3b7a"})
         key = created.json()["key"]
         keyed = httpx.post(f"{proc.url}/v1/chat/completions",
                            json={"model": "support-summary", "messages": []},
@@ -64,4 +64,4 @@ def test_an_admin_key_in_the_environment_turns_keys_on(
     assert anonymous.status_code == 401
     assert created.status_code == 201 and keyed.status_code == 200
     assert "running open" not in log
-    assert "adm-e2e-4c1f" not in log and key not in log
+    assert "adm-e2e-4c1f-0d9e3b7a" not in log and key not in log

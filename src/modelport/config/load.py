@@ -142,7 +142,9 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
     admin_key = _admin_key(raw, environ, problems)
     token_secret = None
     if raw.token_secret is not None:
-        token_secret = resolve_secret(raw.token_secret, "token_secret", environ, problems)
+        token_secret = _strong(
+            resolve_secret(raw.token_secret, "token_secret", environ, problems),
+            "token_secret", problems)
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -159,14 +161,25 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
 
 
 ADMIN_KEY_ENV = "MODELPORT_ADMIN_KEY"
+MIN_KEY_CHARS = 16
+
+
+def _strong(secret: Secret | None, where: str, problems: list[str]) -> Secret | None:
+    """Keys that guard Modelport itself must not be guessable (nor so short that redacting
+    them from logs would mangle ordinary words)."""
+    if secret is not None and len(secret.reveal()) < MIN_KEY_CHARS:
+        problems.append(f"{where}: must be at least {MIN_KEY_CHARS} characters long")
+        return None
+    return secret
 
 
 def _admin_key(raw: RawConfig, environ: Mapping[str, str], problems: list[str]) -> Secret | None:
     """``admin_key`` from the config, else the ``MODELPORT_ADMIN_KEY`` variable, else none."""
     if raw.admin_key is not None:
-        return resolve_secret(raw.admin_key, "admin_key", environ, problems)
+        return _strong(resolve_secret(raw.admin_key, "admin_key", environ, problems),
+                       "admin_key", problems)
     value = environ.get(ADMIN_KEY_ENV)
-    return Secret(value) if value else None
+    return _strong(Secret(value), ADMIN_KEY_ENV, problems) if value else None
 
 
 def _limits(raw: RawRoute | RawKey) -> LimitSettings:
@@ -180,7 +193,8 @@ def _key(
     environ: Mapping[str, str],
     problems: list[str],
 ) -> KeySettings | None:
-    secret = resolve_secret(raw.key, f"keys.{name}.key", environ, problems)
+    secret = _strong(resolve_secret(raw.key, f"keys.{name}.key", environ, problems),
+                     f"keys.{name}.key", problems)
     for i, route in enumerate(raw.routes or ()):
         where = f"keys.{name}.routes[{i}]"
         if route not in routes:
