@@ -27,9 +27,10 @@ class InferenceEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = services_of(scope)
         ctx = scope[CTX_KEY]
-        principal = services.access.authenticate(header(scope, b"authorization"))
-        if principal is not None:
-            ctx.key_id = principal.key_id
+        principal = None
+        if services.access.auth_required:
+            principal = services.access.authenticate(header(scope, b"authorization"))
+            ctx.key_id = principal.key_id if principal is not None else None
         raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
         body = parse_body(raw)
         result = await services.proxy.call(self.operation, body, raw, ctx, principal)

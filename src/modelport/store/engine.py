@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from modelport.errors import ConfigError, ServiceUnavailable
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x6D706F7274  # "mport": replicas starting together migrate one at a time
@@ -45,3 +50,50 @@ def migrate(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url`` with every migration applied; a URL that cannot be used is a
+    ``ConfigError`` naming ``store.url``, an unreachable database ``ServiceUnavailable``."""
+    try:
+        engine = make_engine(url)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError([f"store.url: cannot use this database URL ({exc})"]) from None
+    with unavailable_as_error():
+        migrate(engine)
+    return engine
+
+
+@contextmanager
+def unavailable_as_error() -> Iterator[None]:
+    """The boundary where a database that cannot be reached becomes ``ServiceUnavailable``."""
+    try:
+        yield
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise ServiceUnavailable(f"the store is unavailable: {reason}") from exc
+
+
+class EngineStore:
+    """A store over one engine: ``Store(engine)`` over a migrated engine the caller owns,
+    or ``Store.open(url)``, which migrates and disposes of the engine on ``close``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._owns_engine = False
+
+    @classmethod
+    def open(cls, url: str, **options: Any) -> Self:
+        store = cls(open_engine(url), **options)
+        store._owns_engine = True
+        return store
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -18,13 +18,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, insert, or_, select, update
-from sqlalchemy.exc import ArgumentError, OperationalError
 
-from modelport.errors import ConfigError, ServiceUnavailable
-from modelport.store.engine import make_engine, migrate
+from modelport.store.engine import EngineStore, unavailable_as_error
 from modelport.store.tables import api_key_secrets, api_keys, audit_log, store_revision
 
 Clock = Callable[[], datetime]
@@ -76,29 +74,7 @@ class AuditEntry:
     client: str | None
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for ``url`` with every migration applied; a URL that cannot be used is a
-    ``ConfigError`` naming ``store.url``, an unreachable database ``ServiceUnavailable``."""
-    try:
-        engine = make_engine(url)
-    except (ArgumentError, ImportError) as exc:
-        raise ConfigError([f"store.url: cannot use this database URL ({exc})"]) from None
-    with unavailable_as_error():
-        migrate(engine)
-    return engine
-
-
-@contextmanager
-def unavailable_as_error() -> Iterator[None]:
-    """The boundary where a database that cannot be reached becomes ``ServiceUnavailable``."""
-    try:
-        yield
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise ServiceUnavailable(f"the store is unavailable: {reason}") from exc
-
-
-class KeyStore:
+class KeyStore(EngineStore):
     """Keys, secrets, the audit log and the store revision over one SQLAlchemy engine.
 
     Build it with ``KeyStore.open(url)`` (which migrates and owns the engine), or with an
@@ -106,25 +82,8 @@ class KeyStore:
     """
 
     def __init__(self, engine: Engine, *, clock: Clock = utc_now) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._clock = clock
-        self._owns_engine = False
-
-    @classmethod
-    def open(cls, url: str, *, clock: Clock = utc_now) -> Self:
-        store = cls(open_engine(url), clock=clock)
-        store._owns_engine = True
-        return store
-
-    def close(self) -> None:
-        if self._owns_engine:
-            self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     def create(
         self,

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Self
+from typing import Literal
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, func, select
 
-from modelport.store.keys import open_engine, unavailable_as_error
+from modelport.store.engine import EngineStore, unavailable_as_error
 from modelport.store.tables import requests
 
 GroupBy = Literal["key", "route"]
@@ -32,29 +32,9 @@ class UsageRow:
     cost_usd: float
 
 
-class UsageStore:
+class UsageStore(EngineStore):
     """Build it with ``UsageStore.open(url)`` (which migrates and owns the engine), or with
     an engine whose schema the caller has already migrated (``modelport.store.migrate``)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._owns_engine = False
-
-    @classmethod
-    def open(cls, url: str) -> Self:
-        store = cls(open_engine(url))
-        store._owns_engine = True
-        return store
-
-    def close(self) -> None:
-        if self._owns_engine:
-            self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     def report(self, by: GroupBy, since: datetime, until: datetime | None) -> list[UsageRow]:
         """Requests, tokens and cost per key or route in ``[since, until)``, costliest first."""
