@@ -277,7 +277,7 @@ def add_requests(workdir: Path, *rows: tuple[str | None, str, float]) -> None:
         with engine.begin() as conn:
             conn.execute(insert(requests), [{
                 "request_id": f"r{i}", "created_at": now, "method": "POST",
-                "path": "/v1/chat/completions", "route": route, "status": 200,
+                "path": "/v1/chat/completions", "route": route, "status": 200, "operation": "chat",
                 "latency_ms": 1.0, "upstream_ms": 1.0, "overhead_ms": 0.0,
                 "prompt_tokens": 100, "completion_tokens": 20, "config_version": "v",
                 "stream": False, "client_disconnected": False, "key_id": key_id,

@@ -123,7 +123,8 @@ async def rotate_key(scope: Scope, receive: Receive, send: Send) -> None:
     grace = datetime.now(UTC) + timedelta(seconds=spec.grace_seconds)
     row = await asyncio.to_thread(
         services.keys.rotate, scope["path_params"]["key_id"], new_hash=hash_key(secret),
-        grace_until=grace, actor=actor, client=client_of(scope),
+        new_prefix=display_prefix(secret), grace_until=grace, actor=actor,
+        client=client_of(scope),
     )
     if row is None:
         raise NotFound("No such key, or it is revoked.")

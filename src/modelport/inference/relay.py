@@ -72,7 +72,7 @@ class StreamRelay:
         if usage is not None and self._price is not None:
             self._ctx.cost_usd = self._price.cost(usage)
         if self._ticket is not None:
-            self._ticket.finish(usage, self._ctx.cost_usd if usage is not None else 0.0)
+            self._ticket.finish(usage, self._ctx.cost_usd, served=True)
 
     def _forwardable(self, chunk: bytes) -> bytes:
         events = self._splitter.feed(chunk)
@@ -83,5 +83,5 @@ class StreamRelay:
     async def aclose(self) -> None:
         """Let go of the provider; settles the ticket if the stream never ran to its end."""
         if self._ticket is not None:
-            self._ticket.finish(self._tap.usage, self._ctx.cost_usd)
+            self._ticket.finish(self._tap.usage, self._ctx.cost_usd, served=True)
         await self._upstream.aclose()

@@ -41,16 +41,22 @@ class Ticket:
     def headers(self) -> dict[str, str]:
         return self._admission.headers() if self._admission is not None else {}
 
-    def finish(self, usage: Usage | None, cost_usd: float | None) -> None:
-        """Settle with what happened (``usage`` None: nothing was served). Idempotent."""
+    def finish(self, usage: Usage | None, cost_usd: float | None, *, served: bool = False) -> None:
+        """Settle with what happened. ``usage`` None and not ``served``: nothing was served,
+        so everything is given back. ``served`` with no usage (a stream cut short before
+        its usage arrived): the estimate stands. Idempotent."""
         if self._done:
             return
         self._done = True
+        unknown = usage is None and served
         if self._admission is not None:
-            self._admission.settle(usage.total_tokens if usage is not None else 0)
+            if not unknown:
+                self._admission.settle(usage.total_tokens if usage is not None else 0)
             self._admission.release()
         if self._reservation is not None:
-            if cost_usd is None:
+            if unknown:
+                self._reservation.settle(self._reservation.estimated_usd)
+            elif cost_usd is None:
                 self._reservation.cancel()
             else:
                 self._reservation.settle(cost_usd)
@@ -147,16 +153,15 @@ class AccessPolicy:
         if not scopes and budget is None:
             return None
         prompt, completion = estimate()
-        admission = self.limiter.admit(scopes, prompt + completion) if scopes else None
         reservation = None
         if budget is not None and principal is not None:
-            try:
-                reservation = self.budgets.reserve(
-                    principal.key_id, budget, price.estimate(prompt, completion)
-                )
-            except BaseException:
-                if admission is not None:
-                    admission.settle(0)
-                    admission.release()
-                raise
+            reservation = self.budgets.reserve(
+                principal.key_id, budget, price.estimate(prompt, completion)
+            )
+        try:
+            admission = self.limiter.admit(scopes, prompt + completion) if scopes else None
+        except BaseException:
+            if reservation is not None:
+                reservation.cancel()
+            raise
         return Ticket(admission, reservation)

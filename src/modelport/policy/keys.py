@@ -108,6 +108,8 @@ class KeyRing:
         self._clock = clock
         self._by_hash: dict[str, _Entry] = {}
         self._by_id: dict[str, Principal] = {}
+        self._revoked: set[str] = set()  # revocation is final: no reload may undo it
+        self.mutations = 0  # bumped by put and revoke, so a reload read before them is dropped
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -121,13 +123,17 @@ class KeyRing:
             by_id[principal.key_id] = principal
             by_hash[hash_key(settings.key.reveal())] = _Entry(principal.key_id, None)
         for row in rows:
-            by_id[row.id] = from_row(row)
+            principal = from_row(row)
+            if row.id in self._revoked:
+                principal = replace(principal, revoked=True)
+            by_id[row.id] = principal
             for secret in row.secrets:
                 by_hash[secret.secret_hash] = _Entry(row.id, _epoch(secret.expires_at))
         self._by_hash, self._by_id = by_hash, by_id
 
     def put(self, row: KeyRow) -> None:
         """Add or refresh one stored key (after create or rotate) without a reload."""
+        self.mutations += 1
         self._by_id[row.id] = from_row(row)
         stale = [h for h, e in self._by_hash.items() if e.key_id == row.id]
         for h in stale:
@@ -136,6 +142,8 @@ class KeyRing:
             self._by_hash[secret.secret_hash] = _Entry(row.id, _epoch(secret.expires_at))
 
     def revoke(self, key_id: str) -> None:
+        self.mutations += 1
+        self._revoked.add(key_id)
         principal = self._by_id.get(key_id)
         if principal is not None:
             self._by_id[key_id] = replace(principal, revoked=True)

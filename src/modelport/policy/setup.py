@@ -52,7 +52,8 @@ def build_access(
         auth_required=settings.auth_required,
         admin_key=settings.admin_key,
     )
-    return policy, KeySync(ring, key_store, settings.keys, prepare=prepare)
+    return policy, KeySync(ring, key_store, settings.keys, prepare=prepare,
+                           on_tick=policy.limiter.prune)
 
 
 async def seed_budgets(policy: AccessPolicy, usage: UsageStore) -> None:

@@ -29,7 +29,9 @@ class KeySync:
         config_keys: Mapping[str, KeySettings],
         interval_s: float = 1.0,
         prepare: Callable[[], None] | None = None,
+        on_tick: Callable[[], object] | None = None,
     ) -> None:
+        self._on_tick = on_tick
         self._prepare = prepare
         self._ring = ring
         self._store = store
@@ -43,9 +45,12 @@ class KeySync:
         try:
             if self._revision is None and self._prepare is not None:
                 await asyncio.to_thread(self._prepare)  # the schema, before the first read
+            mutations = self._ring.mutations
             revision = await asyncio.to_thread(self._store.revision)
             if revision != self._revision:
                 rows = await asyncio.to_thread(self._store.list_keys)
+                if self._ring.mutations != mutations:
+                    return True  # changed here while reading: the rows may predate it
                 self._ring.load(self._config_keys, rows)
                 self._revision = revision
         except Exception as exc:  # the poller must outlive any store failure; it retries
@@ -68,3 +73,5 @@ class KeySync:
         while True:
             await asyncio.sleep(self._interval)
             await self.refresh()
+            if self._on_tick is not None:
+                self._on_tick()  # housekeeping that shares the tick (limiter pruning)

@@ -75,7 +75,7 @@ class TokenSigner:
         if not 0 < ttl_s <= MAX_TTL_S:
             raise RequestError(f"ttl_s must be between 1 and {MAX_TTL_S} seconds.",
                                param="ttl_s")
-        expires_at = float(int(now) + ttl_s)
+        expires_at = now + ttl_s
         claims: dict[str, Any] = {"k": parent_id, "r": route, "e": expires_at,
                                   "l": [limits.rpm, limits.tpm, limits.max_concurrency]}
         body = _b64(orjson.dumps(claims))

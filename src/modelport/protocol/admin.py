@@ -45,7 +45,13 @@ class KeySpec(_Strict):
     @field_validator("expires_at")
     @classmethod
     def _future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value <= datetime.now(UTC):
+        if value is None:
+            return None
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is beyond the calendar in UTC") from None
+        if value <= datetime.now(UTC):
             raise ValueError("must be in the future")
         return value
 

@@ -37,7 +37,8 @@ class UsageStore(EngineStore):
     an engine whose schema the caller has already migrated (``modelport.store.migrate``)."""
 
     def report(self, by: GroupBy, since: datetime, until: datetime | None) -> list[UsageRow]:
-        """Requests, tokens and cost per key or route in ``[since, until)``, costliest first."""
+        """Inference requests answered (2xx), their tokens and cost, per key or route in
+        ``[since, until)``, costliest first. Refusals and other endpoints do not count."""
         group = requests.c.key_id if by == "key" else requests.c.route
         cost = func.coalesce(func.sum(requests.c.cost_usd), 0.0)
         query = (
@@ -49,6 +50,8 @@ class UsageStore(EngineStore):
                 cost,
             )
             .where(requests.c.created_at >= since)
+            .where(requests.c.operation.is_not(None))
+            .where(requests.c.status.between(200, 299))
             .group_by(group)
             .order_by(cost.desc(), group.asc().nulls_last())
         )

@@ -155,3 +155,56 @@ def test_token_dies_with_its_parent() -> None:
     ring.revoke("key_1")
     with pytest.raises(AuthError):
         policy.authenticate(f"Bearer {token}".encode())
+
+
+def test_a_reload_never_undoes_a_revocation() -> None:
+    clock, key = Clock(), new_key()
+    ring = KeyRing(clock)
+    ring.load({}, [_row(key)])
+    ring.revoke("key_1")
+    ring.load({}, [_row(key)])  # rows read before the revocation reached the store
+    with pytest.raises(AuthError):
+        ring.authenticate(key)
+
+
+def test_a_stream_cut_short_is_charged_its_estimate() -> None:
+    clock, key = Clock(), new_key()
+    ring = KeyRing(clock)
+    ring.load({}, [_row(key, budget_usd=10.0, budget_period="day")])
+    policy = _policy(ring, clock)
+    principal = policy.authenticate(f"Bearer {key}".encode())
+    assert principal is not None and principal.budget is not None
+    price = Price(1_000_000.0, 1_000_000.0)
+    ticket = policy.admit(principal, OTHER, price, lambda: (1, 2))
+    assert ticket is not None
+    ticket.finish(None, None, served=True)
+    assert policy.budgets.spent("key_1", principal.budget) == pytest.approx(3.0)
+    unserved = policy.admit(principal, OTHER, price, lambda: (1, 2))
+    assert unserved is not None
+    unserved.finish(None, None)
+    assert policy.budgets.spent("key_1", principal.budget) == pytest.approx(3.0)
+
+
+async def test_sync_drops_a_reload_that_raced_a_local_change() -> None:
+    from modelport.policy.sync import KeySync
+
+    key = new_key()
+
+    class RacingStore:
+        """Reads rows that predate a key created locally while the read was under way."""
+
+        def __init__(self, ring: KeyRing) -> None:
+            self.ring = ring
+            self.rev = 1
+
+        def revision(self) -> int:
+            return self.rev
+
+        def list_keys(self) -> list[KeyRow]:
+            self.ring.put(_row(key))
+            return []
+
+    ring = KeyRing(Clock())
+    sync = KeySync(ring, RacingStore(ring), {})  # type: ignore[arg-type]
+    assert await sync.refresh()
+    assert ring.authenticate(key).key_id == "key_1"
