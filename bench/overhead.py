@@ -141,6 +141,7 @@ def ensure_port_free(port: int) -> None:
 
 def http_status(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("Authorization", f"Bearer {API_KEY}")  # as wrk sends it
     if body is not None:
         request.add_header("Content-Type", "application/json")
     try:

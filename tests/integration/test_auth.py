@@ -104,3 +104,22 @@ def test_ledger_names_the_key_and_environment(keyed: Keyed) -> None:
     assert row.key_id == "cfg_r1-only" and row.environment == "prod"
     # fake usage: 7 prompt + 3 completion tokens at $2 / $10 per million
     assert row.cost_usd == pytest.approx((7 * 2.0 + 3 * 10.0) / 1e6)
+
+
+def test_key_list_shows_usage_so_far_this_month(keyed: Keyed) -> None:
+    import time
+
+    made = keyed.client.post("/admin/keys", json={"name": "metered", "routes": ["r1"]},
+                             headers=bearer(ADMIN_KEY)).json()
+    for _ in range(2):
+        assert keyed.call("r1", made["key"]).status_code == 200
+    deadline = time.monotonic() + 5
+    while True:
+        listed = keyed.client.get("/admin/keys", headers=bearer(ADMIN_KEY)).json()["data"]
+        (view,) = [k for k in listed if k["id"] == made["id"]]
+        if view["usage_this_month"]["requests"] == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert view["usage_this_month"]["requests"] == 2
+    assert view["usage_this_month"]["cost_usd"] == pytest.approx(2 * (7 * 2 + 3 * 10) / 1e6)
+    assert view["last_used_at"] is not None and "key" not in view

@@ -7,6 +7,7 @@ to this server's key ring at once, so a revoked key fails on its very next reque
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,18 +19,23 @@ from modelport.api.body import read_body
 from modelport.api.responses import send_json
 from modelport.api.services import Services, services_of
 from modelport.errors import NotFound, RequestError
+from modelport.policy.budgets import period_start
 from modelport.policy.keys import CONFIG_KEY_PREFIX
 from modelport.policy.secrets import display_prefix, hash_key, new_key, new_key_id
 from modelport.protocol.admin import KeySpec, RotateSpec, parse
 from modelport.protocol.openai.request import parse_body
 from modelport.store.keys import AuditEntry, KeyRow
+from modelport.store.usage import UsageRow
 
 _ADMIN_BODY_LIMIT = 64 * 1024
+_NO_USAGE = UsageRow(group=None, requests=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
 
 
-def key_view(row: KeyRow, last_used: datetime | None = None) -> dict[str, Any]:
+def key_view(
+    row: KeyRow, last_used: datetime | None = None, usage: UsageRow | None = None
+) -> dict[str, Any]:
     """A key as the admin API shows it: everything but its secrets."""
-    return {
+    view: dict[str, Any] = {
         "id": row.id,
         "object": "key",
         "name": row.name,
@@ -46,6 +52,14 @@ def key_view(row: KeyRow, last_used: datetime | None = None) -> dict[str, Any]:
         "revoked_at": _iso(row.revoked_at),
         "last_used_at": _iso(last_used),
     }
+    if usage is not None:
+        view["usage_this_month"] = {
+            "requests": usage.requests if usage else 0,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+            "cost_usd": usage.cost_usd if usage else 0.0,
+        }
+    return view
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -97,8 +111,11 @@ async def list_keys(scope: Scope, receive: Receive, send: Send) -> None:
                             client_of(scope))
     rows = await asyncio.to_thread(services.keys.list_keys)
     used = await asyncio.to_thread(services.usage.last_used_by_key)
-    await send_json(send, {"object": "list",
-                           "data": [key_view(r, used.get(r.id)) for r in rows]})
+    month = datetime.fromtimestamp(period_start("month", time.time()), UTC)
+    usage = {u.group: u for u in await asyncio.to_thread(services.usage.report, "key",
+                                                          month, None)}
+    await send_json(send, {"object": "list", "data": [
+        key_view(r, used.get(r.id), usage.get(r.id) or _NO_USAGE) for r in rows]})
 
 
 async def revoke_key(scope: Scope, receive: Receive, send: Send) -> None:
