@@ -20,6 +20,8 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     +-- Forbidden                     403     permission_denied        no
     +-- RateLimited                   429     rate_limit_exceeded      yes  (carries headers)
     |   +-- BudgetExceeded            429     budget_exceeded          no
+    |   +-- OverShare                 429     over_share               yes  (a full queue)
+    +-- Overloaded                    503     overloaded               yes  (carries headers)
     +-- UpstreamError                 502     upstream_error           yes
     |   +-- UpstreamUnreachable       502     upstream_unreachable     yes
     |   +-- UpstreamServerError       502     upstream_server_error    yes
@@ -135,6 +137,25 @@ class RateLimited(ModelportError):
 class BudgetExceeded(RateLimited):
     code = "budget_exceeded"
     retryable = False
+
+
+class OverShare(RateLimited):
+    """A target's queue is full and this caller already holds more than its fair share."""
+
+    code = "over_share"
+
+
+class Overloaded(ModelportError):
+    """No target can take the request in time; answered at once with Retry-After."""
+
+    status = 503
+    code = "overloaded"
+    type = "server_error"
+    retryable = True
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers = headers or {}
 
 
 class UpstreamError(ModelportError):

@@ -26,6 +26,7 @@ from modelport.errors import (
     MethodNotAllowed,
     ModelportError,
     NotFound,
+    Overloaded,
     RateLimited,
     RequestError,
 )
@@ -131,7 +132,7 @@ class RequestMiddleware:
             return  # the response had started; a stream reports its own error event
         body = error_body(exc)
         headers = [_JSON, (b"content-length", str(len(body)).encode())]
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, (RateLimited, Overloaded)):
             headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())
         if isinstance(exc, AuthError):
             headers.append((b"www-authenticate", b"Bearer"))

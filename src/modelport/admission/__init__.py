@@ -1,0 +1,1 @@
+"""Admission control: per-target concurrency caps and bounded, fair priority queues."""
