@@ -192,6 +192,10 @@ class UpstreamRateLimited(UpstreamError):
     code = "upstream_rate_limited"
     type = "rate_limit_error"
 
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
 
 class UpstreamTimeout(UpstreamError):
     status = 504

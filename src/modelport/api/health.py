@@ -25,7 +25,11 @@ async def ready(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
     services = services_of(scope)
-    services.metrics.ledger_pending.set(services.ledger.pending)
+    m = services.metrics
+    m.ledger_pending.set(services.ledger.pending)
+    for route, target, queued, in_flight in services.routes.queued():
+        m.queue_depth.labels(route, target).set(queued)
+        m.target_in_flight.labels(route, target).set(in_flight)
     await send_bytes(send, 200, services.metrics.render(), services.metrics.content_type)
 
 

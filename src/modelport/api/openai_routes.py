@@ -14,10 +14,35 @@ from modelport.api.middleware import CTX_KEY
 from modelport.api.responses import send_bytes, send_json, send_stream
 from modelport.api.services import services_of
 from modelport.core.operation import Operation
-from modelport.errors import UnknownRoute
+from modelport.errors import RequestError, UnknownRoute
 from modelport.protocol.openai.models import model_list, model_object
 from modelport.protocol.openai.request import parse_body
 from modelport.providers.base import UpstreamReply
+
+_PRIORITIES = {b"interactive": 1, b"batch": 0}
+
+
+def request_timeout(value: bytes | None) -> float | None:
+    """``X-Request-Timeout`` in seconds: it may shorten the route's deadline, never extend it."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86_400:
+        raise RequestError("X-Request-Timeout must be a number of seconds above 0.",
+                           param="X-Request-Timeout")
+    return seconds
+
+
+def request_priority(value: bytes | None) -> int:
+    if value is None:
+        return 1
+    priority = _PRIORITIES.get(value.strip().lower())
+    if priority is None:
+        raise RequestError("X-Priority must be 'interactive' or 'batch'.", param="X-Priority")
+    return priority
 
 
 class InferenceEndpoint:
@@ -31,9 +56,12 @@ class InferenceEndpoint:
         if services.access.auth_required:
             principal = services.access.authenticate(header(scope, b"authorization"))
             ctx.key_id = principal.key_id if principal is not None else None
+        timeout_s = request_timeout(header(scope, b"x-request-timeout"))
+        priority = request_priority(header(scope, b"x-priority"))
         raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
         body = parse_body(raw)
-        result = await services.proxy.call(self.operation, body, raw, ctx, principal)
+        result = await services.proxy.call(self.operation, body, raw, ctx, principal,
+                                           timeout_s=timeout_s, priority=priority)
         if isinstance(result, UpstreamReply):
             await send_bytes(send, result.status, result.body, result.content_type)
         else:

@@ -80,13 +80,13 @@ async def build_services(
         if access_log is not None:
             await access_log.start()
             stack.push_async_callback(access_log.stop)
-        routes = RouteTable(settings, providers)
+        routes = RouteTable(settings, providers, metrics)
         services = Services(
             settings=settings,
             metrics=metrics,
             providers=providers,
             routes=routes,
-            proxy=ProxyService(routes, access),
+            proxy=ProxyService(routes, access, metrics),
             recorder=Recorder(metrics, ledger, settings.config_version, access_log),
             ledger=ledger,
             access=access,

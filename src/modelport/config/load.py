@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from modelport.config.schema import RawConfig, RawKey, RawProvider, RawRoute
 from modelport.config.settings import (
+    BreakerConfig,
     KeySettings,
     LimitSettings,
     ProviderSettings,
@@ -137,6 +138,7 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
         name: _provider(name, p, environ, problems) for name, p in raw.providers.items()
     }
     routes = {name: _route(name, r, providers, problems) for name, r in raw.routes.items()}
+    _check_fallback_routes(routes, problems)
     keys = {name: _key(name, k, routes, environ, problems) for name, k in raw.keys.items()}
     _check_distinct_keys(keys, problems)
     admin_key = _admin_key(raw, environ, problems)
@@ -218,6 +220,18 @@ def _key(
     )
 
 
+def _check_fallback_routes(routes: Mapping[str, RouteSettings], problems: list[str]) -> None:
+    for name, route in routes.items():
+        for i, other in enumerate(route.fallback_routes):
+            where = f"routes.{name}.fallback_routes[{i}]"
+            if other not in routes:
+                problems.append(f"{where}: unknown route '{other}'")
+            elif other == name:
+                problems.append(f"{where}: a route cannot fall back to itself")
+            elif routes[other].environment != route.environment:
+                problems.append(f"{where}: route '{other}' is in another environment")
+
+
 def _check_distinct_keys(keys: Mapping[str, KeySettings | None], problems: list[str]) -> None:
     seen: dict[Secret, str] = {}
     for name, key in keys.items():
@@ -265,6 +279,12 @@ def _route(
                 model=t.model,
                 input_per_mtok=t.input_per_mtok,
                 output_per_mtok=t.output_per_mtok,
+                weight=t.weight,
+                context_window=t.context_window,
+                max_concurrency=t.max_concurrency,
+                max_queue=t.max_queue,
+                queue_timeout_s=t.queue_timeout_s,
+                breaker=BreakerConfig(**t.breaker.model_dump()),
             )
         )
     return RouteSettings(
@@ -275,6 +295,16 @@ def _route(
         capture=raw.capture,
         environment=raw.environment,
         limits=_limits(raw),
+        strategy=raw.strategy,
+        retries=len(raw.targets) - 1 if raw.retries is None else raw.retries,
+        backoff_s=raw.backoff_s,
+        backoff_max_s=raw.backoff_max_s,
+        retry_after_max_s=raw.retry_after_max_s,
+        timeout_s=raw.timeout_s,
+        deadline_s=raw.deadline_s,
+        stream_idle_timeout_s=raw.stream_idle_timeout_s,
+        fallback_routes=tuple(raw.fallback_routes),
+        fallback_on=MappingProxyType(raw.fallback_on.model_dump()),
     )
 
 

@@ -69,11 +69,43 @@ class RawProvider(_Strict):
         return value.rstrip("/")
 
 
+class RawBreaker(_Strict):
+    failures: int = Field(default=5, gt=0, le=10_000)
+    window_s: float = Field(default=10.0, gt=0, le=3600)
+    failure_rate: float | None = Field(default=0.5, gt=0, le=1)
+    min_requests: int = Field(default=10, gt=0, le=1_000_000)
+    cooldown_s: float = Field(default=5.0, gt=0, le=3600)
+    half_open_probes: int = Field(default=1, gt=0, le=1000)
+
+
 class RawTarget(_Strict):
     provider: NonEmpty
     model: NonEmpty
     input_per_mtok: float = Field(default=0.0, ge=0, le=1_000_000)
     output_per_mtok: float = Field(default=0.0, ge=0, le=1_000_000)
+    weight: float = Field(default=1.0, ge=0, le=1_000_000)
+    context_window: int | None = Field(default=None, gt=0, le=100_000_000)
+    max_concurrency: Concurrency | None = None
+    max_queue: int = Field(default=0, ge=0, le=1_000_000)
+    queue_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    breaker: RawBreaker = Field(default_factory=RawBreaker)
+
+
+FallbackRule = Literal["retry", "fail"]
+PolicyRule = Literal["fallback_routes", "fail"]
+
+
+class RawFallbackRules(_Strict):
+    """What to do after each class of failure: try again (another target, or the same one
+    after a backoff), or fail at once with the error."""
+
+    timeout: FallbackRule = "retry"
+    rate_limited: FallbackRule = "retry"
+    server_error: FallbackRule = "retry"
+    connection: FallbackRule = "retry"
+    auth: FallbackRule = "retry"
+    context_length: FallbackRule = "retry"
+    content_policy: PolicyRule = "fail"
 
 
 class RawRoute(_Strict):
@@ -84,6 +116,16 @@ class RawRoute(_Strict):
     rpm: PerMinute | None = None
     tpm: PerMinute | None = None
     max_concurrency: Concurrency | None = None
+    strategy: Literal["ordered", "weighted", "least_busy", "fastest"] = "ordered"
+    retries: int | None = Field(default=None, ge=0, le=20)
+    backoff_s: float = Field(default=0.1, ge=0, le=60)
+    backoff_max_s: float = Field(default=2.0, ge=0, le=600)
+    retry_after_max_s: float = Field(default=10.0, ge=0, le=600)
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    deadline_s: float = Field(default=600.0, gt=0, le=86_400)
+    stream_idle_timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    fallback_routes: list[NonEmpty] = Field(default_factory=list)
+    fallback_on: RawFallbackRules = Field(default_factory=RawFallbackRules)
     targets: list[RawTarget] = Field(min_length=1)
 
 

@@ -73,11 +73,27 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    failures: int = 5
+    window_s: float = 10.0
+    failure_rate: float | None = 0.5
+    min_requests: int = 10
+    cooldown_s: float = 5.0
+    half_open_probes: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSettings:
     provider: str
     model: str
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
+    weight: float = 1.0
+    context_window: int | None = None
+    max_concurrency: int | None = None
+    max_queue: int = 0
+    queue_timeout_s: float = 30.0
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
     @property
     def label(self) -> str:
@@ -94,6 +110,16 @@ class RouteSettings:
     capture: bool = False
     environment: str = "prod"
     limits: LimitSettings = field(default_factory=LimitSettings)
+    strategy: str = "ordered"
+    retries: int = 0  # attempts after the first; by default, one attempt per target
+    backoff_s: float = 0.1
+    backoff_max_s: float = 2.0
+    retry_after_max_s: float = 10.0
+    timeout_s: float | None = None
+    deadline_s: float = 600.0
+    stream_idle_timeout_s: float | None = None
+    fallback_routes: tuple[str, ...] = ()
+    fallback_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
@@ -38,6 +39,7 @@ class RequestContext:
     environment: str | None = None
     cost_usd: float | None = None
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    attempts: list[Any] = field(default_factory=list)  # inference.attempts.Attempt records
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

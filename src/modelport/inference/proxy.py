@@ -1,13 +1,16 @@
-"""Proxying an OpenAI-style call to the route's target, streaming or not.
+"""Proxying an OpenAI-style call through a route, streaming or not.
 
 The body is parsed once by the caller; here the route is resolved, the caller's access to
-it checked and admitted (limits, budget), the model name swapped for the target's, and the
-provider called. Only the usage object of the reply is read; the reply's bytes are passed
-back untouched. Tokens and cost are settled against limits and budget once known.
+it checked and admitted (limits, budget), and the attempt loop tries the route's targets in
+its strategy's order, with retries and fallbacks by error class, then the route's
+``fallback_routes``. Only the usage object of the reply is read; the reply's bytes are
+passed back untouched. Tokens and cost are settled against limits and budget once known.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from typing import Any
 
@@ -16,8 +19,10 @@ import orjson
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
-from modelport.errors import UnsupportedOperation
+from modelport.errors import ModelportError, Overloaded, UnsupportedOperation
+from modelport.inference.attempts_loop import AttemptLoop
 from modelport.inference.relay import StreamRelay
+from modelport.observability.metrics import Metrics
 from modelport.policy.access import AccessPolicy, Ticket
 from modelport.policy.keys import Principal
 from modelport.protocol.openai.request import (
@@ -27,31 +32,29 @@ from modelport.protocol.openai.request import (
     requested_route,
     wants_stream,
 )
-from modelport.providers.base import UpstreamReply
+from modelport.providers.base import UpstreamReply, UpstreamStream
 from modelport.routing.table import Route, RouteTable, Target
 
 _CAPTURE_LIMIT = 64 * 1024
 COST_HEADER = b"x-modelport-cost-usd"
+ATTEMPTS_HEADER = b"x-modelport-attempts"
 
 
 class ProxyService:
-    def __init__(self, routes: RouteTable, access: AccessPolicy) -> None:
+    def __init__(
+        self, routes: RouteTable, access: AccessPolicy, metrics: Metrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self._routes = routes
         self._access = access
-
-    def _resolve(self, body: dict[str, Any], ctx: RequestContext) -> tuple[Route, Target]:
-        route = self._routes.get(requested_route(body))
-        ctx.route = route.name
-        target = route.select()
-        ctx.target = target.label
-        return route, target
+        self._metrics = metrics
+        self._rng = rng or random.Random()
 
     def _admit(
         self,
         operation: Operation,
         body: dict[str, Any],
         route: Route,
-        target: Target,
         principal: Principal | None,
         ctx: RequestContext,
     ) -> Ticket | None:
@@ -59,7 +62,7 @@ class ProxyService:
         ctx.environment = route.settings.environment
         embedding = operation is Operation.EMBEDDING
         ticket = self._access.admit(
-            principal, route.settings, target.price,
+            principal, route.settings, route.targets[0].price,
             lambda: estimate_tokens(body, embedding=embedding),
         )
         if ticket is not None:
@@ -75,65 +78,142 @@ class ProxyService:
         raw: bytes,
         ctx: RequestContext,
         principal: Principal | None = None,
+        *,
+        timeout_s: float | None = None,
+        priority: int = 1,
     ) -> UpstreamReply | StreamRelay:
         """Serve one request: a whole reply, or a relay for a stream that has begun."""
         ctx.operation = operation
         stream = wants_stream(body)
-        route, target = self._resolve(body, ctx)
+        route = self._routes.get(requested_route(body))
+        ctx.route = route.name
+        ctx.target = route.targets[0].label
         if stream and not operation.streamable:
             raise UnsupportedOperation(
                 f"Streaming is not available for {operation.value} requests.", param="stream"
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
-        ticket = self._admit(operation, body, route, target, principal, ctx)
+        ticket = self._admit(operation, body, route, principal, ctx)
         if route.settings.capture:
             ctx.request_body = raw[:_CAPTURE_LIMIT]
-        if stream:
-            return await self._open_stream(operation, body, target, ctx, ticket, strip_usage)
-        payload = for_target(body, target.model, stream_usage=False)
-        started = time.perf_counter()
-        reply = None
+        budget = route.settings.deadline_s if timeout_s is None else min(
+            timeout_s, route.settings.deadline_s)
+        request = _Request(operation, body, ctx, ticket, stream, strip_usage, priority,
+                           tenant=principal.key_id if principal is not None else "",
+                           deadline=time.monotonic() + budget)
         try:
-            reply = await target.provider.send(operation, payload)
-        finally:
-            ctx.upstream_s = time.perf_counter() - started
-            if reply is not None and reply.ok:
-                ctx.usage = _reply_usage(reply.body)
-                if ctx.usage is not None:
-                    ctx.cost_usd = target.price.cost(ctx.usage)
-                    ctx.response_headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
-            if ticket is not None:
-                ticket.finish(ctx.usage, ctx.cost_usd)
-        if route.settings.capture:
-            ctx.response_body = reply.body[:_CAPTURE_LIMIT]
-        return reply
-
-    async def _open_stream(
-        self,
-        operation: Operation,
-        body: dict[str, Any],
-        target: Target,
-        ctx: RequestContext,
-        ticket: Ticket | None,
-        strip: bool,
-    ) -> UpstreamReply | StreamRelay:
-        ctx.stream = True
-        started = time.perf_counter()
-        try:
-            payload = for_target(body, target.model, stream_usage=True)
-            opened = await target.provider.open_stream(operation, payload)
+            result = await self._serve(route, request, {route.name})
         except BaseException:
-            ctx.upstream_s = time.perf_counter() - started
             if ticket is not None:
                 ticket.finish(None, None)
             raise
-        if isinstance(opened, UpstreamReply):
-            ctx.upstream_s = time.perf_counter() - started
+        finally:
+            ctx.response_headers.append((ATTEMPTS_HEADER, str(len(ctx.attempts)).encode()))
+        if isinstance(result, UpstreamReply):
             if ticket is not None:
-                ticket.finish(None, None)
-            return opened
-        return StreamRelay(opened, ctx, started=started, strip_usage_chunk=strip,
-                           price=target.price, ticket=ticket)
+                ticket.finish(ctx.usage, ctx.cost_usd)
+            if route.settings.capture:
+                ctx.response_body = result.body[:_CAPTURE_LIMIT]
+        return result
+
+    async def _serve(
+        self, route: Route, request: _Request, visited: set[str]
+    ) -> UpstreamReply | StreamRelay:
+        ctx = request.ctx
+        prompt = 0
+        if any(t.settings.context_window for t in route.targets):
+            prompt = estimate_tokens(request.body,
+                                     embedding=request.operation is Operation.EMBEDDING)[0]
+        loop = AttemptLoop(route, ctx, rng=self._rng, deadline=request.deadline,
+                           prompt_tokens=prompt, priority=request.priority,
+                           tenant=request.tenant, metrics=self._metrics)
+        started = time.perf_counter()
+        if request.stream:
+            opened = await loop.run(request.open_stream)
+            if opened is not None:
+                result = opened.result
+                if isinstance(result, UpstreamReply):
+                    opened.slot.release()
+                    ctx.upstream_s += time.perf_counter() - started
+                    return result
+                ctx.stream = True
+                return StreamRelay(
+                    result, ctx, started=started, strip_usage_chunk=request.strip_usage,
+                    price=opened.target.price, ticket=request.ticket, slot=opened.slot,
+                    idle_timeout_s=route.settings.stream_idle_timeout_s,
+                    breaker=opened.target.breaker,
+                )
+        else:
+            sent = await loop.run(request.send)
+            if sent is not None:
+                sent.slot.release()
+                ctx.upstream_s += sum(a.ms for a in ctx.attempts) / 1000
+                reply = sent.result
+                if reply.ok:
+                    _settle_reply(ctx, reply, sent.target)
+                return reply
+        return await self._fall_back(route, request, visited, loop)
+
+    async def _fall_back(
+        self, route: Route, request: _Request, visited: set[str], loop: AttemptLoop
+    ) -> UpstreamReply | StreamRelay:
+        policy_rule = route.settings.fallback_on.get("content_policy", "fail")
+        if not loop.policy_refusal or policy_rule == "fallback_routes":
+            for name in route.settings.fallback_routes:
+                if name not in visited:
+                    visited.add(name)
+                    return await self._serve(self._routes.get(name), request, visited)
+        request.ctx.upstream_s += sum(a.ms for a in request.ctx.attempts) / 1000
+        if loop.last_reply is not None:
+            return loop.last_reply
+        if loop.last_error is not None:
+            raise loop.last_error
+        raise _unavailable(route)
+
+
+class _Request:
+    """What every attempt of one request needs, whichever route serves it."""
+
+    __slots__ = ("body", "ctx", "deadline", "operation", "priority", "stream", "strip_usage",
+                 "tenant", "ticket")
+
+    def __init__(
+        self, operation: Operation, body: dict[str, Any], ctx: RequestContext,
+        ticket: Ticket | None, stream: bool, strip_usage: bool, priority: int, *,
+        tenant: str, deadline: float,
+    ) -> None:
+        self.operation = operation
+        self.body = body
+        self.ctx = ctx
+        self.ticket = ticket
+        self.stream = stream
+        self.strip_usage = strip_usage
+        self.priority = priority
+        self.tenant = tenant
+        self.deadline = deadline
+
+    async def send(self, target: Target) -> UpstreamReply:
+        payload = for_target(self.body, target.model, stream_usage=False)
+        return await target.provider.send(self.operation, payload)
+
+    async def open_stream(self, target: Target) -> UpstreamStream | UpstreamReply:
+        payload = for_target(self.body, target.model, stream_usage=True)
+        return await target.provider.open_stream(self.operation, payload)
+
+
+def _settle_reply(ctx: RequestContext, reply: UpstreamReply, target: Target) -> None:
+    ctx.usage = _reply_usage(reply.body)
+    if ctx.usage is not None:
+        ctx.cost_usd = target.price.cost(ctx.usage)
+        ctx.response_headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
+
+
+def _unavailable(route: Route) -> ModelportError:
+    wait = min((t.breaker.seconds_until_retry() for t in route.targets), default=1.0)
+    return Overloaded(
+        "No target of this route can take the request now.",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
 
 
 def _reply_usage(body: bytes) -> Usage | None:

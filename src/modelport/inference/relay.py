@@ -7,24 +7,28 @@ upstream, and turns a failure after the first byte into a final SSE error event.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 
+from modelport.admission.gate import Slot
 from modelport.core.context import RequestContext
 from modelport.core.pricing import Price
-from modelport.errors import ModelportError
+from modelport.errors import ModelportError, UpstreamTimeout
 from modelport.policy.access import Ticket
 from modelport.protocol.openai.errors import error_event
 from modelport.protocol.openai.stream import UsageTap
 from modelport.protocol.sse import EventSplitter
 from modelport.providers.base import UpstreamStream
+from modelport.routing.breaker import CircuitBreaker
 
 log = logging.getLogger("modelport.relay")
 
 
 class StreamRelay:
-    __slots__ = ("_ctx", "_price", "_splitter", "_started", "_tap", "_ticket", "_upstream")
+    __slots__ = ("_breaker", "_ctx", "_idle", "_price", "_slot", "_splitter", "_started",
+                 "_tap", "_ticket", "_upstream")
 
     def __init__(
         self,
@@ -35,6 +39,9 @@ class StreamRelay:
         strip_usage_chunk: bool,
         price: Price | None = None,
         ticket: Ticket | None = None,
+        slot: Slot | None = None,
+        idle_timeout_s: float | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._upstream = upstream
         self._ctx = ctx
@@ -43,11 +50,33 @@ class StreamRelay:
         self._tap = UsageTap(strip_usage_chunk=strip_usage_chunk)
         self._price = price
         self._ticket = ticket
+        self._slot = slot
+        self._idle = idle_timeout_s
+        self._breaker = breaker
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        """The provider's chunks; a gap longer than the idle timeout ends the stream."""
+        chunks = self._upstream.chunks()
+        if self._idle is None:
+            async for chunk in chunks:
+                yield chunk
+            return
+        while True:
+            try:
+                async with asyncio.timeout(self._idle):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"The stream stalled for more than {self._idle:g} s."
+                ) from None
+            yield chunk
 
     async def events(self) -> AsyncIterator[bytes]:
         """The bytes to send to the client; ends with the provider's ``[DONE]`` or an error."""
         try:
-            async for chunk in self._upstream.chunks():
+            async for chunk in self._chunks():
                 out = self._forwardable(chunk)
                 if out:
                     if self._ctx.first_chunk_s is None:
@@ -58,6 +87,8 @@ class StreamRelay:
                 yield tail
         except ModelportError as exc:
             self._ctx.error_code = exc.code
+            if self._breaker is not None and exc.retryable:
+                self._breaker.record_failure()
             log.warning("stream failed after it started",
                         extra={"request_id": self._ctx.request_id, "code": exc.code})
             yield error_event(exc)
@@ -73,6 +104,8 @@ class StreamRelay:
             self._ctx.cost_usd = self._price.cost(usage)
         if self._ticket is not None:
             self._ticket.finish(usage, self._ctx.cost_usd, served=True)
+        if self._slot is not None:
+            self._slot.release()
 
     def _forwardable(self, chunk: bytes) -> bytes:
         events = self._splitter.feed(chunk)
@@ -84,4 +117,6 @@ class StreamRelay:
         """Let go of the provider; settles the ticket if the stream never ran to its end."""
         if self._ticket is not None:
             self._ticket.finish(self._tap.usage, self._ctx.cost_usd, served=True)
+        if self._slot is not None:
+            self._slot.release()
         await self._upstream.aclose()

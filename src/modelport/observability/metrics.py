@@ -14,6 +14,12 @@ route is ``-``, and status is the HTTP status code.
 | modelport_tokens_total | counter | route, target, direction |
 | modelport_cost_usd_total | counter | route, target |
 | modelport_requests_in_flight | gauge | |
+| modelport_breaker_state | gauge | route, target |
+| modelport_breaker_transitions_total | counter | route, target, state |
+| modelport_queue_wait_seconds | histogram | route, target |
+| modelport_queue_depth | gauge | route, target |
+| modelport_target_in_flight | gauge | route, target |
+| modelport_upstream_attempts_total | counter | route, target, outcome |
 | modelport_ledger_written_total | counter | |
 | modelport_ledger_dropped_total | counter | reason |
 | modelport_ledger_write_errors_total | counter | |
@@ -69,6 +75,30 @@ class Metrics:
         self.cost = Counter(
             "modelport_cost_usd", "Cost of answered requests, from target prices, in USD.",
             ["route", "target"], registry=r,
+        )
+        self.breaker_state = Gauge(
+            "modelport_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["route", "target"], registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "modelport_breaker_transitions", "Circuit breaker state changes, by new state.",
+            ["route", "target", "state"], registry=r,
+        )
+        self.queue_wait = Histogram(
+            "modelport_queue_wait_seconds", "Time requests waited for a target's slot.",
+            ["route", "target"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.queue_depth = Gauge(
+            "modelport_queue_depth", "Requests waiting for a target's slot.",
+            ["route", "target"], registry=r,
+        )
+        self.target_in_flight = Gauge(
+            "modelport_target_in_flight", "Requests a target is serving now.",
+            ["route", "target"], registry=r,
+        )
+        self.attempts = Counter(
+            "modelport_upstream_attempts", "Calls to providers, by outcome class.",
+            ["route", "target", "outcome"], registry=r,
         )
         self.in_flight = Gauge(
             "modelport_requests_in_flight", "Requests being served now.", registry=r

@@ -65,7 +65,7 @@ class OpenAIProvider:
                 status = resp.status
         if 200 <= status < 300:
             return UpstreamReply(status, payload, resp.content_type or "application/json")
-        return self._client_error(status, payload)
+        return self._client_error(status, payload, resp.headers.get("Retry-After"))
 
     async def open_stream(
         self, operation: Operation, body: bytes
@@ -80,16 +80,19 @@ class OpenAIProvider:
                 payload = await resp.read()
             finally:
                 resp.release()
-        return self._client_error(resp.status, payload)
+        return self._client_error(resp.status, payload, resp.headers.get("Retry-After"))
 
-    def _client_error(self, status: int, payload: bytes) -> UpstreamReply:
+    def _client_error(
+        self, status: int, payload: bytes, retry_after: str | None = None
+    ) -> UpstreamReply:
         """Classify a non-2xx answer: raise for upstream failures, pass client errors back."""
         if status in (401, 403):
             raise UpstreamAuthFailed(
                 f"Provider '{self.name}' refused Modelport's credentials (HTTP {status})."
             )
         if status == 429:
-            raise UpstreamRateLimited(f"Provider '{self.name}' is rate limiting (HTTP 429).")
+            raise UpstreamRateLimited(f"Provider '{self.name}' is rate limiting (HTTP 429).",
+                                      retry_after_s=_seconds(retry_after))
         if status >= 500 or status < 400:
             raise UpstreamServerError(f"Provider '{self.name}' failed with HTTP {status}.")
         return UpstreamReply(status, _as_openai_error(self._scrub(payload), status))
@@ -135,3 +138,14 @@ def _as_openai_error(payload: bytes, status: int) -> bytes:
             }
         }
     )
+
+
+def _seconds(value: str | None) -> float | None:
+    """A Retry-After given in seconds (the HTTP-date form is rare from model APIs)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

@@ -1,19 +1,29 @@
 """The route table: route names to their targets, each bound to a live provider.
 
 Built once from the settings when the app starts; lookups on the request path are a dict
-read. Target selection is ``Route.select``; strategies other than the first target plug in
-there.
+read. Each target carries its runtime state: a circuit breaker, latency and load statistics
+for the selection strategies, and an admission gate (concurrency cap and bounded queue).
 """
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from modelport.admission.gate import Gate, GateSettings
 from modelport.config.settings import RouteSettings, Settings, TargetSettings
 from modelport.core.pricing import Price
 from modelport.errors import UnknownRoute
+from modelport.observability.metrics import Metrics
 from modelport.providers.base import Provider
+from modelport.routing.breaker import BreakerSettings, CircuitBreaker
+from modelport.routing.strategies import TargetStats, order
+
+log = logging.getLogger("modelport.routing")
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,16 +32,24 @@ class Target:
     provider: Provider
     label: str
     price: Price
+    breaker: CircuitBreaker
+    stats: TargetStats
+    gate: Gate
 
     @property
     def model(self) -> str:
         return self.settings.model
+
+    def fits(self, prompt_tokens: int) -> bool:
+        window = self.settings.context_window
+        return window is None or prompt_tokens <= window
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     settings: RouteSettings
     targets: tuple[Target, ...]
+    weights: tuple[float, ...]
 
     @property
     def name(self) -> str:
@@ -40,17 +58,60 @@ class Route:
     def select(self) -> Target:
         return self.targets[0]
 
+    def plan(self, rng: random.Random) -> list[Target]:
+        """The targets in the order this request should try them."""
+        if len(self.targets) == 1:
+            return [self.targets[0]]
+        indexes = order(self.settings.strategy, self.targets,  # type: ignore[arg-type]
+                        [t.stats for t in self.targets], self.weights, rng)
+        return [self.targets[i] for i in indexes]
+
+
+def _target(
+    route: RouteSettings, t: TargetSettings, provider: Provider, metrics: Metrics | None
+) -> Target:
+    label = t.label
+
+    def transition(old: str, new: str) -> None:
+        log.warning("circuit breaker changed state",
+                    extra={"route": route.name, "target": label, "from": old, "to": new})
+        if metrics is not None:
+            metrics.breaker_state.labels(route.name, label).set(BREAKER_STATES[new])
+            metrics.breaker_transitions.labels(route.name, label, new).inc()
+
+    on_wait = None
+    if metrics is not None:
+        on_wait = metrics.queue_wait.labels(route.name, label).observe
+        metrics.breaker_state.labels(route.name, label).set(0)
+    b = t.breaker
+    return Target(
+        settings=t,
+        provider=provider,
+        label=label,
+        price=Price(t.input_per_mtok, t.output_per_mtok),
+        breaker=CircuitBreaker(
+            BreakerSettings(failures=b.failures, window_s=b.window_s,
+                            failure_rate=b.failure_rate, min_requests=b.min_requests,
+                            cooldown_s=b.cooldown_s, half_open_probes=b.half_open_probes),
+            time.monotonic, transition),
+        stats=TargetStats(),
+        gate=Gate(GateSettings(max_concurrency=t.max_concurrency, max_queue=t.max_queue,
+                               queue_timeout_s=t.queue_timeout_s), time.monotonic,
+                  on_wait=on_wait),
+    )
+
 
 class RouteTable:
-    def __init__(self, settings: Settings, providers: Mapping[str, Provider]) -> None:
+    def __init__(
+        self, settings: Settings, providers: Mapping[str, Provider],
+        metrics: Metrics | None = None,
+    ) -> None:
         self._routes = {
             name: Route(
                 settings=route,
-                targets=tuple(
-                    Target(settings=t, provider=providers[t.provider], label=t.label,
-                           price=Price(t.input_per_mtok, t.output_per_mtok))
-                    for t in route.targets
-                ),
+                targets=tuple(_target(route, t, providers[t.provider], metrics)
+                              for t in route.targets),
+                weights=tuple(t.weight for t in route.targets),
             )
             for name, route in settings.routes.items()
         }
@@ -66,3 +127,9 @@ class RouteTable:
 
     def __contains__(self, name: object) -> bool:
         return name in self._routes
+
+    def queued(self) -> Iterator[tuple[str, str, int, int]]:
+        """(route, target, queued, in flight) for every target, for the metrics scrape."""
+        for route in self._routes.values():
+            for target in route.targets:
+                yield route.name, target.label, target.gate.queued, target.gate.in_flight

@@ -1,0 +1,213 @@
+"""Running a request's attempts: targets in the route's order, retries, fallbacks, deadline.
+
+One ``AttemptLoop`` per request. It walks the route's plan (the strategy's order), skipping
+targets whose breaker is open or whose context window is too small, waits for each target's
+admission gate, calls it under the per-attempt timeout and the request's deadline, and on a
+failure applies the route's rule for that error class: ``retry`` (the next target, after a
+backoff when it is the same target again, honouring the provider's Retry-After up to a cap)
+or ``fail``. It never retries after a stream has started: the caller only hands it the call
+that opens one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from modelport.admission.gate import Slot
+from modelport.core.context import RequestContext
+from modelport.errors import (
+    ModelportError,
+    Overloaded,
+    OverShare,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
+from modelport.inference.attempts import TARGET_FAULTS, Attempt, classify_error, classify_reply
+from modelport.observability.metrics import Metrics
+from modelport.providers.base import UpstreamReply
+from modelport.routing.table import Route, Target
+
+R = TypeVar("R")
+
+
+class Outcome(Generic[R]):
+    """What the loop ends with: a result from a target (holding its admission slot), or a
+    provider's client error reply to pass back."""
+
+    __slots__ = ("result", "slot", "target")
+
+    def __init__(self, result: R, target: Target, slot: Slot) -> None:
+        self.result = result
+        self.target = target
+        self.slot = slot
+
+
+class AttemptLoop:
+    def __init__(
+        self,
+        route: Route,
+        ctx: RequestContext,
+        *,
+        rng: random.Random,
+        deadline: float,
+        prompt_tokens: int,
+        priority: int,
+        tenant: str,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._route = route
+        self._ctx = ctx
+        self._rng = rng
+        self._deadline = deadline
+        self._prompt = prompt_tokens
+        self._priority = priority
+        self._tenant = tenant
+        self._metrics = metrics
+        self._plan = route.plan(rng)
+        self._pos = 0
+        self._min_window: float = 0.0
+        self.last_error: ModelportError | None = None
+        self.last_reply: UpstreamReply | None = None
+        self.policy_refusal = False
+
+    def _next_target(self) -> Target | None:
+        """The next target in the plan that may be called now, cycling through the plan."""
+        for _ in range(len(self._plan)):
+            target = self._plan[self._pos % len(self._plan)]
+            self._pos += 1
+            window = target.settings.context_window
+            if window is not None and (window <= self._min_window or self._prompt > window):
+                continue
+            if target.breaker.allow():
+                return target
+        return None
+
+    def _record(self, target: Target, status: int, error_class: str | None, ms: float) -> None:
+        self._ctx.attempts.append(Attempt(target.label, status, error_class, ms))
+        if self._metrics is not None:
+            self._metrics.attempts.labels(self._route.name, target.label,
+                                          error_class or "ok").inc()
+
+    async def run(self, call: Callable[[Target], Awaitable[R]]) -> Outcome[R] | None:
+        """Try targets until one answers; ``None`` when every allowed attempt failed (see
+        ``last_error`` / ``last_reply``)."""
+        settings = self._route.settings
+        max_calls = settings.retries + 1
+        calls = 0
+        refused: ModelportError | None = None
+        previous: Target | None = None
+        while calls < max_calls:
+            target = self._next_target()
+            if target is None:
+                break
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                target.breaker.release_probe_without_result()
+                self.last_error = UpstreamTimeout("The request's deadline passed.")
+                break
+            if previous is target and calls > 0:
+                if not await self._backoff(calls, remaining):
+                    target.breaker.release_probe_without_result()
+                    break
+            try:
+                slot = await target.gate.acquire(priority=self._priority, tenant=self._tenant,
+                                                 deadline=self._deadline)
+            except (Overloaded, OverShare) as exc:
+                target.breaker.release_probe_without_result()
+                refused = exc
+                previous = target
+                if self._pos >= len(self._plan) * (settings.retries + 1):
+                    break
+                continue
+            calls += 1
+            previous = target
+            outcome = await self._call(target, slot, call)
+            if outcome is not None:
+                return outcome
+            error_class = self._ctx.attempts[-1].error_class
+            if error_class is None or settings.fallback_on.get(error_class, "retry") != "retry":
+                break
+        if self.last_error is None and self.last_reply is None and refused is not None:
+            self.last_error = refused
+        return None
+
+    async def _call(
+        self, target: Target, slot: Slot, call: Callable[[Target], Awaitable[R]]
+    ) -> Outcome[R] | None:
+        settings = self._route.settings
+        self._ctx.target = target.label
+        started = time.perf_counter()
+        target.stats.started()
+        timeout = self._deadline - time.monotonic()
+        if settings.timeout_s is not None:
+            timeout = min(timeout, settings.timeout_s)
+        error: ModelportError
+        try:
+            async with asyncio.timeout(max(timeout, 0.0)):
+                result = await call(target)
+        except TimeoutError:
+            error = UpstreamTimeout(f"Target '{target.label}' did not answer in time.")
+        except UpstreamError as exc:
+            error = exc
+        except BaseException:
+            target.stats.finished(None)
+            target.breaker.release_probe_without_result()
+            slot.release()
+            raise
+        else:
+            elapsed = time.perf_counter() - started
+            target.stats.finished(elapsed)
+            if isinstance(result, UpstreamReply) and not result.ok:
+                return self._client_error(target, slot, result, elapsed)
+            target.breaker.record_success()
+            self._record(target, 200, None, elapsed * 1000)
+            return Outcome(result, target, slot)
+        elapsed = time.perf_counter() - started
+        target.stats.finished(None)
+        slot.release()
+        error_class = classify_error(error)
+        if error_class in TARGET_FAULTS:
+            target.breaker.record_failure()
+        else:
+            target.breaker.record_success()
+        self._record(target, error.status, error_class, elapsed * 1000)
+        self.last_error = error
+        return None
+
+    def _client_error(
+        self, target: Target, slot: Slot, reply: UpstreamReply, elapsed: float
+    ) -> Outcome[R] | None:
+        target.breaker.record_success()  # the target is healthy; the request was refused
+        error_class = classify_reply(reply)
+        self._record(target, reply.status, error_class, elapsed * 1000)
+        if error_class is None:
+            return Outcome(reply, target, slot)  # type: ignore[arg-type]
+        slot.release()
+        self.last_reply = reply
+        self.last_error = None
+        if error_class == "context_length":
+            self._min_window = max(self._min_window, target.settings.context_window or 0)
+            if target.settings.context_window is None:
+                self._min_window = math.inf
+        if error_class == "content_policy":
+            self.policy_refusal = True
+        return None
+
+    async def _backoff(self, calls: int, remaining: float) -> bool:
+        """Wait before calling the same target again; False when the deadline forbids it."""
+        settings = self._route.settings
+        delay = min(settings.backoff_max_s, settings.backoff_s * 2 ** (calls - 1))
+        delay *= self._rng.uniform(0.5, 1.0)
+        if isinstance(self.last_error, UpstreamRateLimited) and self.last_error.retry_after_s:
+            delay = max(delay, min(self.last_error.retry_after_s, settings.retry_after_max_s))
+        if delay >= remaining:
+            return False
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return True
