@@ -111,10 +111,9 @@ class AttemptLoop:
                 target.breaker.release_probe_without_result()
                 self.last_error = UpstreamTimeout("The request's deadline passed.")
                 break
-            if previous is target and calls > 0:
-                if not await self._backoff(calls, remaining):
-                    target.breaker.release_probe_without_result()
-                    break
+            if previous is target and calls > 0 and not await self._backoff(calls, remaining):
+                target.breaker.release_probe_without_result()
+                break
             try:
                 slot = await target.gate.acquire(priority=self._priority, tenant=self._tenant,
                                                  deadline=self._deadline)
