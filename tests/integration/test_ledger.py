@@ -114,3 +114,46 @@ def test_nothing_is_recorded_when_the_ledger_is_off(
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM requests")).scalar() == 0
     engine.dispose()
+
+
+def test_every_attempt_is_recorded_with_its_error_class(
+    tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str
+) -> None:
+    import orjson
+
+    from tests.fakes.upstream import Reply
+
+    backup = FakeUpstream().start()
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["providers"]["upstream-b"] = {"kind": "openai", "base_url": backup.base_url}
+    config["routes"]["support-summary"]["targets"].append(
+        {"provider": "upstream-b", "model": "backup-model"})
+    gw = start_gateway(tmp_path, config, env)
+    upstream.enqueue(Reply(status=503, body={"error": {"message": "busy"}}))
+    try:
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT,
+                       headers={"X-Request-ID": "two-attempts"})
+        assert r.status_code == 200
+        assert r.headers["x-modelport-target"] == "upstream-b/backup-model"
+        assert r.headers["x-modelport-attempts"] == "2"
+        engine = sa.create_engine(sqlite_url)
+        deadline = time.monotonic() + 5
+        row = None
+        while row is None and time.monotonic() < deadline:
+            try:
+                with engine.connect() as conn:
+                    row = conn.execute(sa.text(
+                        "SELECT target, attempts, attempt_log FROM requests "
+                        "WHERE request_id = 'two-attempts'")).first()
+            except sa.exc.DBAPIError:
+                row = None
+            time.sleep(0.05)
+        engine.dispose()
+    finally:
+        gw.stop()
+        backup.stop()
+    assert row is not None and row.attempts == 2
+    assert row.target == "upstream-b/backup-model"
+    log = orjson.loads(row.attempt_log)
+    assert [(a["target"], a["error_class"]) for a in log] == [
+        ("upstream-a/gpt-4o-mini", "server_error"), ("upstream-b/backup-model", None)]

@@ -212,7 +212,8 @@ class Gate:
             self._abandon(waiter)
             raise
         if slot is None:
-            raise self._refusal(tenant, f"no slot freed within {timeout:.3g}s")
+            # A timeout is the target's slowness, not this caller's greed: always a 503.
+            raise self._refusal(None, f"no slot freed within {timeout:.3g}s")
         if self._on_wait is not None:
             try:
                 self._on_wait(self._clock() - waiter.enqueued_at)
@@ -301,10 +302,12 @@ class Gate:
             return 0.0
         return self._hold_s * (ahead + 1) / self._cap
 
-    def _refusal(self, tenant: str, why: str) -> Overloaded | OverShare:
+    def _refusal(self, tenant: str | None, why: str) -> Overloaded | OverShare:
+        """``OverShare`` if ``tenant`` holds more than its fair share of the queue, else
+        ``Overloaded``; both with Retry-After from the estimated wait of the whole queue."""
         retry_after = max(1, math.ceil(self._estimated_wait(self._queued) - _EPS))
         headers = {"Retry-After": str(retry_after)}
-        if self._over_share(tenant):
+        if tenant is not None and self._over_share(tenant):
             return OverShare(
                 f"The model is at capacity and {why}; your requests already hold more than "
                 f"their fair share of the queue. Try again in {retry_after}s.",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from modelport.core.context import RequestContext
 from modelport.observability.access import AccessLog
 from modelport.observability.metrics import UNKNOWN, Metrics
@@ -83,6 +85,8 @@ class Recorder:
             extra["key_id"] = ctx.key_id
         if ctx.cost_usd is not None:
             extra["cost_usd"] = ctx.cost_usd
+        if len(ctx.attempts) > 1:
+            extra["attempts"] = len(ctx.attempts)
         if ctx.error_code:
             extra["error_code"] = ctx.error_code
         if ctx.client_disconnected:
@@ -119,4 +123,18 @@ class Recorder:
             key_id=ctx.key_id,
             environment=ctx.environment,
             cost_usd=ctx.cost_usd,
+            attempts=len(ctx.attempts) if ctx.operation is not None else None,
+            attempt_log=_attempt_log(ctx),
         )
+
+
+def _attempt_log(ctx: RequestContext) -> str | None:
+    """Every attempt, when there was more than one or one failed; None otherwise (the
+    common case costs nothing)."""
+    attempts = ctx.attempts
+    if not attempts or (len(attempts) == 1 and attempts[0].error_class is None):
+        return None
+    return orjson.dumps([
+        {"target": a.target, "status": a.status, "error_class": a.error_class,
+         "ms": round(a.ms, 3)} for a in attempts
+    ]).decode()

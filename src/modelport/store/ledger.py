@@ -58,6 +58,8 @@ class LedgerRecord(NamedTuple):
     key_id: str | None = None
     environment: str | None = None
     cost_usd: float | None = None
+    attempts: int | None = None
+    attempt_log: str | None = None
 
 
 class LedgerWriter:

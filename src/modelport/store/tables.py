@@ -80,6 +80,9 @@ requests = Table(
     Column("key_id", String(32)),
     Column("environment", String(16)),
     Column("cost_usd", Float),
+    Column("attempts", Integer),
+    Column("attempt_log", Text),  # JSON list of {target, status, error_class, ms}; only when
+    # a request took more than one call or failed
     Index("ix_requests_request_id", "request_id"),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_route_created_at", "route", "created_at"),
