@@ -76,3 +76,51 @@ def test_an_invalid_request_id_is_refused_with_a_fresh_one_returned(client: http
     assert r.status_code == 400
     assert r.json()["error"]["param"] == "X-Request-ID"
     assert r.headers["x-request-id"] != "x" * 129
+
+
+def test_an_idempotency_key_replays_the_first_answer(
+    client: httpx.Client, upstream: FakeUpstream
+) -> None:
+    headers = {"Idempotency-Key": "order-42"}
+    first = client.post("/v1/chat/completions", json=CHAT, headers=headers)
+    again = client.post("/v1/chat/completions", json=CHAT, headers=headers)
+    other = client.post("/v1/chat/completions", json=CHAT, headers={"Idempotency-Key": "x"})
+    assert first.status_code == again.status_code == other.status_code == 200
+    assert again.content == first.content
+    assert again.headers["x-modelport-replayed"] == "true"
+    assert "x-modelport-replayed" not in first.headers
+    assert again.headers["x-modelport-target"] == first.headers["x-modelport-target"]
+    assert len(upstream.requests) == 2  # the repeat never reached the provider
+
+
+def test_concurrent_repeats_of_one_idempotency_key_call_the_provider_once(
+    gateway: InProcessGateway, upstream: FakeUpstream
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.fakes.upstream import Reply
+
+    upstream.enqueue(Reply(delay_s=0.3))
+
+    def call(_: int) -> httpx.Response:
+        return httpx.post(f"{gateway.url}/v1/chat/completions", json=CHAT,
+                          headers={"Idempotency-Key": "same"}, timeout=10)
+
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(call, range(5)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert len(upstream.requests) == 1
+
+
+def test_a_failed_answer_is_not_kept_for_an_idempotency_key(
+    client: httpx.Client, upstream: FakeUpstream
+) -> None:
+    from tests.fakes.upstream import Reply
+
+    upstream.enqueue(Reply(status=500, body={"error": {"message": "boom"}}))
+    headers = {"Idempotency-Key": "retry-me"}
+    assert client.post("/v1/chat/completions", json=CHAT, headers=headers).status_code == 502
+    assert client.post("/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
+    bad = client.post("/v1/chat/completions", json=CHAT, headers={"Idempotency-Key": "\x01"})
+    assert bad.status_code == 400

@@ -9,7 +9,8 @@ A request with no chance of service is refused at once, never parked: when the q
 or when the estimated wait (an EWMA of slot hold times times the queue ahead of it, divided by
 the cap) exceeds the time it is willing to wait. The refusal is ``OverShare`` (429) when the
 caller already holds more than its fair share of the queue, else ``Overloaded`` (503); both
-carry ``Retry-After``. A waiter that is not served within its time is refused the same way.
+carry ``Retry-After``. A waiter not served within its time gets ``Overloaded``, whatever its
+share.
 
 Waiting is event-driven: each waiter is a future that :meth:`Slot.release` resolves with a
 fresh slot (the slot passes hand to hand, so a newcomer cannot overtake the queue), and its
@@ -201,7 +202,7 @@ class Gate:
         if deadline is not None:
             timeout = min(timeout, deadline - now)
         if timeout <= 0 or self._estimated_wait(self._ahead_of(priority)) > timeout:
-            raise self._refusal(tenant, "the wait would outlast the request's deadline")
+            raise self._refusal(tenant, "the expected wait is longer than this request may wait")
         loop = asyncio.get_running_loop()
         waiter = _Waiter(loop.create_future(), priority, tenant, now)
         self._push(waiter)
@@ -233,7 +234,7 @@ class Gate:
         if future.done() and not future.cancelled():
             handed = future.result()
             if handed is not None:
-                handed._pass_on()
+                pass
 
     def _expire(self, waiter: _Waiter) -> None:
         """Timer callback: a waiter still queued when its time is up is told so."""

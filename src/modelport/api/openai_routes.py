@@ -6,6 +6,8 @@ proxy use case; the answer goes back as bytes or as a stream.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
@@ -13,8 +15,11 @@ from modelport.api.body import header, read_body
 from modelport.api.middleware import CTX_KEY
 from modelport.api.responses import send_bytes, send_json, send_stream
 from modelport.api.services import services_of
+from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
 from modelport.errors import RequestError, UnknownRoute
+from modelport.inference.idempotency import IdempotencyCache, Stored
+from modelport.inference.relay import StreamRelay
 from modelport.protocol.openai.models import model_list, model_object
 from modelport.protocol.openai.request import parse_body
 from modelport.providers.base import UpstreamReply
@@ -60,12 +65,43 @@ class InferenceEndpoint:
         priority = request_priority(header(scope, b"x-priority"))
         raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
         body = parse_body(raw)
-        result = await services.proxy.call(self.operation, body, raw, ctx, principal,
-                                           timeout_s=timeout_s, priority=priority)
+
+        async def serve() -> UpstreamReply | StreamRelay:
+            return await services.proxy.call(self.operation, body, raw, ctx, principal,
+                                             timeout_s=timeout_s, priority=priority)
+
+        idempotency_key = header(scope, b"idempotency-key")
+        if idempotency_key is not None and body.get("stream") is not True:
+            owner = principal.key_id if principal is not None else ""
+            reply = await _once(services.idempotency, owner, idempotency_key, ctx, serve)
+            await send_bytes(send, reply.status, reply.body, reply.content_type)
+            return
+        result = await serve()
         if isinstance(result, UpstreamReply):
             await send_bytes(send, result.status, result.body, result.content_type)
         else:
             await send_stream(result, ctx, receive, send)
+
+
+async def _once(
+    cache: IdempotencyCache,
+    owner: str,
+    key: bytes,
+    ctx: RequestContext,
+    serve: Callable[[], Awaitable[UpstreamReply | StreamRelay]],
+) -> UpstreamReply:
+    """Serve a request with an ``Idempotency-Key`` once; repeats get the first answer."""
+
+    async def first() -> Stored:
+        reply = await serve()
+        assert isinstance(reply, UpstreamReply)  # the caller keeps streams out
+        return Stored(reply, tuple(ctx.response_headers), ctx.route, ctx.target)
+
+    stored, replayed = await cache.run(owner, cache.check(key), first)
+    if replayed:
+        ctx.route, ctx.target = stored.route, stored.target
+        ctx.response_headers = [*stored.headers, (b"x-modelport-replayed", b"true")]
+    return stored.reply
 
 
 async def list_models(scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from modelport import __version__
 from modelport.config.settings import Settings
+from modelport.inference.idempotency import IdempotencyCache
 from modelport.inference.proxy import ProxyService
 from modelport.inference.recorder import Recorder
 from modelport.observability.access import AccessLog
@@ -48,6 +49,7 @@ class Services:
     access: AccessPolicy
     keys: KeyStore
     usage: UsageStore
+    idempotency: IdempotencyCache
     started_at: int = field(default_factory=lambda: int(time.time()))
     readiness: Readiness = field(default_factory=Readiness)
 
@@ -92,6 +94,7 @@ async def build_services(
             access=access,
             keys=keys,
             usage=usage,
+            idempotency=IdempotencyCache(settings.server.idempotency_ttl_s),
         )
         services.readiness.ready = True
         try:

@@ -38,6 +38,7 @@ class RawServer(_Strict):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
+    idempotency_ttl_s: float = Field(default=600.0, gt=0, le=7 * 86_400)
 
 
 class RawStore(_Strict):

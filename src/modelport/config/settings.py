@@ -39,6 +39,7 @@ class ServerSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     log_level: str = "info"
     access_log: bool = True
+    idempotency_ttl_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)

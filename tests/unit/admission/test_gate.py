@@ -319,6 +319,23 @@ async def test_queue_timeout_refuses_with_503_and_removes_the_waiter() -> None:
     assert g.in_flight == 0
 
 
+async def test_queue_timeout_is_503_even_for_a_tenant_over_its_share() -> None:
+    g = Gate(GateSettings(1, 5, queue_timeout_s=5.0))  # the real monotonic clock
+    slot = await g.acquire()
+    served: list[str] = []
+    early = asyncio.create_task(g.acquire(tenant="a", deadline=time.monotonic() + 0.03))
+    await asyncio.sleep(0)
+    tasks = [await queue_up(g, f"a{i}", served, tenant="a") for i in range(3)]
+    tasks.append(await queue_up(g, "b0", served, tenant="b"))
+
+    with pytest.raises(Overloaded):  # "a" still holds 3 of 5 queued, over a share of 2.5
+        await early
+
+    slot.release()
+    await await_all(*tasks)
+    assert_nothing_leaked(g)
+
+
 async def test_deadline_bounds_the_wait_below_the_queue_timeout() -> None:
     g = Gate(GateSettings(1, 5, queue_timeout_s=30.0))  # the real monotonic clock
     slot = await g.acquire()
