@@ -234,7 +234,7 @@ class Gate:
         if future.done() and not future.cancelled():
             handed = future.result()
             if handed is not None:
-                pass
+                handed._pass_on()
 
     def _expire(self, waiter: _Waiter) -> None:
         """Timer callback: a waiter still queued when its time is up is told so."""
