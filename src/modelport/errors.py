@@ -14,6 +14,7 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- PayloadTooLarge           413     payload_too_large
     |   +-- UnknownRoute              404     model_not_found
     |   +-- UnsupportedOperation      400     unsupported_operation
+    |   +-- ContextTooLong            400     context_length_exceeded
     |   +-- NotFound                  404     not_found
     |   +-- MethodNotAllowed          405     method_not_allowed
     +-- AuthError                     401     invalid_api_key          no
@@ -91,6 +92,12 @@ class UnknownRoute(RequestError):
 
 class UnsupportedOperation(RequestError):
     code = "unsupported_operation"
+
+
+class ContextTooLong(RequestError):
+    """The prompt does not fit any target's context window (OpenAI's own code for it)."""
+
+    code = "context_length_exceeded"
 
 
 class NotFound(RequestError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from tests.conftest import UPSTREAM_KEY
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway import InProcessGateway
+from tests.gateway import InProcessGateway, basic_config, start_gateway
 
 CHAT = {"model": "support-summary", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -124,3 +126,20 @@ def test_a_failed_answer_is_not_kept_for_an_idempotency_key(
     assert client.post("/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
     bad = client.post("/v1/chat/completions", json=CHAT, headers={"Idempotency-Key": "\x01"})
     assert bad.status_code == 400
+
+
+def test_a_prompt_too_long_for_every_target_is_a_400_without_calling_any(
+    tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str
+) -> None:
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["routes"]["support-summary"]["targets"][0]["context_window"] = 50
+    gw = start_gateway(tmp_path, config, env)
+    try:
+        long = {**CHAT, "messages": [{"role": "user", "content": "word " * 400}]}
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=long)
+        short = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT)
+    finally:
+        gw.stop()
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    assert short.status_code == 200
+    assert len(upstream.requests) == 1

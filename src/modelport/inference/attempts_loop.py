@@ -75,6 +75,7 @@ class AttemptLoop:
         self.last_error: ModelportError | None = None
         self.last_reply: UpstreamReply | None = None
         self.policy_refusal = False
+        self.too_long = False  # some target was skipped only because the prompt is too long
 
     def _next_target(self) -> Target | None:
         """The next target in the plan that may be called now, cycling through the plan."""
@@ -83,6 +84,7 @@ class AttemptLoop:
             self._pos += 1
             window = target.settings.context_window
             if window is not None and (window <= self._min_window or self._prompt > window):
+                self.too_long = True
                 continue
             if target.breaker.allow():
                 return target

@@ -19,7 +19,7 @@ import orjson
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
-from modelport.errors import ModelportError, Overloaded, UnsupportedOperation
+from modelport.errors import ContextTooLong, ModelportError, Overloaded, UnsupportedOperation
 from modelport.inference.attempts_loop import AttemptLoop
 from modelport.inference.relay import StreamRelay
 from modelport.observability.metrics import Metrics
@@ -168,6 +168,10 @@ class ProxyService:
             return loop.last_reply
         if loop.last_error is not None:
             raise loop.last_error
+        if loop.too_long and not request.ctx.attempts:
+            raise ContextTooLong(
+                "The prompt is longer than the context window of every target of this route.",
+                param="messages")
         raise _unavailable(route)
 
 
