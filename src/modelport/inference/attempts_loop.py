@@ -34,6 +34,7 @@ from modelport.providers.base import UpstreamReply
 from modelport.routing.table import Route, Target
 
 R = TypeVar("R")
+_TIMER_SLACK_S = 1.0  # how late the provider's timeout may be against the deadline
 
 
 class Outcome(Generic[R]):
@@ -150,7 +151,10 @@ class AttemptLoop:
             timeout = min(timeout, settings.timeout_s)
         error: ModelportError
         try:
-            async with asyncio.timeout(max(timeout, 0.0)):
+            if timeout + _TIMER_SLACK_S < target.provider_timeout_s:
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    result = await call(target)
+            else:  # the provider's own timeout ends the call in time: no second timer
                 result = await call(target)
         except TimeoutError:
             error = UpstreamTimeout(f"Target '{target.label}' did not answer in time.")

@@ -8,6 +8,7 @@ for the selection strategies, and an admission gate (concurrency cap and bounded
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Iterator, Mapping
@@ -35,6 +36,7 @@ class Target:
     breaker: CircuitBreaker
     stats: TargetStats
     gate: Gate
+    provider_timeout_s: float = math.inf  # the provider's own limit on one call
 
     @property
     def model(self) -> str:
@@ -68,7 +70,8 @@ class Route:
 
 
 def _target(
-    route: RouteSettings, t: TargetSettings, provider: Provider, metrics: Metrics | None
+    route: RouteSettings, t: TargetSettings, provider: Provider, metrics: Metrics | None,
+    provider_timeout_s: float,
 ) -> Target:
     label = t.label
 
@@ -98,6 +101,7 @@ def _target(
         gate=Gate(GateSettings(max_concurrency=t.max_concurrency, max_queue=t.max_queue,
                                queue_timeout_s=t.queue_timeout_s), time.monotonic,
                   on_wait=on_wait),
+        provider_timeout_s=provider_timeout_s,
     )
 
 
@@ -109,8 +113,10 @@ class RouteTable:
         self._routes = {
             name: Route(
                 settings=route,
-                targets=tuple(_target(route, t, providers[t.provider], metrics)
-                              for t in route.targets),
+                targets=tuple(
+                    _target(route, t, providers[t.provider], metrics,
+                            settings.providers[t.provider].timeout_s)
+                    for t in route.targets),
                 weights=tuple(t.weight for t in route.targets),
             )
             for name, route in settings.routes.items()
