@@ -63,17 +63,20 @@ def serve(
     tmp_path: Path, sqlite_url: str, a: FaultyUpstream, b: FakeUpstream, c: FakeUpstream
 ) -> Iterator[Serve]:
     """Start a gateway with the given routes over providers a, b and c; ``a_url`` replaces
-    provider a's address (a closed port, say)."""
+    provider a's address (a closed port, say), ``a_timeout_s`` its own timeout."""
     opened: list[tuple[Any, httpx.Client]] = []
 
-    def start(routes: dict[str, Any], *, a_url: str | None = None) -> httpx.Client:
+    def start(
+        routes: dict[str, Any], *, a_url: str | None = None, a_timeout_s: float = 10
+    ) -> httpx.Client:
         urls = {"a": a_url or a.base_url, "b": b.base_url, "c": c.base_url}
-        config = {
+        config: dict[str, Any] = {
             "store": {"url": sqlite_url, "flush_interval_s": 0.05},
             "providers": {name: {"kind": "openai", "base_url": url, "timeout_s": 10}
                           for name, url in urls.items()},
             "routes": routes,
         }
+        config["providers"]["a"]["timeout_s"] = a_timeout_s
         gw = start_gateway(tmp_path, config, {})
         client = httpx.Client(base_url=gw.url, timeout=10)
         opened.append((gw, client))
@@ -537,11 +540,6 @@ def test_a_failed_half_open_probe_opens_the_breaker_again(
 # --- known bugs: each test states the documented behaviour (docs/routing.md) ------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "attempts_loop.py:116 waits (backoff, Retry-After) only when the same target is called "
-    "twice in a row, and _backoff (line 208) reads self.last_error, the latest error of any "
-    "target: after a 429 on a, a 500 on b, the wrapped-around call to a ignores a's "
-    "Retry-After (docs/routing.md: 'the same target only after its Retry-After')"))
 def test_retry_after_is_honoured_when_the_attempts_wrap_around_to_the_same_target(
     serve: Serve, a: FaultyUpstream, b: FakeUpstream
 ) -> None:
@@ -554,11 +552,6 @@ def test_retry_after_is_honoured_when_the_attempts_wrap_around_to_the_same_targe
     assert took >= 0.5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "relay.py:90 counts a failure after the first chunk against the breaker only when "
-    "exc.retryable; a cut stream is UpstreamBadResponse (retryable=False), so a target that "
-    "keeps cutting its streams never opens its breaker, while the same broken body on a "
-    "non-streamed call does (class server_error, 'counts against the breaker: yes')"))
 def test_a_target_that_keeps_cutting_its_streams_opens_its_breaker(
     serve: Serve, a: FaultyUpstream, b: FakeUpstream
 ) -> None:
@@ -572,11 +565,6 @@ def test_a_target_that_keeps_cutting_its_streams_opens_its_breaker(
     check(timed_post(client, chat(stream=True))[0], 200, B, 1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the request deadline bounds only the attempts that open a stream: proxy.py:140-145 "
-    "hands StreamRelay the idle timeout but not request.deadline, so a stream that keeps "
-    "sending runs past X-Request-Timeout (docs/routing.md: deadline_s is the 'limit for the "
-    "whole request'; 'the client never waits past the request's deadline')"))
 def test_a_stream_still_running_at_the_deadline_ends_with_a_timeout_event(
     serve: Serve, a: FaultyUpstream
 ) -> None:
@@ -585,3 +573,13 @@ def test_a_stream_still_running_at_the_deadline_ends_with_a_timeout_event(
     r, took = timed_post(client, chat(stream=True), **{"X-Request-Timeout": "0.5"})
     assert orjson.loads(sse_events(r.text)[-1])["error"]["code"] == "upstream_timeout"
     assert took < 0.9
+
+
+def test_the_route_timeout_holds_when_the_provider_timeout_is_a_little_longer(
+    serve: Serve, a: FaultyUpstream, b: FakeUpstream
+) -> None:
+    client = serve(two_targets(timeout_s=0.3), a_timeout_s=1)
+    a.enqueue(Reply(delay_s=2))
+    r, took = timed_post(client, chat())
+    check(r, 200, B, 2)
+    assert took < 0.8

@@ -34,7 +34,7 @@ from modelport.providers.base import UpstreamReply
 from modelport.routing.table import Route, Target
 
 R = TypeVar("R")
-_TIMER_SLACK_S = 1.0  # how late the provider's timeout may be against the deadline
+_TIMER_SLACK_S = 0.05  # how late the provider's own timeout may end a call past ours
 
 
 class Outcome(Generic[R]):
@@ -77,6 +77,9 @@ class AttemptLoop:
         self.last_reply: UpstreamReply | None = None
         self.policy_refusal = False
         self.too_long = False  # some target was skipped only because the prompt is too long
+        self._verdict_later = False
+        # per target: (failures in this request, when the last one happened, its error)
+        self._failed: dict[str, tuple[int, float, ModelportError]] = {}
 
     def _next_target(self) -> Target | None:
         """The next target in the plan that may be called now, cycling through the plan."""
@@ -97,14 +100,17 @@ class AttemptLoop:
             self._metrics.attempts.labels(self._route.name, target.label,
                                           error_class or "ok").inc()
 
-    async def run(self, call: Callable[[Target], Awaitable[R]]) -> Outcome[R] | None:
+    async def run(
+        self, call: Callable[[Target], Awaitable[R]], *, verdict_later: bool = False
+    ) -> Outcome[R] | None:
         """Try targets until one answers; ``None`` when every allowed attempt failed (see
-        ``last_error`` / ``last_reply``)."""
+        ``last_error`` / ``last_reply``). With ``verdict_later`` (streams) the breaker hears
+        of a success from the caller, once the stream has ended well."""
+        self._verdict_later = verdict_later
         settings = self._route.settings
         max_calls = settings.retries + 1
         calls = 0
         refused: ModelportError | None = None
-        previous: Target | None = None
         while calls < max_calls:
             target = self._next_target()
             if target is None:
@@ -114,7 +120,7 @@ class AttemptLoop:
                 target.breaker.release_probe_without_result()
                 self.last_error = UpstreamTimeout("The request's deadline passed.")
                 break
-            if previous is target and calls > 0 and not await self._backoff(calls, remaining):
+            if target.label in self._failed and not await self._backoff(target, remaining):
                 target.breaker.release_probe_without_result()
                 break
             try:
@@ -123,12 +129,10 @@ class AttemptLoop:
             except (Overloaded, OverShare) as exc:
                 target.breaker.release_probe_without_result()
                 refused = exc
-                previous = target
                 if self._pos >= len(self._plan) * (settings.retries + 1):
                     break
                 continue
             calls += 1
-            previous = target
             outcome = await self._call(target, slot, call)
             if outcome is not None:
                 return outcome
@@ -151,7 +155,7 @@ class AttemptLoop:
             timeout = min(timeout, settings.timeout_s)
         error: ModelportError
         try:
-            if timeout + _TIMER_SLACK_S < target.provider_timeout_s:
+            if target.provider_timeout_s > timeout + _TIMER_SLACK_S:
                 async with asyncio.timeout(max(timeout, 0.0)):
                     result = await call(target)
             else:  # the provider's own timeout ends the call in time: no second timer
@@ -170,7 +174,8 @@ class AttemptLoop:
             target.stats.finished(elapsed)
             if isinstance(result, UpstreamReply) and not result.ok:
                 return self._client_error(target, slot, result, elapsed)
-            target.breaker.record_success()
+            if not self._verdict_later:
+                target.breaker.record_success()
             self._record(target, 200, None, elapsed * 1000)
             return Outcome(result, target, slot)
         elapsed = time.perf_counter() - started
@@ -183,6 +188,8 @@ class AttemptLoop:
             target.breaker.record_success()
         self._record(target, error.status, error_class, elapsed * 1000)
         self.last_error = error
+        failures = self._failed.get(target.label, (0, 0.0, error))[0] + 1
+        self._failed[target.label] = (failures, time.monotonic(), error)
         return None
 
     def _client_error(
@@ -204,13 +211,17 @@ class AttemptLoop:
             self.policy_refusal = True
         return None
 
-    async def _backoff(self, calls: int, remaining: float) -> bool:
-        """Wait before calling the same target again; False when the deadline forbids it."""
+    async def _backoff(self, target: Target, remaining: float) -> bool:
+        """Wait before calling a target that already failed in this request (exponential
+        backoff with jitter, and at least its Retry-After, capped); False when the deadline
+        forbids it."""
         settings = self._route.settings
-        delay = min(settings.backoff_max_s, settings.backoff_s * 2 ** (calls - 1))
+        failures, failed_at, error = self._failed[target.label]
+        delay = min(settings.backoff_max_s, settings.backoff_s * 2 ** (failures - 1))
         delay *= self._rng.uniform(0.5, 1.0)
-        if isinstance(self.last_error, UpstreamRateLimited) and self.last_error.retry_after_s:
-            delay = max(delay, min(self.last_error.retry_after_s, settings.retry_after_max_s))
+        if isinstance(error, UpstreamRateLimited) and error.retry_after_s:
+            delay = max(delay, min(error.retry_after_s, settings.retry_after_max_s))
+        delay -= time.monotonic() - failed_at  # time spent on other targets counts
         if delay >= remaining:
             return False
         if delay > 0:

@@ -9,6 +9,7 @@ passed back untouched. Tokens and cost are settled against limits and budget onc
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import time
@@ -129,10 +130,11 @@ class ProxyService:
                            tenant=request.tenant, metrics=self._metrics)
         started = time.perf_counter()
         if request.stream:
-            opened = await loop.run(request.open_stream)
+            opened = await loop.run(request.open_stream, verdict_later=True)
             if opened is not None:
                 result = opened.result
                 if isinstance(result, UpstreamReply):
+                    opened.target.breaker.record_success()  # a client error: target healthy
                     opened.slot.release()
                     ctx.upstream_s += time.perf_counter() - started
                     return result
@@ -142,6 +144,7 @@ class ProxyService:
                     price=opened.target.price, ticket=request.ticket, slot=opened.slot,
                     idle_timeout_s=route.settings.stream_idle_timeout_s,
                     breaker=opened.target.breaker,
+                    deadline=_loop_time(request.deadline),
                 )
         else:
             sent = await loop.run(request.send)
@@ -226,3 +229,8 @@ def _reply_usage(body: bytes) -> Usage | None:
     except orjson.JSONDecodeError:
         return None
     return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
+
+
+def _loop_time(deadline: float) -> float:
+    """A ``time.monotonic`` deadline on the event loop's clock (they may differ)."""
+    return asyncio.get_running_loop().time() + (deadline - time.monotonic())

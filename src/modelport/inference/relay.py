@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 
 from modelport.admission.gate import Slot
 from modelport.core.context import RequestContext
 from modelport.core.pricing import Price
-from modelport.errors import ModelportError, UpstreamTimeout
+from modelport.errors import ModelportError, UpstreamError, UpstreamTimeout
 from modelport.policy.access import Ticket
 from modelport.protocol.openai.errors import error_event
 from modelport.protocol.openai.stream import UsageTap
@@ -27,8 +28,8 @@ log = logging.getLogger("modelport.relay")
 
 
 class StreamRelay:
-    __slots__ = ("_breaker", "_ctx", "_idle", "_price", "_slot", "_splitter", "_started",
-                 "_tap", "_ticket", "_upstream")
+    __slots__ = ("_breaker", "_ctx", "_deadline", "_idle", "_price", "_slot", "_splitter",
+                 "_started", "_tap", "_ticket", "_upstream")
 
     def __init__(
         self,
@@ -42,7 +43,9 @@ class StreamRelay:
         slot: Slot | None = None,
         idle_timeout_s: float | None = None,
         breaker: CircuitBreaker | None = None,
+        deadline: float | None = None,
     ) -> None:
+        self._deadline = deadline
         self._upstream = upstream
         self._ctx = ctx
         self._started = started
@@ -55,22 +58,28 @@ class StreamRelay:
         self._breaker = breaker
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        """The provider's chunks; a gap longer than the idle timeout ends the stream."""
+        """The provider's chunks; a gap longer than the idle timeout, or the request's
+        deadline passing, ends the stream."""
         chunks = self._upstream.chunks()
-        if self._idle is None:
+        if self._idle is None and self._deadline is None:
             async for chunk in chunks:
                 yield chunk
             return
+        loop = asyncio.get_running_loop()
         while True:
+            limit = self._deadline if self._deadline is not None else math.inf
+            stalled = False
+            if self._idle is not None and loop.time() + self._idle < limit:
+                limit, stalled = loop.time() + self._idle, True
             try:
-                async with asyncio.timeout(self._idle):
+                async with asyncio.timeout_at(limit if limit != math.inf else None):
                     chunk = await anext(chunks)
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                raise UpstreamTimeout(
-                    f"The stream stalled for more than {self._idle:g} s."
-                ) from None
+                reason = (f"The stream stalled for more than {self._idle:g} s." if stalled
+                          else "The request's deadline passed during the stream.")
+                raise UpstreamTimeout(reason) from None
             yield chunk
 
     async def events(self) -> AsyncIterator[bytes]:
@@ -85,10 +94,10 @@ class StreamRelay:
             tail = self._splitter.flush()
             if tail.strip():
                 yield tail
+            self._verdict(ok=True)
         except ModelportError as exc:
             self._ctx.error_code = exc.code
-            if self._breaker is not None and exc.retryable:
-                self._breaker.record_failure()
+            self._verdict(ok=not isinstance(exc, UpstreamError))
             log.warning("stream failed after it started",
                         extra={"request_id": self._ctx.request_id, "code": exc.code})
             yield error_event(exc)
@@ -96,7 +105,20 @@ class StreamRelay:
             self._ctx.upstream_s = time.perf_counter() - self._started
             self._ctx.usage = self._tap.usage
             self._settle()
+            self._verdict(ok=None)
             await self._upstream.aclose()
+
+    def _verdict(self, *, ok: bool | None) -> None:
+        """Tell the target's breaker how the stream went, once (None: no verdict)."""
+        breaker, self._breaker = self._breaker, None
+        if breaker is None:
+            return
+        if ok is None:
+            breaker.release_probe_without_result()
+        elif ok:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
 
     def _settle(self) -> None:
         usage = self._ctx.usage
@@ -119,4 +141,5 @@ class StreamRelay:
             self._ticket.finish(self._tap.usage, self._ctx.cost_usd, served=True)
         if self._slot is not None:
             self._slot.release()
+        self._verdict(ok=None)  # the client left before the end: no verdict on the target
         await self._upstream.aclose()
