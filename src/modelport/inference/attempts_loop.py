@@ -29,7 +29,6 @@ from modelport.errors import (
     UpstreamTimeout,
 )
 from modelport.inference.attempts import TARGET_FAULTS, Attempt, classify_error, classify_reply
-from modelport.observability.metrics import Metrics
 from modelport.providers.base import UpstreamReply
 from modelport.routing.table import Route, Target
 
@@ -60,7 +59,6 @@ class AttemptLoop:
         prompt_tokens: int,
         priority: int,
         tenant: str,
-        metrics: Metrics | None = None,
     ) -> None:
         self._route = route
         self._ctx = ctx
@@ -69,7 +67,6 @@ class AttemptLoop:
         self._prompt = prompt_tokens
         self._priority = priority
         self._tenant = tenant
-        self._metrics = metrics
         self._plan = route.plan(rng)
         self._pos = 0
         self._min_window: float = 0.0
@@ -96,9 +93,7 @@ class AttemptLoop:
 
     def _record(self, target: Target, status: int, error_class: str | None, ms: float) -> None:
         self._ctx.attempts.append(Attempt(target.label, status, error_class, ms))
-        if self._metrics is not None:
-            self._metrics.attempts.labels(self._route.name, target.label,
-                                          error_class or "ok").inc()
+        target.count_attempt(error_class or "ok")
 
     async def run(
         self, call: Callable[[Target], Awaitable[R]], *, verdict_later: bool = False

@@ -13,6 +13,7 @@ import asyncio
 import math
 import random
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -127,7 +128,7 @@ class ProxyService:
                                      embedding=request.operation is Operation.EMBEDDING)[0]
         loop = AttemptLoop(route, ctx, rng=self._rng, deadline=request.deadline,
                            prompt_tokens=prompt, priority=request.priority,
-                           tenant=request.tenant, metrics=self._metrics)
+                           tenant=request.tenant)
         started = time.perf_counter()
         if request.stream:
             opened = await loop.run(request.open_stream, verdict_later=True)
@@ -199,13 +200,15 @@ class _Request:
         self.tenant = tenant
         self.deadline = deadline
 
-    async def send(self, target: Target) -> UpstreamReply:
+    # plain functions returning the provider's coroutine: one frame less to resume each time
+    # the provider call wakes up
+    def send(self, target: Target) -> Awaitable[UpstreamReply]:
         payload = for_target(self.body, target.model, stream_usage=False)
-        return await target.provider.send(self.operation, payload)
+        return target.provider.send(self.operation, payload)
 
-    async def open_stream(self, target: Target) -> UpstreamStream | UpstreamReply:
+    def open_stream(self, target: Target) -> Awaitable[UpstreamStream | UpstreamReply]:
         payload = for_target(self.body, target.model, stream_usage=True)
-        return await target.provider.open_stream(self.operation, payload)
+        return target.provider.open_stream(self.operation, payload)
 
 
 def _settle_reply(ctx: RequestContext, reply: UpstreamReply, target: Target) -> None:

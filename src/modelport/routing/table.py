@@ -11,8 +11,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from modelport.admission.gate import Gate, GateSettings
 from modelport.config.settings import RouteSettings, Settings, TargetSettings
@@ -37,6 +38,7 @@ class Target:
     stats: TargetStats
     gate: Gate
     provider_timeout_s: float = math.inf  # the provider's own limit on one call
+    count_attempt: Callable[[str], None] = lambda _outcome: None  # by outcome class
 
     @property
     def model(self) -> str:
@@ -83,6 +85,7 @@ def _target(
             metrics.breaker_transitions.labels(route.name, label, new).inc()
 
     on_wait = None
+    count_attempt = _attempt_counter(metrics, route.name, label)
     if metrics is not None:
         on_wait = metrics.queue_wait.labels(route.name, label).observe
         metrics.breaker_state.labels(route.name, label).set(0)
@@ -102,7 +105,23 @@ def _target(
                                queue_timeout_s=t.queue_timeout_s), time.monotonic,
                   on_wait=on_wait),
         provider_timeout_s=provider_timeout_s,
+        count_attempt=count_attempt,
     )
+
+
+def _attempt_counter(metrics: Metrics | None, route: str, label: str) -> Callable[[str], None]:
+    """Counting a target's attempts by outcome, with the labelled counters looked up once."""
+    counters: dict[str, Any] = {}
+
+    def count(outcome: str) -> None:
+        if metrics is None:
+            return
+        counter = counters.get(outcome)
+        if counter is None:
+            counter = counters[outcome] = metrics.attempts.labels(route, label, outcome)
+        counter.inc()
+
+    return count
 
 
 class RouteTable:
