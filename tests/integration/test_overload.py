@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,45 @@ def test_a_target_whose_gate_refuses_is_skipped_for_the_next_one(
     assert second.headers["x-modelport-attempts"] == "1"
     assert took < 0.2
     assert contents(upstream) == ["first"] and contents(other) == ["second"]
+
+
+def test_a_batch_key_cannot_jump_the_queue_with_an_interactive_header(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from tests.integration.access_setup import ADMIN_KEY, access_config, access_env, bearer
+
+    slow = FakeUpstream().start()
+    try:
+        config = access_config(slow.base_url, sqlite_url)
+        config["routes"]["r2"]["targets"][0].update({"max_concurrency": 1, "max_queue": 5})
+        gw = start_gateway(tmp_path, config, access_env())
+        try:
+            with httpx.Client(base_url=gw.url, timeout=10) as c:
+                batch = c.post("/admin/keys", headers=bearer(ADMIN_KEY),
+                               json={"name": "nightly", "priority": "batch"}).json()
+                assert batch["priority"] == "batch"
+                online = c.post("/admin/keys", headers=bearer(ADMIN_KEY),
+                                json={"name": "web"}).json()
+            slow.enqueue(*[Reply(delay_s=0.3) for _ in range(4)])
+            order: list[str] = []
+
+            def call(who: str, key: str, pause: float) -> None:
+                time.sleep(pause)
+                r = httpx.post(f"{gw.url}/v1/chat/completions", timeout=10,
+                               json={"model": "r2", "messages": []},
+                               headers={**bearer(key), "X-Priority": "interactive"})
+                assert r.status_code == 200
+                order.append(who)
+
+            with ThreadPoolExecutor(4) as pool:
+                jobs = [pool.submit(call, "first", online["key"], 0.0),
+                        pool.submit(call, "batch", batch["key"], 0.1),
+                        pool.submit(call, "batch", batch["key"], 0.12),
+                        pool.submit(call, "online", online["key"], 0.2)]
+                for job in jobs:
+                    job.result()
+        finally:
+            gw.stop()
+    finally:
+        slow.stop()
+    assert order[0] == "first" and order[1] == "online", order

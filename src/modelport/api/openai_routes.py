@@ -63,6 +63,8 @@ class InferenceEndpoint:
             ctx.key_id = principal.key_id if principal is not None else None
         timeout_s = request_timeout(header(scope, b"x-request-timeout"))
         priority = request_priority(header(scope, b"x-priority"))
+        if principal is not None:
+            priority = min(priority, principal.priority)  # a key may lower it, never raise
         raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
         body = parse_body(raw)
 

@@ -137,12 +137,14 @@ def _budget(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               help="The budget's period (UTC) [default: month when --budget-usd is given].")
 @click.option("--expires-at", type=_Timestamp(), help="When the key stops working (UTC if no "
               "zone is given).")
+@click.option("--priority", type=click.Choice(["interactive", "batch"]), default="interactive",
+              show_default=True, help="The highest queue priority the key may ask for.")
 @config_option
 @click.pass_obj
 def create(source: ConfigSource, name: str, routes: tuple[str, ...], environment: str,
            rpm: int | None, tpm: int | None, max_concurrency: int | None,
            budget_usd: float | None, budget_period: str | None, expires_at: datetime | None,
-           config_path: str | None) -> None:
+           priority: str, config_path: str | None) -> None:
     """Create a key called NAME and print it, once."""
     name = name.strip()
     if not name or len(name) > 200:
@@ -160,7 +162,7 @@ def create(source: ConfigSource, name: str, routes: tuple[str, ...], environment
             secret_hash=hash_key(key), environment=environment, routes=allowed, rpm=rpm,
             tpm=tpm, max_concurrency=max_concurrency, budget_usd=budget_usd,
             budget_period=(budget_period or "month") if budget_usd is not None else None,
-            expires_at=expires_at, actor=actor(), client=client(),
+            expires_at=expires_at, actor=actor(), client=client(), priority=priority,
         )
     _print_new_key(row.id, key)
 

@@ -217,6 +217,7 @@ def _key(
         budget_usd=raw.budget_usd,
         budget_period=raw.budget_period,
         expires_at=raw.expires_at.timestamp() if raw.expires_at else None,
+        priority=raw.priority,
     )
 
 

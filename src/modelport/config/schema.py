@@ -140,6 +140,7 @@ class RawKey(_Strict):
     budget_usd: float | None = Field(default=None, ge=0, le=1_000_000_000)
     budget_period: Literal["day", "month"] = "month"
     expires_at: datetime | None = None
+    priority: Literal["interactive", "batch"] = "interactive"
 
     _secret_ref = field_validator("key")(_check_secret_ref)
 

@@ -135,6 +135,7 @@ class KeySettings:
     budget_usd: float | None = None
     budget_period: str = "month"
     expires_at: float | None = None
+    priority: str = "interactive"
 
 
 @dataclass(frozen=True, slots=True)

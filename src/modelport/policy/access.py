@@ -131,6 +131,7 @@ class AccessPolicy:
             budget=parent.budget,
             expires_at=claims.expires_at,
             scopes=(*parent.scopes, (f"token:{claims.token_id}", claims.limits)),
+            priority=parent.priority,
         )
 
     def authorize(self, principal: Principal | None, route: RouteSettings) -> None:

@@ -23,6 +23,8 @@ from modelport.policy.secrets import hash_key
 from modelport.store.keys import KeyRow
 
 CONFIG_KEY_PREFIX = "cfg_"
+INTERACTIVE, BATCH = 1, 0
+PRIORITIES = {"interactive": INTERACTIVE, "batch": BATCH}
 _UNKNOWN = "The API key is missing, unknown, expired or revoked."
 
 
@@ -43,6 +45,7 @@ class Principal:
     expires_at: float | None = None
     revoked: bool = False
     scopes: tuple[tuple[str, Limits], ...] = ()
+    priority: int = INTERACTIVE  # the highest admission priority it may ask for
 
     def may_call(self, route: str, environment: str) -> bool:
         if environment != self.environment:
@@ -62,6 +65,7 @@ def _principal(
     budget: Budget | None,
     expires_at: float | None,
     revoked: bool = False,
+    priority: str = "interactive",
 ) -> Principal:
     return Principal(
         key_id=key_id,
@@ -73,6 +77,7 @@ def _principal(
         expires_at=expires_at,
         revoked=revoked,
         scopes=() if limits.is_unlimited() else ((f"key:{key_id}", limits),),
+        priority=PRIORITIES[priority],
     )
 
 
@@ -81,7 +86,8 @@ def from_config(settings: KeySettings) -> Principal:
     if settings.budget_usd is not None:
         budget = Budget(limit_usd=settings.budget_usd, period=settings.budget_period)  # type: ignore[arg-type]
     return _principal(CONFIG_KEY_PREFIX + settings.name, settings.name, settings.environment,
-                      settings.routes, limits_of(settings.limits), budget, settings.expires_at)
+                      settings.routes, limits_of(settings.limits), budget, settings.expires_at,
+                      priority=settings.priority)
 
 
 def from_row(row: KeyRow) -> Principal:
@@ -90,7 +96,8 @@ def from_row(row: KeyRow) -> Principal:
         budget = Budget(limit_usd=row.budget_usd, period=row.budget_period or "month")  # type: ignore[arg-type]
     limits = Limits(rpm=row.rpm, tpm=row.tpm, max_concurrency=row.max_concurrency)
     return _principal(row.id, row.name, row.environment, row.routes, limits, budget,
-                      _epoch(row.expires_at), revoked=row.revoked_at is not None)
+                      _epoch(row.expires_at), revoked=row.revoked_at is not None,
+                      priority=row.priority)
 
 
 def _epoch(value: datetime | None) -> float | None:

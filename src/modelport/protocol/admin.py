@@ -30,6 +30,7 @@ class KeySpec(_Strict):
     budget_usd: float | None = Field(default=None, ge=0, le=1_000_000_000)
     budget_period: Literal["day", "month"] = "month"
     expires_at: datetime | None = None
+    priority: Literal["interactive", "batch"] = "interactive"
 
     @field_validator("expires_at", mode="before")
     @classmethod

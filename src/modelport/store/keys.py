@@ -61,6 +61,7 @@ class KeyRow:
     created_at: datetime
     revoked_at: datetime | None
     secrets: tuple[SecretRow, ...]
+    priority: str = "interactive"  # the highest X-Priority the key may ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ class KeyStore(EngineStore):
         expires_at: datetime | None,
         actor: str,
         client: str | None,
+        priority: str = "interactive",
     ) -> KeyRow:
         """Store a new key and its first secret, audited as ``key.create``."""
         if budget_period not in (None, "day", "month"):
@@ -111,7 +113,7 @@ class KeyStore(EngineStore):
             "name": name, "prefix": prefix, "environment": environment,
             "routes": None if routes is None else list(routes), "rpm": rpm, "tpm": tpm,
             "max_concurrency": max_concurrency, "budget_usd": budget_usd,
-            "budget_period": budget_period, "expires_at": expires_at,
+            "budget_period": budget_period, "expires_at": expires_at, "priority": priority,
         }
         with self._transaction() as conn:
             conn.execute(insert(api_keys).values(
@@ -288,7 +290,7 @@ def _key_row(row: Row[Any], secrets: Sequence[SecretRow]) -> KeyRow:
         routes=routes, rpm=row.rpm, tpm=row.tpm, max_concurrency=row.max_concurrency,
         budget_usd=row.budget_usd, budget_period=row.budget_period,
         expires_at=row.expires_at, created_at=row.created_at, revoked_at=row.revoked_at,
-        secrets=tuple(secrets),
+        priority=row.priority, secrets=tuple(secrets),
     )
 
 

@@ -102,6 +102,7 @@ api_keys = Table(
     Column("max_concurrency", Integer),
     Column("budget_usd", Float),
     Column("budget_period", String(8)),  # "day" or "month"
+    Column("priority", String(16), nullable=False, server_default="interactive"),
     Column("expires_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
