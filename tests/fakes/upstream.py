@@ -92,6 +92,11 @@ class FakeUpstream:
     async def _shutdown(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:  # replies still sleeping on a scripted delay
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

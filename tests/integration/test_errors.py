@@ -160,3 +160,37 @@ def test_unexpected_exception_is_500_with_request_id_logged_once(
     errors = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
     assert getattr(errors[0], "request_id", None) == "req-500"
+
+
+def test_a_target_that_refused_our_key_is_not_called_again(
+    tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str
+) -> None:
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["routes"]["support-summary"]["retries"] = 3
+    config["routes"]["support-summary"]["backoff_s"] = 0.01
+    gw = start_gateway(tmp_path, config, env)
+    upstream.enqueue(*[Reply(status=401, body={"error": {"message": "no"}})] * 4)
+    try:
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT)
+    finally:
+        gw.stop()
+    _error(r, 502, "upstream_auth_failed")
+    assert r.headers["x-modelport-attempts"] == "1"
+    assert len(upstream.requests) == 1
+
+
+def test_a_context_length_refusal_is_not_retried_on_the_same_target(
+    tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str
+) -> None:
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["routes"]["support-summary"]["retries"] = 3
+    gw = start_gateway(tmp_path, config, env)
+    refusal = {"error": {"message": "too long", "type": "invalid_request_error",
+                         "param": "messages", "code": "context_length_exceeded"}}
+    upstream.enqueue(*[Reply(status=400, body=refusal)] * 4)
+    try:
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT)
+    finally:
+        gw.stop()
+    _error(r, 400, "context_length_exceeded")
+    assert len(upstream.requests) == 1

@@ -12,7 +12,6 @@ that opens one.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -70,6 +69,9 @@ class AttemptLoop:
         self._plan = route.plan(rng)
         self._pos = 0
         self._min_window: float = 0.0
+        # targets that cannot help this request again: they refused its credential, its
+        # length or its content, which no retry changes
+        self._excluded: set[str] = set()
         self.last_error: ModelportError | None = None
         self.last_reply: UpstreamReply | None = None
         self.policy_refusal = False
@@ -83,6 +85,8 @@ class AttemptLoop:
         for _ in range(len(self._plan)):
             target = self._plan[self._pos % len(self._plan)]
             self._pos += 1
+            if target.label in self._excluded:
+                continue
             window = target.settings.context_window
             if window is not None and (window <= self._min_window or self._prompt > window):
                 self.too_long = True
@@ -177,6 +181,8 @@ class AttemptLoop:
         target.stats.finished(None)
         slot.release()
         error_class = classify_error(error)
+        if error_class == "auth":
+            self._excluded.add(target.label)
         if error_class in TARGET_FAULTS:
             target.breaker.record_failure()
         else:
@@ -198,10 +204,9 @@ class AttemptLoop:
         slot.release()
         self.last_reply = reply
         self.last_error = None
+        self._excluded.add(target.label)
         if error_class == "context_length":
             self._min_window = max(self._min_window, target.settings.context_window or 0)
-            if target.settings.context_window is None:
-                self._min_window = math.inf
         if error_class == "content_policy":
             self.policy_refusal = True
         return None
