@@ -127,8 +127,8 @@ def test_a_budget_without_a_period_is_monthly(workdir: Path) -> None:
     (("--expires-at", "2001-01-01"), "Invalid value for '--expires-at': must be in the future"),
     (("--expires-at", "next tuesday"), "'next tuesday' is not an ISO 8601 time"),
     (("--environment", "staging"), "'staging' is not one of 'dev', 'test', 'prod'"),
-    (("--route", "nope"), "no route 'nope' in modelport.yaml"),
-    (("--route", "playground"), "route 'playground' serves environment 'dev', not the key's"),
+    (("--route", "nope"), "unknown route 'nope' (in modelport.yaml)"),
+    (("--route", "playground"), "route 'playground' is in environment 'dev', the key in 'prod'"),
 ])
 def test_bad_create_input_exits_2_with_a_clear_message_and_creates_nothing(
     workdir: Path, args: tuple[str, ...], message: str

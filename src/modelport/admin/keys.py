@@ -18,6 +18,7 @@ from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.body import read_body
 from modelport.api.responses import send_json
 from modelport.api.services import Services, services_of
+from modelport.config.settings import key_route_problem
 from modelport.errors import NotFound, RequestError
 from modelport.policy.budgets import period_start
 from modelport.policy.keys import CONFIG_KEY_PREFIX
@@ -76,13 +77,9 @@ async def _json(scope: Scope, receive: Receive, *, optional: bool = False) -> An
 
 def _check_routes(services: Services, spec: KeySpec) -> None:
     for route in spec.routes or ():
-        if route not in services.routes:
-            raise RequestError(f"routes: unknown route '{route}'", param="routes")
-        environment = services.settings.routes[route].environment
-        if environment != spec.environment:
-            raise RequestError(
-                f"routes: route '{route}' is in environment '{environment}', "
-                f"the key in '{spec.environment}'", param="routes")
+        problem = key_route_problem(services.settings.routes, route, spec.environment)
+        if problem is not None:
+            raise RequestError(f"routes: {problem}", param="routes")
 
 
 async def create_key(scope: Scope, receive: Receive, send: Send) -> None:

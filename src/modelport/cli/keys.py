@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from modelport.config import Settings
+from modelport.config.settings import key_route_problem
 from modelport.errors import ConfigError, ServiceUnavailable
 from modelport.policy.secrets import display_prefix, hash_key, new_key, new_key_id
 from modelport.store import KeyRow, KeyStore, UsageStore
@@ -172,14 +173,10 @@ def _check_routes(
 ) -> tuple[str, ...] | None:
     """The routes a new key names, each known and of the key's environment."""
     for route in routes:
-        found = settings.routes.get(route)
-        if found is None:
-            raise click.BadParameter(f"no route {route!r} in {settings.source}",
+        problem = key_route_problem(settings.routes, route, environment)
+        if problem is not None:
+            raise click.BadParameter(f"{problem} (in {settings.source})",
                                      param_hint="'--route'")
-        if found.environment != environment:
-            raise click.BadParameter(
-                f"route {route!r} serves environment {found.environment!r}, "
-                f"not the key's {environment!r}", param_hint="'--route'")
     return tuple(dict.fromkeys(routes)) or None
 
 

@@ -30,6 +30,7 @@ from modelport.config.settings import (
     Settings,
     StoreSettings,
     TargetSettings,
+    key_route_problem,
 )
 from modelport.errors import ConfigError
 
@@ -198,14 +199,9 @@ def _key(
     secret = _strong(resolve_secret(raw.key, f"keys.{name}.key", environ, problems),
                      f"keys.{name}.key", problems)
     for i, route in enumerate(raw.routes or ()):
-        where = f"keys.{name}.routes[{i}]"
-        if route not in routes:
-            problems.append(f"{where}: unknown route '{route}'")
-        elif routes[route].environment != raw.environment:
-            problems.append(
-                f"{where}: route '{route}' is in environment '{routes[route].environment}',"
-                f" the key in '{raw.environment}'"
-            )
+        problem = key_route_problem(routes, route, raw.environment)
+        if problem is not None:
+            problems.append(f"keys.{name}.routes[{i}]: {problem}")
     if secret is None:
         return None
     return KeySettings(

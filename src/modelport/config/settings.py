@@ -123,6 +123,20 @@ class RouteSettings:
     fallback_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
+def key_route_problem(
+    routes: Mapping[str, RouteSettings], route: str, environment: str
+) -> str | None:
+    """Why a key of ``environment`` may not list ``route``; None when it may. The one rule
+    for keys from the config file, the admin API and the CLI alike."""
+    found = routes.get(route)
+    if found is None:
+        return f"unknown route '{route}'"
+    if found.environment != environment:
+        return (f"route '{route}' is in environment '{found.environment}', "
+                f"the key in '{environment}'")
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class KeySettings:
     """A key declared in the config file (``keys:``); its value is a resolved secret."""
