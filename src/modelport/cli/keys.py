@@ -25,13 +25,11 @@ from modelport.config import Settings
 from modelport.config.settings import key_route_problem
 from modelport.errors import ConfigError, ServiceUnavailable
 from modelport.policy.secrets import display_prefix, hash_key, new_key, new_key_id
+from modelport.protocol.admin import MAX_BUDGET_USD, MAX_CONCURRENCY, MAX_PER_MINUTE
 from modelport.store import KeyRow, KeyStore, UsageStore
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
-MAX_RATE = 1_000_000_000
-MAX_CONCURRENCY = 1_000_000
-MAX_BUDGET_USD = 1_000_000_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +127,8 @@ def _budget(ctx: click.Context, param: click.Parameter, value: float | None) -> 
                    "environment].")
 @click.option("--environment", type=click.Choice(["dev", "test", "prod"]), default="prod",
               show_default=True)
-@click.option("--rpm", type=click.IntRange(1, MAX_RATE), help="Requests per minute.")
-@click.option("--tpm", type=click.IntRange(1, MAX_RATE), help="Tokens per minute.")
+@click.option("--rpm", type=click.IntRange(1, MAX_PER_MINUTE), help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(1, MAX_PER_MINUTE), help="Tokens per minute.")
 @click.option("--max-concurrency", type=click.IntRange(1, MAX_CONCURRENCY),
               help="Requests in flight at once.")
 @click.option("--budget-usd", type=float, callback=_budget, help="Spend allowed per period.")

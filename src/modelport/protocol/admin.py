@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modelport.errors import RequestError
 
-_MAX_PER_MINUTE = 1_000_000_000
+MAX_PER_MINUTE = 1_000_000_000
+MAX_CONCURRENCY = 1_000_000
+MAX_BUDGET_USD = 1_000_000_000.0
 
 
 class _Strict(BaseModel):
@@ -24,10 +26,10 @@ class KeySpec(_Strict):
     name: str = Field(min_length=1, max_length=200)
     routes: list[str] | None = Field(default=None, max_length=1000)
     environment: Literal["dev", "test", "prod"] = "prod"
-    rpm: int | None = Field(default=None, gt=0, le=_MAX_PER_MINUTE)
-    tpm: int | None = Field(default=None, gt=0, le=_MAX_PER_MINUTE)
-    max_concurrency: int | None = Field(default=None, gt=0, le=1_000_000)
-    budget_usd: float | None = Field(default=None, ge=0, le=1_000_000_000)
+    rpm: int | None = Field(default=None, gt=0, le=MAX_PER_MINUTE)
+    tpm: int | None = Field(default=None, gt=0, le=MAX_PER_MINUTE)
+    max_concurrency: int | None = Field(default=None, gt=0, le=MAX_CONCURRENCY)
+    budget_usd: float | None = Field(default=None, ge=0, le=MAX_BUDGET_USD)
     budget_period: Literal["day", "month"] = "month"
     expires_at: datetime | None = None
     priority: Literal["interactive", "batch"] = "interactive"
@@ -64,8 +66,8 @@ class RotateSpec(_Strict):
 class TokenSpec(_Strict):
     route: str = Field(min_length=1)
     ttl_s: int = Field(default=900, gt=0, le=3600)
-    rpm: int | None = Field(default=None, gt=0, le=_MAX_PER_MINUTE)
-    tpm: int | None = Field(default=None, gt=0, le=_MAX_PER_MINUTE)
+    rpm: int | None = Field(default=None, gt=0, le=MAX_PER_MINUTE)
+    tpm: int | None = Field(default=None, gt=0, le=MAX_PER_MINUTE)
     max_concurrency: int | None = Field(default=None, gt=0, le=1_000_000)
 
 
