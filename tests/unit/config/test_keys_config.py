@@ -109,3 +109,13 @@ def test_negative_prices_are_refused(tmp_path: Path) -> None:
     }))
     assert any(p.startswith("routes.r.targets[0].input_per_mtok:")
                for p in _problems(path, {}))
+
+
+def test_the_production_example_is_valid() -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "production.yaml"
+    settings = load_settings(example, {"MODELPORT_ADMIN_KEY": STRONG, "OPENAI_API_KEY": "sk",
+                                       "WEB_KEY": "w" * 20})
+    route = settings.routes["support-summary"]
+    assert route.fallback_routes == ("support-summary-small",)
+    assert [t.context_window for t in route.targets] == [128000, 8192]
+    assert settings.keys["web-frontend"].budget_usd == 200
