@@ -1,18 +1,23 @@
 """Gateway-overhead benchmark harness (run it through `bench/run`).
 
-Starts an nginx upstream stand-in (canned chat.completion), the Python floor (bench/floor.py)
-and Modelport (`modelport serve --config bench/configs/bare.yaml`), then measures, interleaved
-in one run over several rounds, wrk against each target at each concurrency:
+Starts an nginx upstream stand-in (canned chat.completion), the Python floor (bench/floor.py),
+Modelport (`modelport serve --config bench/configs/bare.yaml`) and the peers (nginx as a
+reverse proxy, LiteLLM proxy), then measures, interleaved in one run over several rounds, wrk
+against each target at each concurrency:
 
-    direct     wrk -> nginx
-    floor      wrk -> bench/floor.py -> nginx
-    modelport  wrk -> modelport serve -> nginx
+    direct       wrk -> nginx
+    nginx-proxy  wrk -> nginx reverse proxy (bench/nginx-proxy.conf) -> nginx
+    floor        wrk -> bench/floor.py -> nginx
+    modelport    wrk -> modelport serve -> nginx
+    litellm      wrk -> litellm proxy (bench/.venv-litellm, bench/configs/litellm.yaml) -> nginx
 
 The gateway under test is pinned to CPU 1; wrk and nginx to CPU 0. Each run records requests/s,
 p50/p99 latency, errors and the gateway's CPU time per request (utime+stime from /proc). The
 report gives medians over rounds with their spread, added latency against direct, and the
-Modelport/floor ratios. It prints a markdown table and writes bench/results/<date>-overhead.md
-and .json. Only 127.0.0.1 is ever contacted.
+Modelport/floor, Modelport/LiteLLM and Modelport/nginx-proxy ratios. LiteLLM is optional: when
+it is not installed or does not start, the run says so and goes on without it. It prints a
+markdown table and writes bench/results/<date>-overhead.md and .json. Only 127.0.0.1 is ever
+contacted.
 """
 
 from __future__ import annotations
@@ -47,16 +52,21 @@ UPSTREAM_PORT = 18100
 FLOOR_PORT = 18200
 MODELPORT_PORT = 18300
 MODELPORT_PROD_PORT = 18301
-PORTS = {"direct": UPSTREAM_PORT, "floor": FLOOR_PORT, "modelport": MODELPORT_PORT,
-         "modelport-prod": MODELPORT_PROD_PORT}
+LITELLM_PORT = 18400
+NGINX_PROXY_PORT = 18500
+PORTS = {"direct": UPSTREAM_PORT, "nginx-proxy": NGINX_PROXY_PORT, "floor": FLOOR_PORT,
+         "modelport": MODELPORT_PORT, "modelport-prod": MODELPORT_PROD_PORT,
+         "litellm": LITELLM_PORT}
 CHAT_PATH = "/v1/chat/completions"
 ROUTE = "bench-chat"
 UPSTREAM_KEY = "bench-key"
 API_KEY = "mpk_benchmarkbenchmarkbenchmarkbenchmark1234"  # the production config's key
 ADMIN_KEY = "bench-admin-key-not-a-secret"
-TARGETS = ("direct", "floor", "modelport", "modelport-prod")
+TARGETS = ("direct", "nginx-proxy", "floor", "modelport", "modelport-prod", "litellm")
+PEERS = ("litellm", "nginx-proxy")  # Modelport's throughput is also reported against these
 # Modelport configurations: bare proxy, and production features on (ledger, request log)
 MODELPORT_CONFIGS = {"modelport": "bare.yaml", "modelport-prod": "production.yaml"}
+LITELLM_VENV = BENCH / ".venv-litellm"  # bench/run installs litellm[proxy] there
 LOAD_CPU = "0"  # wrk and nginx
 GATEWAY_CPU = "1"  # the gateway under test
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -292,37 +302,134 @@ def modelport_bin() -> Path:
     return Path(sys.executable).parent / "modelport"
 
 
-def start_targets(names: Sequence[str], children: Children, pin: bool) -> dict[str, Target]:
+def litellm_bin() -> Path:
+    return LITELLM_VENV / "bin" / "litellm"
+
+
+def gateway_env() -> dict[str, str]:
+    return {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONUNBUFFERED": "1",
+            "BENCH_API_KEY": API_KEY, "BENCH_ADMIN_KEY": ADMIN_KEY}  # fmt: skip
+
+
+def litellm_env() -> dict[str, str]:
+    """LiteLLM quiet and offline: no cost-map download, no telemetry, no banner, no .env."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update({
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY_DISABLED": "true",
+        "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
+        "LITELLM_MODE": "PRODUCTION",
+        "DISABLE_SCHEMA_UPDATE": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "DO_NOT_TRACK": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("DATABASE_URL", None)  # no database: LiteLLM as a plain proxy
+    return env
+
+
+def start_nginx(children: Children, name: str, conf: Path, cpu: str, pin: bool) -> Child:
+    """nginx in the foreground, its pid and temp files under the run's own directory."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    prefix = children.workdir / "nginx"
+    prefix = children.workdir / name
     (prefix / "tmp").mkdir(parents=True)
     prefix.chmod(0o755)
-    upstream = children.start(
-        "nginx",
-        pinned(LOAD_CPU, [nginx, "-p", str(prefix), "-e", "stderr",
-                          "-c", str(BENCH / "nginx-upstream.conf"), "-g", "daemon off;"], pin),
-    )  # fmt: skip
+    argv = [nginx, "-p", str(prefix), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"]
+    return children.start(name, pinned(cpu, argv, pin))
+
+
+def start_upstream(children: Children, pin: bool) -> str:
+    """The nginx upstream stand-in on CPU 0; returns its base URL."""
+    upstream = start_nginx(children, "nginx", BENCH / "nginx-upstream.conf", LOAD_CPU, pin)
     base = f"http://{HOST}:{UPSTREAM_PORT}"
     wait_ready(upstream, base, None, 15)
+    return base
+
+
+def start_modelport(
+    children: Children, name: str, config: Path, port: int, pin: bool, timeout: float = 60
+) -> Child:
+    argv = [str(modelport_bin()), "serve", "--config", str(config),
+            "--host", HOST, "--port", str(port)]  # fmt: skip
+    gateway = children.start(name, pinned(GATEWAY_CPU, argv, pin), gateway_env())
+    wait_ready(gateway, f"http://{HOST}:{port}", "/health/ready", timeout)
+    return gateway
+
+
+def start_litellm(
+    children: Children, name: str, config: Path, port: int, pin: bool, timeout: float = 180
+) -> Child:
+    """LiteLLM proxy, one worker, no database; raises BenchError if it is missing or fails."""
+    if not litellm_bin().exists():
+        raise BenchError(
+            f"{litellm_bin()} not found (bench/run installs it: pip install 'litellm[proxy]' "
+            f"into {LITELLM_VENV})"
+        )
+    argv = [str(litellm_bin()), "--config", str(config), "--host", HOST, "--port", str(port),
+            "--num_workers", "1"]  # fmt: skip
+    gateway = children.start(name, pinned(GATEWAY_CPU, argv, pin), litellm_env())
+    wait_ready(gateway, f"http://{HOST}:{port}", None, timeout)
+    return gateway
+
+
+def stop_child(children: Children, child: Child) -> None:
+    """Stop one child (its whole process group) early, e.g. a peer that failed to start."""
+    if child.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.proc.pid, signal.SIGTERM)
+        try:
+            child.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            child.proc.wait(timeout=5)
+    if child in children.items:
+        children.items.remove(child)
+
+
+def start_targets(
+    names: Sequence[str], children: Children, pin: bool, notes: list[str]
+) -> dict[str, Target]:
+    """Start every target; LiteLLM is optional (a failure is noted in `notes`, not fatal)."""
+    base = start_upstream(children, pin)
     targets = {"direct": Target("direct", base + CHAT_PATH, None)}
 
-    env = {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONUNBUFFERED": "1",
-           "BENCH_API_KEY": API_KEY, "BENCH_ADMIN_KEY": ADMIN_KEY}
+    if "nginx-proxy" in names:
+        proxy = start_nginx(children, "nginx-proxy", BENCH / "nginx-proxy.conf", GATEWAY_CPU, pin)
+        wait_ready(proxy, f"http://{HOST}:{NGINX_PROXY_PORT}", None, 15)
+        targets["nginx-proxy"] = Target(
+            "nginx-proxy", f"http://{HOST}:{NGINX_PROXY_PORT}{CHAT_PATH}", proxy
+        )
     if "floor" in names:
         argv = [sys.executable, str(BENCH / "floor.py"), f"{base}/v1", "--port", str(FLOOR_PORT)]
-        floor = children.start("floor", pinned(GATEWAY_CPU, argv, pin), env)
+        floor = children.start("floor", pinned(GATEWAY_CPU, argv, pin), gateway_env())
         wait_ready(floor, f"http://{HOST}:{FLOOR_PORT}", None, 30)
         targets["floor"] = Target("floor", f"http://{HOST}:{FLOOR_PORT}{CHAT_PATH}", floor)
     for name, config in MODELPORT_CONFIGS.items():
         if name not in names:
             continue
         port = PORTS[name]
-        argv = [str(modelport_bin()), "serve", "--config", str(BENCH / "configs" / config),
-                "--host", HOST, "--port", str(port)]  # fmt: skip
-        gateway = children.start(name, pinned(GATEWAY_CPU, argv, pin), env)
-        wait_ready(gateway, f"http://{HOST}:{port}", "/health/ready", 60)
+        gateway = start_modelport(children, name, BENCH / "configs" / config, port, pin)
         targets[name] = Target(name, f"http://{HOST}:{port}{CHAT_PATH}", gateway)
-    return {name: targets[name] for name in names}
+    if "litellm" in names:
+        print("starting LiteLLM proxy (takes a few seconds)", file=sys.stderr)
+        try:
+            litellm = start_litellm(
+                children, "litellm", BENCH / "configs" / "litellm.yaml", LITELLM_PORT, pin
+            )
+        except BenchError as exc:
+            note = f"LiteLLM left out: it could not be started ({exc})"
+            print(f"warning: {note}", file=sys.stderr)
+            notes.append(note.splitlines()[0])
+            for child in [c for c in children.items if c.name == "litellm"]:
+                stop_child(children, child)
+        else:
+            targets["litellm"] = Target(
+                "litellm", f"http://{HOST}:{LITELLM_PORT}{CHAT_PATH}", litellm
+            )
+    return {name: targets[name] for name in names if name in targets}
 
 
 # --------------------------------------------------------------------------- measuring
@@ -453,7 +560,26 @@ def summarise(runs: Sequence[Run], targets: Sequence[str], levels: Sequence[int]
         ratios[f"p50 {mp}-floor c={lo} (ms)"] = per_round(
             lambda a, b: a.p50_ms - b.p50_ms, mp, "floor", lo
         )
-    return {"cells": cells, "added_vs_direct": added, "ratios": ratios}
+    peer_ratios: dict[str, Stat | None] = {}
+    for mp in MODELPORT_CONFIGS:
+        for peer in PEERS:
+            if mp not in targets or peer not in targets:
+                continue
+            peer_ratios[f"rps {mp}/{peer} c={hi}"] = per_round(
+                lambda a, b: a.rps / b.rps if b.rps else None, mp, peer, hi
+            )
+            peer_ratios[f"cpu/req {mp}/{peer} c={hi}"] = per_round(
+                lambda a, b: (
+                    a.cpu_us_per_req / b.cpu_us_per_req
+                    if a.cpu_us_per_req and b.cpu_us_per_req
+                    else None
+                ),
+                mp,
+                peer,
+                hi,
+            )
+    return {"cells": cells, "added_vs_direct": added, "ratios": ratios,
+            "peer_ratios": peer_ratios}  # fmt: skip
 
 
 def fmt(s: Stat | None, digits: int = 2, scale: float = 1.0) -> str:
@@ -498,6 +624,11 @@ def render(summary: dict[str, Any], runs: Sequence[Run], info: dict[str, Any]) -
         lines += ["", "Modelport against the Python floor (per round, side by side):", ""]
         for label, s in summary["ratios"].items():
             lines.append(f"- {label}: {fmt(s, 3)}")
+    if summary.get("peer_ratios"):
+        lines += ["", "Modelport against the peers (per round, side by side; rps > 1 means "
+                  "Modelport serves more requests/s than the peer):", ""]
+        for label, s in summary["peer_ratios"].items():
+            lines.append(f"- {label}: {fmt(s, 3)}")
     flagged = [r for r in runs if r.errors]
     if flagged:
         lines += ["", "**Runs with errors** (non-2xx/3xx or socket errors):", ""]
@@ -507,6 +638,9 @@ def render(summary: dict[str, Any], runs: Sequence[Run], info: dict[str, Any]) -
                 f"socket {r.socket_errors}"
             )
     lines += ["", *(f"Note: {w}" for w in info["warnings"])]
+    if "litellm" in info["args"]["targets"]:
+        lines.append(f"Note: LiteLLM {info['machine']['versions'].get('litellm') or '?'}, "
+                     "one worker, no database, open (no master key).")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -543,6 +677,7 @@ def machine_info() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     versions["nginx"] = command_output(["nginx", "-v"]).removeprefix("nginx version: ")
+    versions["litellm"] = litellm_version()
     versions["wrk"] = command_output(["wrk", "-v"]).splitlines()[0].split(" [")[0]
     return {
         "nproc": os.cpu_count(),
@@ -553,6 +688,12 @@ def machine_info() -> dict[str, Any]:
         "loadavg_at_start": os.getloadavg(),
         "versions": versions,
     }
+
+
+def litellm_version() -> str | None:
+    """LiteLLM's version from its venv's metadata, without importing it (slow)."""
+    found = sorted(LITELLM_VENV.glob("lib/python*/site-packages/litellm-*.dist-info"))
+    return found[-1].name.removeprefix("litellm-").removesuffix(".dist-info") if found else None
 
 
 def git_info() -> dict[str, Any]:
@@ -636,20 +777,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="overhead-", dir=work_root))
     children = Children(workdir)
     runs: list[Run] = []
+    notes: list[str] = []
     try:
         with terminated_on_signal():
-            targets = start_targets(args.targets, children, pin)
+            targets = start_targets(args.targets, children, pin, notes)
+            args.targets = [t for t in args.targets if t in targets]
             for target in targets.values():
                 print(f"warm-up {target.name} ({args.warmup:g}s)", file=sys.stderr)
                 run_wrk(target.url, max(args.levels), args.warmup, pin)
             for rnd in range(1, args.rounds + 1):
                 for name in rotated(args.targets, rnd - 1):
+                    if name not in targets:
+                        continue  # a peer that died in an earlier round
                     for c in args.levels:
-                        run = measure(targets[name], rnd, c, args.duration, pin)
+                        try:
+                            run = measure(targets[name], rnd, c, args.duration, pin)
+                        except BenchError as exc:
+                            if name != "litellm":
+                                raise
+                            note = f"LiteLLM left out from round {rnd} on: {exc}"
+                            print(f"warning: {note}", file=sys.stderr)
+                            notes.append(note.splitlines()[0])
+                            del targets[name]
+                            break
                         runs.append(run)
                         cpu = f"{run.cpu_us_per_req:.0f}" if run.cpu_us_per_req else "-"
                         print(
-                            f"round {rnd} {name:9} c={c:<3} {run.rps:9.0f} req/s  "
+                            f"round {rnd} {name:14} c={c:<3} {run.rps:9.0f} req/s  "
                             f"p50 {run.p50_ms:7.3f} ms  p99 {run.p99_ms:7.3f} ms  "
                             f"cpu {cpu} µs/req{'  ERRORS' if run.errors else ''}",
                             file=sys.stderr,
@@ -667,7 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pinned": pin,
         "machine": machine_info(),
         "git": git_info(),
-        "warnings": nagle_warnings(runs),
+        "warnings": [*notes, *nagle_warnings(runs)],
     }  # fmt: skip
     summary = summarise(runs, args.targets, args.levels)
     report = render(summary, runs, info)

@@ -1,8 +1,9 @@
 """Every Prometheus metric Modelport exports, defined in this one module.
 
 Each app owns its registry (no process-wide state), so that several apps can live in one
-test process. Label values are bounded: route and target come from the config, an unknown
-route is ``-``, and status is the HTTP status code.
+test process. The metric objects are ``loop_metrics``' lock-free ones: every update happens
+on the event loop thread. Label values are bounded: route and target come from the config,
+an unknown route is ``-``, and status is the HTTP status code.
 
 | metric | type | labels |
 |---|---|---|
@@ -29,8 +30,10 @@ route is ``-``, and status is the HTTP status code.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from modelport.observability.loop_metrics import Counter, Gauge, Histogram
 
 UNKNOWN = "-"
 DROP_REASONS = ("overflow", "rejected", "shutdown")
