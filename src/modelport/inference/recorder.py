@@ -17,6 +17,23 @@ from modelport.observability.metrics import UNKNOWN, Metrics
 from modelport.store.ledger import LedgerRecord, LedgerWriter
 
 
+class _Series:
+    """Every metric child one kind of request updates."""
+
+    __slots__ = ("completion_tokens", "cost", "duration", "first_chunk", "overhead",
+                 "prompt_tokens", "requests", "upstream")
+
+    def __init__(self, m: Metrics, route: str, target: str, status: str) -> None:
+        self.requests = m.requests.labels(route, target, status)
+        self.duration = m.request_duration.labels(route)
+        self.overhead = m.overhead_duration.labels(route)
+        self.upstream = m.upstream_duration.labels(route, target)
+        self.first_chunk = m.first_chunk.labels(route, target)
+        self.prompt_tokens = m.tokens.labels(route, target, "prompt")
+        self.completion_tokens = m.tokens.labels(route, target, "completion")
+        self.cost = m.cost.labels(route, target)
+
+
 class Recorder:
     def __init__(
         self,
@@ -29,34 +46,34 @@ class Recorder:
         self._ledger = ledger
         self._config_version = config_version
         self._access_log = access_log
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._series: dict[tuple[str | None, str | None, int], _Series] = {}
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (metric._name, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def _series_for(self, ctx: RequestContext) -> _Series:
+        """The labelled metric children of one (route, target, status), looked up once."""
+        key = (ctx.route, ctx.target, ctx.status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(
+                self._metrics, ctx.route or UNKNOWN, ctx.target or UNKNOWN, str(ctx.status))
+        return series
 
     def finish(self, ctx: RequestContext) -> None:
         latency = ctx.elapsed()
         overhead = max(latency - ctx.upstream_s, 0.0)
-        route = ctx.route or UNKNOWN
-        target = ctx.target or UNKNOWN
-        m = self._metrics
-        self._child(m.requests, route, target, str(ctx.status)).inc()
-        self._child(m.request_duration, route).observe(latency)
-        self._child(m.overhead_duration, route).observe(overhead)
+        series = self._series_for(ctx)
+        series.requests.inc()
+        series.duration.observe(latency)
+        series.overhead.observe(overhead)
         if ctx.target is not None and ctx.upstream_s:
-            self._child(m.upstream_duration, route, target).observe(ctx.upstream_s)
+            series.upstream.observe(ctx.upstream_s)
         if ctx.first_chunk_s is not None:
-            self._child(m.first_chunk, route, target).observe(ctx.first_chunk_s)
+            series.first_chunk.observe(ctx.first_chunk_s)
         usage = ctx.usage
         if usage is not None:
-            self._child(m.tokens, route, target, "prompt").inc(usage.prompt_tokens)
-            self._child(m.tokens, route, target, "completion").inc(usage.completion_tokens)
+            series.prompt_tokens.inc(usage.prompt_tokens)
+            series.completion_tokens.inc(usage.completion_tokens)
         if ctx.cost_usd:
-            self._child(m.cost, route, target).inc(ctx.cost_usd)
+            series.cost.inc(ctx.cost_usd)
         if self._access_log is not None:
             self._access_log.write(self._log_fields(ctx, latency, overhead))
         if self._ledger.enabled:
