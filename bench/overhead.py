@@ -721,6 +721,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,32", help="wrk connection counts (1,32)")
     parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--no-write", action="store_true", help="print only, write no files")
+    parser.add_argument("--note", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.only.split(",") if t.strip()]
     unknown = set(args.targets) - set(TARGETS)
@@ -777,7 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="overhead-", dir=work_root))
     children = Children(workdir)
     runs: list[Run] = []
-    notes: list[str] = []
+    notes: list[str] = list(args.note)  # e.g. from bench/run: LiteLLM not installed
     try:
         with terminated_on_signal():
             targets = start_targets(args.targets, children, pin, notes)

@@ -115,14 +115,14 @@ async def one_stream(
                 text = (await resp.read())[:200].decode("utf-8", "replace")
                 error = f"HTTP {resp.status}: {text}"
             else:
+                # read to the end (not just to [DONE]) so the connection is kept alive
                 async for line in resp.content:
-                    if not line.startswith(b"data:"):
+                    if not line.startswith(b"data:") or done:
                         continue
                     payload = line[5:].strip()
                     if payload == b"[DONE]":
                         done = True
-                        break
-                    if has_content(payload):
+                    elif has_content(payload):
                         times.append(time.perf_counter())
     except (aiohttp.ClientError, TimeoutError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:200]
@@ -137,9 +137,11 @@ async def one_stream(
 
 
 async def run_streams(
-    url: str, concurrency: int, count: int, expected: int, timeout: float
+    url: str, concurrency: int, count: int, expected: int, timeout: float, ramp_s: float
 ) -> list[tuple[bool, str | None, float | None, list[float], int, float]]:
-    """`count` streams over `concurrency` clients, each running its streams back to back."""
+    """`count` streams over `concurrency` clients, each running its streams back to back. The
+    clients start evenly spread over `ramp_s` (one stream's length), so streams arrive at a
+    steady pace rather than in one burst of `concurrency` connections."""
     body = orjson.dumps({
         "model": ROUTE,
         "messages": [{"role": "user", "content": "Count slowly."}],
@@ -150,15 +152,17 @@ async def run_streams(
     results: list[tuple[bool, str | None, float | None, list[float], int, float]] = []
     next_index = 0
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client(session: aiohttp.ClientSession, delay: float) -> None:
         nonlocal next_index
+        await asyncio.sleep(delay)
         while next_index < count:
             next_index += 1
             results.append(await one_stream(session, url, body, expected))
 
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
-        bound = timeout * math.ceil(count / concurrency) + 30
-        tasks = [asyncio.ensure_future(client(session)) for _ in range(concurrency)]
+        bound = timeout * math.ceil(count / concurrency) + ramp_s + 30
+        tasks = [asyncio.ensure_future(client(session, k * ramp_s / concurrency))
+                 for k in range(concurrency)]  # fmt: skip
         try:
             await asyncio.wait_for(asyncio.gather(*tasks), bound)
         except TimeoutError as exc:
@@ -221,6 +225,7 @@ class Run:
     streams: int
     failed: int
     stalled: int
+    late_first: int  # streams whose first token took longer than --stall-s
     seconds: float
     gateway_cpu_s: float | None
     ttft_ms: list[float] = field(default_factory=list)
@@ -238,12 +243,13 @@ def measure(target: Target, rnd: int, c: int, args: argparse.Namespace) -> Run:
     pid = target.gateway.proc.pid if target.gateway else None
     before = tree_cpu_seconds(pid) if pid else 0.0
     started = time.perf_counter()
-    raw = uvloop.run(run_streams(target.url, c, count, args.chunks, args.stream_timeout))
+    ramp = args.chunks * args.interval_ms / 1e3
+    raw = uvloop.run(run_streams(target.url, c, count, args.chunks, args.stream_timeout, ramp))
     seconds = time.perf_counter() - started
     cpu = tree_cpu_seconds(pid) - before if pid else None
     if target.gateway and target.gateway.proc.poll() is not None:
         raise BenchError(f"{target.name} died during the run:\n{target.gateway.tail()}")
-    run = Run(rnd, target.name, c, len(raw), 0, 0, seconds, cpu)
+    run = Run(rnd, target.name, c, len(raw), 0, 0, 0, seconds, cpu)
     for ok, error, ttft, gaps, _chunks, _total in raw:
         if not ok:
             run.failed += 1
@@ -251,6 +257,8 @@ def measure(target: Target, rnd: int, c: int, args: argparse.Namespace) -> Run:
             run.errors[kind] = run.errors.get(kind, 0) + 1
         if ttft is not None:
             run.ttft_ms.append(ttft)
+            if ttft > args.stall_s * 1e3:
+                run.late_first += 1
         run.gaps_ms.extend(gaps)
         worst = max(gaps, default=0.0)
         run.max_gap_per_stream_ms.append(worst)
@@ -280,6 +288,7 @@ def cell(runs: Sequence[Run]) -> dict[str, Any]:
         "streams": streams,
         "failed": sum(r.failed for r in runs),
         "stalled": sum(r.stalled for r in runs),
+        "late_first": sum(r.late_first for r in runs),
         "ttft_p50_ms": pct(ttft, 50),
         "ttft_p99_ms": pct(ttft, 99),
         "ttft_max_ms": max(ttft, default=None),
@@ -343,7 +352,8 @@ def render(summary: dict[str, Any], runs: Sequence[Run], info: dict[str, Any]) -
         f"Fake upstream: {a['chunks']} chunks {a['interval_ms']:g} ms apart. {a['rounds']} "
         f"round(s), interleaved; streams per run: max({a['min_streams']}, "
         f"{a['streams_per_client']} x concurrency), each client running its streams back to "
-        f"back. Gateways pinned to CPU {GATEWAY_CPU}, client + fake upstream to CPU {LOAD_CPU}"
+        "back, the clients' starts spread evenly over one stream's length. "
+        f"Gateways pinned to CPU {GATEWAY_CPU}, client + fake upstream to CPU {LOAD_CPU}"
         f"{'' if info['pinned'] else ' (NOT pinned: fewer than 2 CPUs)'}.",
         f"Machine: {info['machine']['cpu_model']}, {info['machine']['nproc']} CPUs; "
         f"Python {info['machine']['python'].split()[0]}; commit {info['git']['commit']}"
@@ -351,17 +361,18 @@ def render(summary: dict[str, Any], runs: Sequence[Run], info: dict[str, Any]) -
         "",
         "All streams of a target and concurrency pooled over rounds; times in ms.",
         "",
-        "| target | c | streams | failed | stalled (gap > "
-        f"{a['stall_s']:g} s) | TTFT p50 | TTFT p99 | TTFT max | gap p50 | gap p99 | gap max "
-        "| gateway CPU ms/stream | gateway CPU util |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| target | c | streams | failed | stalled (gap > {a['stall_s']:g} s) "
+        f"| TTFT > {a['stall_s']:g} s | TTFT p50 | TTFT p99 | TTFT max | gap p50 | gap p99 "
+        "| gap max | gateway CPU ms/stream | gateway CPU util |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, per_level in summary["cells"].items():
         for c, m in per_level.items():
             failed = f"**{m['failed']}**" if m["failed"] else "0"
             stalled = f"**{m['stalled']}**" if m["stalled"] else "0"
+            late = f"**{m['late_first']}**" if m["late_first"] else "0"
             lines.append(
-                f"| {name} | {c} | {m['streams']} | {failed} | {stalled} "
+                f"| {name} | {c} | {m['streams']} | {failed} | {stalled} | {late} "
                 f"| {num(m['ttft_p50_ms'])} | {num(m['ttft_p99_ms'])} | {num(m['ttft_max_ms'])} "
                 f"| {num(m['gap_p50_ms'])} | {num(m['gap_p99_ms'])} | {num(m['gap_max_ms'])} "
                 f"| {num(m['gateway_cpu_ms_per_stream'])} | {num(m['gateway_cpu_util'])} |"
@@ -382,13 +393,15 @@ def render(summary: dict[str, Any], runs: Sequence[Run], info: dict[str, Any]) -
                     f"| {signed_stat(row['ttft_p99_ms'])} | {signed_stat(row['gap_p50_ms'])} "
                     f"| {signed_stat(row['gap_p99_ms'])} |"
                 )
-    bad = [r for r in runs if r.failed or r.stalled]
-    lines += ["", "Stalls and failures: " + ("none." if not bad else ""), ""]
+    bad = [r for r in runs if r.failed or r.stalled or r.late_first]
+    lines += ["", "Stalls, late first tokens and failures: " + ("none." if not bad else ""), ""]
     for r in bad:
         lines.append(
-            f"- round {r.round} {r.target} c={r.concurrency}: {r.failed} failed "
-            f"{dict(r.errors) if r.errors else ''}, {r.stalled} stalled "
-            f"(worst gap {max(r.max_gap_per_stream_ms, default=0):.0f} ms)"
+            f"- round {r.round} {r.target} c={r.concurrency}: {r.failed} failed"
+            f"{f' {dict(r.errors)}' if r.errors else ''}, {r.stalled} stalled "
+            f"(worst gap {max(r.max_gap_per_stream_ms, default=0):.0f} ms), {r.late_first} "
+            f"with a first token later than {a['stall_s']:g} s "
+            f"(worst {max(r.ttft_ms, default=0):.0f} ms)"
         )
     lines += ["", *(f"Note: {w}" for w in info["warnings"])]
     return "\n".join(lines).rstrip() + "\n"
@@ -403,8 +416,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,256", help="concurrent streams (1,256)")
     parser.add_argument("--min-streams", type=int, default=10,
                         help="at least this many streams per run (default 10)")
-    parser.add_argument("--streams-per-client", type=int, default=2,
-                        help="streams each concurrent client runs back to back (default 2)")
+    parser.add_argument("--streams-per-client", type=int, default=3,
+                        help="streams each concurrent client runs back to back (default 3)")
     parser.add_argument("--chunks", type=int, default=64, help="chunks per stream (64)")
     parser.add_argument("--interval-ms", type=float, default=20, help="ms between chunks (20)")
     parser.add_argument("--stall-s", type=float, default=1.0,
@@ -416,6 +429,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
     parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--no-write", action="store_true", help="print only, write no files")
+    parser.add_argument("--note", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)  # fmt: skip
     args.targets = [t.strip() for t in args.only.split(",") if t.strip()]
     unknown = set(args.targets) - set(TARGETS)
@@ -423,6 +437,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--only takes names from {', '.join(TARGETS)}; got {args.only!r}")
     if args.no_litellm and "litellm" in args.targets:
         args.targets.remove("litellm")
+        if not args.note:
+            args.note.append("LiteLLM left out (--no-litellm).")
     args.targets = [t for t in TARGETS if t in args.targets or t == "direct"]
     args.levels = sorted({int(c) for c in args.concurrency.split(",")})
     if (args.rounds < 1 or min(args.levels) < 1 or args.chunks < 2 or args.interval_ms <= 0
@@ -455,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="streaming-", dir=work_root))
     children = Children(workdir)
     runs: list[Run] = []
-    notes: list[str] = []
+    notes: list[str] = list(args.note)  # e.g. from bench/run: LiteLLM not installed
     try:
         with terminated_on_signal():
             targets = start_targets(args.targets, children, pin, args, notes)
@@ -463,7 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for target in targets.values():
                 warm = min(8, max(args.levels))
                 print(f"warm-up {target.name} ({warm} streams)", file=sys.stderr)
-                uvloop.run(run_streams(target.url, warm, warm, args.chunks, args.stream_timeout))
+                uvloop.run(
+                    run_streams(target.url, warm, warm, args.chunks, args.stream_timeout, 0.0)
+                )
             for rnd in range(1, args.rounds + 1):
                 for name in rotated(args.targets, rnd - 1):
                     if name not in targets:
@@ -487,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"p99 {num(m['ttft_p99_ms'])} ms  gap p50 {num(m['gap_p50_ms'])} "
                             f"p99 {num(m['gap_p99_ms'])} max {num(m['gap_max_ms'])} ms"
                             f"{f'  FAILED {run.failed}' if run.failed else ''}"
-                            f"{f'  STALLED {run.stalled}' if run.stalled else ''}",
+                            f"{f'  STALLED {run.stalled}' if run.stalled else ''}"
+                            f"{f'  LATE FIRST TOKEN {run.late_first}' if run.late_first else ''}",
                             file=sys.stderr,
                         )
     finally:

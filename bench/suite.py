@@ -1,0 +1,302 @@
+"""All of Modelport's serving benchmarks in one run, in order (run it through `bench/run`).
+
+    overhead   bench/overhead.py   wrk against direct, nginx-proxy, floor, modelport,
+                                   modelport-prod and litellm at c=1 and c=32, interleaved
+    streaming  bench/streaming.py  TTFT and inter-chunk gaps at 1 and 256 concurrent streams
+    openloop   bench/openloop.py   fixed arrival rates (500 and 1000 requests/s)
+    memory     bench/memory.py     worker RSS at idle, over a soak under load, and after
+
+Each part runs as its own process with a time limit, writes bench/results/<date>-<part>.md and
+.json and prints its table; a part that fails is reported and the next one runs. LiteLLM proxy
+(a peer in overhead and streaming) is installed on first use into bench/.venv-litellm; if that
+fails the run says so and goes on without it. Exit status: 0 when every part ran clean, 2 when a
+part saw errors (failed requests or streams), 1 when a part could not run or timed out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import openloop
+import overhead
+import streaming
+from overhead import BENCH, LITELLM_VENV, BenchError, ensure_port_free, litellm_bin
+
+PARTS = ("overhead", "streaming", "openloop", "memory")
+PYTHON = sys.executable
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        kids = [p for p, parent in parents.items() if parent == current]
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def stop_part(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """SIGTERM the part (it stops its own children), then SIGKILL whatever is left of its tree."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    for pid in [*descendants(proc.pid), proc.pid]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    def handler(signum: int, _frame: object) -> None:
+        print(f"bench/run: signal {signum}, stopping the running part", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_part(name: str, argv: Sequence[str], timeout: float) -> int:
+    print(f"\n=== {name}: {' '.join(argv[1:])} (time limit {timeout / 60:.0f} min)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    sys.stdout.flush()
+    proc = subprocess.Popen(list(argv), cwd=BENCH.parent)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"error: {name} did not finish within {timeout:.0f}s; stopped it", file=sys.stderr)
+        stop_part(proc)
+        return 124
+    finally:
+        if proc.poll() is None:  # Ctrl-C or SIGTERM while the part runs
+            stop_part(proc)
+
+
+# --------------------------------------------------------------------------- LiteLLM
+
+
+def ensure_litellm() -> str | None:
+    """Install litellm[proxy] into bench/.venv-litellm unless it is there; None when usable,
+    else why not."""
+    if litellm_bin().exists():
+        return None
+    log = BENCH / ".work" / "litellm-install.log"
+    log.parent.mkdir(exist_ok=True)
+    print(f"installing LiteLLM proxy into {shown(LITELLM_VENV)} "
+          "(pip install 'litellm[proxy]', a minute or two)", file=sys.stderr, flush=True)
+    steps = [
+        ([PYTHON, "-m", "venv", str(LITELLM_VENV)], 180),
+        ([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], 1200),
+    ]
+    with log.open("w") as out:
+        for argv, limit in steps:
+            try:
+                done = subprocess.run(
+                    argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    timeout=limit, check=False,
+                )
+                failed = f"exit status {done.returncode}" if done.returncode else None
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                failed = str(exc)
+            if failed:
+                shutil.rmtree(LITELLM_VENV, ignore_errors=True)  # so the next run tries again
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                errors = [line for line in tail if "WARNING: Location" not in line]
+                return (f"`{' '.join(argv[-3:])}` failed ({failed}); see {log}:\n  "
+                        + "\n  ".join(errors))  # fmt: skip
+    if not litellm_bin().exists():
+        return f"{litellm_bin()} missing after the install; see {log}"
+    return None
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run", description="Modelport's benchmarks in one run (see bench/README.md)"
+    )
+    add = parser.add_argument
+    add("--parts", default=",".join(PARTS), help=f"which parts, in order ({','.join(PARTS)})")
+    add("--skip", default="", help="parts to leave out, e.g. --skip streaming,memory")
+    add("--no-litellm", action="store_true", help="leave LiteLLM out everywhere (no install)")
+    add("--out-dir", type=Path, default=BENCH / "results")
+    add("--no-write", action="store_true", help="print the reports, write no files")
+    g = parser.add_argument_group("overhead (bench/overhead.py)")
+    g.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds (overhead 3, streaming 2; given, it sets both)")
+    g.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
+    g.add_argument("--warmup", type=float, default=3, help="warm-up seconds per target (3)")
+    g.add_argument("--only", default=",".join(overhead.TARGETS),
+                   help=f"targets (default {','.join(overhead.TARGETS)})")
+    g.add_argument("--concurrency", default="1,32", help="wrk connection counts (1,32)")
+    g = parser.add_argument_group("streaming (bench/streaming.py)")
+    g.add_argument("--stream-concurrency", default="1,256", help="concurrent streams (1,256)")
+    g = parser.add_argument_group("openloop (bench/openloop.py)")
+    g.add_argument("--rates", default="500,1000", help="arrival rates, requests/s (500,1000)")
+    g.add_argument("--openloop-duration", type=float, default=30, help="seconds per rate (30)")
+    g = parser.add_argument_group("memory (bench/memory.py)")
+    g.add_argument("--soak-minutes", type=float, default=10, help="minutes under load (10)")
+    args = parser.parse_args(argv)  # fmt: skip
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    skip = {p.strip() for p in args.skip.split(",") if p.strip()}
+    unknown = (set(parts) | skip) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; parts: {', '.join(PARTS)}")
+    args.part_list = [p for p in PARTS if p in parts and p not in skip]
+    args.out_dir = args.out_dir.resolve()  # bench/run runs from the repository root
+    if not args.part_list:
+        parser.error("no part left to run")
+    targets = [t.strip() for t in args.only.split(",") if t.strip()]
+    if set(targets) - set(overhead.TARGETS) or not targets:
+        parser.error(f"--only takes names from {', '.join(overhead.TARGETS)}; got {args.only!r}")
+    if args.no_litellm and "litellm" in targets:
+        targets.remove("litellm")
+    args.targets = targets
+    if (args.rounds is not None and args.rounds < 1) or args.duration <= 0 \
+            or args.soak_minutes <= 0 or args.openloop_duration <= 0:  # fmt: skip
+        parser.error("--rounds, --duration, --openloop-duration and --soak-minutes must be "
+                     "positive")  # fmt: skip
+    return args
+
+
+def commands(args: argparse.Namespace) -> dict[str, tuple[list[str], float]]:
+    """Each selected part's command line and its time limit in seconds."""
+    common = ["--out-dir", str(args.out_dir), *(["--no-write"] if args.no_write else [])]
+    peers = ["--note", args.litellm_problem] if args.litellm_problem else []
+    out: dict[str, tuple[list[str], float]] = {}
+    rounds = args.rounds or 3
+    levels = len(args.concurrency.split(","))
+    expected = len(args.targets) * (rounds * levels * (args.duration + 2) + args.warmup + 5)
+    out["overhead"] = (
+        [PYTHON, str(BENCH / "overhead.py"), "--rounds", str(rounds), "--duration",
+         f"{args.duration:g}", "--warmup", f"{args.warmup:g}", "--only", ",".join(args.targets),
+         "--concurrency", args.concurrency, *peers, *common],
+        expected * 1.5 + 600,
+    )  # fmt: skip
+    s_rounds = args.rounds or 2
+    out["streaming"] = (
+        [PYTHON, str(BENCH / "streaming.py"), "--rounds", str(s_rounds), "--concurrency",
+         args.stream_concurrency, *(["--no-litellm"] if args.no_litellm else []), *peers,
+         *common],
+        s_rounds * 3 * len(args.stream_concurrency.split(",")) * 150 + 600,
+    )  # fmt: skip
+    rates = [r for r in args.rates.split(",") if r.strip()]
+    out["openloop"] = (
+        [PYTHON, str(BENCH / "openloop.py"), "--rates", args.rates, "--duration",
+         f"{args.openloop_duration:g}", *common],
+        len(rates) * 2 * (args.openloop_duration + 30) + 300,
+    )  # fmt: skip
+    out["memory"] = (
+        [PYTHON, str(BENCH / "memory.py"), "--soak-minutes", f"{args.soak_minutes:g}", *common],
+        args.soak_minutes * 60 + 400,
+    )  # fmt: skip
+    return {part: out[part] for part in args.part_list}
+
+
+def ports(args: argparse.Namespace) -> set[int]:
+    needed: set[int] = set()
+    if "overhead" in args.part_list:
+        needed |= {overhead.UPSTREAM_PORT, *(overhead.PORTS[t] for t in args.targets)}
+    if "streaming" in args.part_list:
+        needed |= set(streaming.PORTS.values())
+    if "openloop" in args.part_list:
+        needed |= {openloop.PORTS["direct"], openloop.PORTS["modelport"]}
+    if "memory" in args.part_list:
+        needed |= {overhead.UPSTREAM_PORT, overhead.MODELPORT_PORT}
+    return needed
+
+
+def shown(path: Path) -> str:
+    """A path relative to the repository root when it is inside it."""
+    try:
+        return str(path.relative_to(BENCH.parent))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    for port in sorted(ports(args)):  # fail before spending half an hour
+        ensure_port_free(port)
+    wants_litellm = not args.no_litellm and (
+        ("overhead" in args.part_list and "litellm" in args.targets)
+        or "streaming" in args.part_list
+    )
+    args.litellm_problem = None
+    if wants_litellm:
+        problem = ensure_litellm()
+        if problem:
+            first = problem.splitlines()[0]
+            args.litellm_problem = f"LiteLLM left out: it could not be installed ({first})"
+            print(f"warning: LiteLLM cannot be installed, so the run goes on without it: "
+                  f"{problem}", file=sys.stderr)  # fmt: skip
+            args.no_litellm = True
+            if "litellm" in args.targets:
+                args.targets.remove("litellm")
+    plan = commands(args)
+    print(f"bench/run: parts {', '.join(plan)}; time limit "
+          f"{sum(t for _, t in plan.values()) / 60:.0f} min in all", file=sys.stderr)  # fmt: skip
+    results: dict[str, tuple[int, float]] = {}
+    with sigterm_as_exit():
+        for part, (argv, limit) in plan.items():
+            t0 = time.time()
+            rc = run_part(part, argv, limit)
+            results[part] = (rc, time.time() - t0)
+
+    status = {0: "ok", 2: "ran, with errors (see its report)", 124: "TIMED OUT"}
+    print("\n=== bench/run summary", file=sys.stderr)
+    for part, (rc, seconds) in results.items():
+        written = sorted(args.out_dir.glob(f"*-{part}.md"), key=lambda p: p.stat().st_mtime)
+        fresh = [p for p in written if p.stat().st_mtime >= started]
+        where = f" -> {shown(fresh[-1])}" if fresh and not args.no_write else ""
+        print(f"  {part:9} {status.get(rc, f'FAILED (exit {rc})'):36} {seconds / 60:5.1f} min"
+              f"{where}", file=sys.stderr)  # fmt: skip
+    if args.no_litellm and wants_litellm:
+        print("  (LiteLLM was left out: it could not be installed)", file=sys.stderr)
+    print(f"  total {(time.time() - started) / 60:.1f} min, finished "
+          f"{dt.datetime.now().astimezone():%Y-%m-%d %H:%M}", file=sys.stderr)  # fmt: skip
+    codes = [rc for rc, _ in results.values()]
+    if any(rc not in (0, 2) for rc in codes):
+        return 1
+    return 2 if 2 in codes else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted; every part stopped", file=sys.stderr)
+        sys.exit(130)
