@@ -549,6 +549,8 @@ def run_json(run: Run) -> dict[str, Any]:
     gaps = raw.pop("gaps_ms")
     raw["gap_percentiles_ms"] = {str(p): pct(gaps, p) for p in (50, 90, 99, 99.9, 100)}
     raw["gaps"] = len(gaps)
+    for key in ("ttft_ms", "max_gap_per_stream_ms"):
+        raw[key] = [round(v, 3) for v in raw[key]]
     return raw
 
 

@@ -73,7 +73,7 @@ def stop_part(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
 @contextlib.contextmanager
 def sigterm_as_exit() -> Iterator[None]:
     def handler(signum: int, _frame: object) -> None:
-        print(f"bench/run: signal {signum}, stopping the running part", file=sys.stderr)
+        print(f"bench/run: signal {signum}, stopping", file=sys.stderr)
         raise SystemExit(128 + signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -103,6 +103,16 @@ def run_part(name: str, argv: Sequence[str], timeout: float) -> int:
 # --------------------------------------------------------------------------- LiteLLM
 
 
+@contextlib.contextmanager
+def removed_unless_done(path: Path) -> Iterator[None]:
+    """Delete a half-made install when it is interrupted, so the next run starts afresh."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
 def ensure_litellm() -> str | None:
     """Install litellm[proxy] into bench/.venv-litellm unless it is there; None when usable,
     else why not."""
@@ -112,11 +122,12 @@ def ensure_litellm() -> str | None:
     log.parent.mkdir(exist_ok=True)
     print(f"installing LiteLLM proxy into {shown(LITELLM_VENV)} "
           "(pip install 'litellm[proxy]', a minute or two)", file=sys.stderr, flush=True)
+    # subprocess.run kills the install if this process is interrupted (Ctrl-C, SIGTERM)
     steps = [
         ([PYTHON, "-m", "venv", str(LITELLM_VENV)], 180),
         ([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], 1200),
     ]
-    with log.open("w") as out:
+    with log.open("w") as out, removed_unless_done(LITELLM_VENV):
         for argv, limit in steps:
             try:
                 done = subprocess.run(
@@ -245,6 +256,11 @@ def shown(path: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    with sigterm_as_exit():  # SIGTERM/SIGHUP stop the install or the running part, then exit
+        return run_all(args)
+
+
+def run_all(args: argparse.Namespace) -> int:
     started = time.time()
     for port in sorted(ports(args)):  # fail before spending half an hour
         ensure_port_free(port)
@@ -267,11 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench/run: parts {', '.join(plan)}; time limit "
           f"{sum(t for _, t in plan.values()) / 60:.0f} min in all", file=sys.stderr)  # fmt: skip
     results: dict[str, tuple[int, float]] = {}
-    with sigterm_as_exit():
-        for part, (argv, limit) in plan.items():
-            t0 = time.time()
-            rc = run_part(part, argv, limit)
-            results[part] = (rc, time.time() - t0)
+    for part, (argv, limit) in plan.items():
+        t0 = time.time()
+        rc = run_part(part, argv, limit)
+        results[part] = (rc, time.time() - t0)
 
     status = {0: "ok", 2: "ran, with errors (see its report)", 124: "TIMED OUT"}
     print("\n=== bench/run summary", file=sys.stderr)
