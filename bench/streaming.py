@@ -163,10 +163,14 @@ async def run_streams(
         bound = timeout * math.ceil(count / concurrency) + ramp_s + 30
         tasks = [asyncio.ensure_future(client(session, k * ramp_s / concurrency))
                  for k in range(concurrency)]  # fmt: skip
-        try:
-            await asyncio.wait_for(asyncio.gather(*tasks), bound)
-        except TimeoutError as exc:
-            raise BenchError(f"streams to {url} did not finish within {bound:.0f}s") from exc
+        done, pending = await asyncio.wait(tasks, timeout=bound)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+            raise BenchError(f"streams to {url} did not finish within {bound:.0f}s")
+        for task in done:
+            task.result()  # a client's own exception, if any
     return results
 
 
