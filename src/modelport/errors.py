@@ -30,6 +30,8 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- UpstreamBadResponse       502     upstream_bad_response    no
     |   +-- UpstreamRateLimited       429     upstream_rate_limited    yes
     |   +-- UpstreamTimeout           504     upstream_timeout         yes
+    |   +-- RuntimeCrashed            502     runtime_crashed          yes  (a local worker died)
+    |   +-- RuntimeUnavailable        503     runtime_unavailable      yes  (loading, restarting)
     +-- ServiceUnavailable            503     not_ready                yes
     +-- ClientDisconnected            499     client_closed_request    no   (nothing is sent)
     +-- InternalError                 500     internal_error           no
@@ -207,6 +209,19 @@ class UpstreamRateLimited(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+class RuntimeCrashed(UpstreamServerError):
+    """The worker process hosting a local model died while it held this request."""
+
+    code = "runtime_crashed"
+
+
+class RuntimeUnavailable(UpstreamError):
+    """A local model is not loaded: still loading, restarting after a crash, or failed."""
+
+    status = 503
+    code = "runtime_unavailable"
 
 
 class ServiceUnavailable(ModelportError):

@@ -57,12 +57,10 @@ def test_validate_reports_missing_secrets_and_dangling_references(tmp_path: Path
     assert "routes.r.targets[0].provider: unknown provider 'ghost'" in result.stderr
 
 
-def test_serve_without_config_reads_modelport_yaml_in_the_working_directory(
-    tmp_path: Path,
-) -> None:
-    result = _modelport("serve", "--port", "1", cwd=tmp_path)
+def test_serve_with_a_missing_config_file_says_so(tmp_path: Path) -> None:
+    result = _modelport("serve", "--config", "nosuch.yaml", "--port", "1", cwd=tmp_path)
     assert result.returncode == 2
-    assert "modelport.yaml: file not found" in result.stderr
+    assert "nosuch.yaml: file not found" in result.stderr
 
 
 def test_serve_refuses_an_unusable_store_url(tmp_path: Path) -> None:

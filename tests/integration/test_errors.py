@@ -44,7 +44,7 @@ def test_unknown_route_is_404_naming_the_model_param(client: httpx.Client) -> No
 
 
 def test_unknown_path_and_wrong_method_use_the_error_shape(client: httpx.Client) -> None:
-    _error(client.get("/v2/nothing"), 404, "not_found")
+    _error(client.get("/v3/nothing"), 404, "not_found")
     _error(client.get("/v1/chat/completions"), 405, "method_not_allowed")
 
 

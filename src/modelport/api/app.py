@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 from starlette.routing import Route, Router
 
-from modelport.api import health, openai_routes, openapi, tokens
+from modelport.api import health, openai_routes, openapi, tokens, v2_routes
 from modelport.api.asgi import Receive, Scope, Send
 from modelport.api.dispatch import Dispatch
 from modelport.api.middleware import RequestMiddleware
@@ -46,5 +46,5 @@ def create_app(
 
     router = Router(lifespan=lifespan, default=_not_found)
     routes = [*openai_routes.routes(), *tokens.routes(), *health.routes(), *openapi.routes(),
-              *extra_routes]
+              *v2_routes.routes(), *extra_routes]
     return RequestMiddleware(Dispatch(routes, router))

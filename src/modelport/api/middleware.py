@@ -30,6 +30,7 @@ from modelport.errors import (
     RateLimited,
     RequestError,
 )
+from modelport.protocol import v2
 from modelport.protocol.openai.errors import error_body
 
 log = logging.getLogger("modelport.api")
@@ -130,7 +131,7 @@ class RequestMiddleware:
         ctx.error_code = exc.code
         if ctx.status:
             return  # the response had started; a stream reports its own error event
-        body = error_body(exc)
+        body = v2.render_error(exc.message) if ctx.path.startswith("/v2") else error_body(exc)
         headers = [_JSON, (b"content-length", str(len(body)).encode())]
         if isinstance(exc, (RateLimited, Overloaded)):
             headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())

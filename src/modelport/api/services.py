@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from modelport import __version__
@@ -28,6 +29,7 @@ from modelport.store.engine import make_engine, migrate
 from modelport.store.keys import KeyStore
 from modelport.store.ledger import LedgerWriter
 from modelport.store.usage import UsageStore
+from modelport.tensors.service import TensorService
 
 STATE_KEY = "modelport.services"
 
@@ -50,6 +52,7 @@ class Services:
     keys: KeyStore
     usage: UsageStore
     idempotency: IdempotencyCache
+    tensors: TensorService | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
     readiness: Readiness = field(default_factory=Readiness)
 
@@ -61,7 +64,7 @@ async def build_services(
     """Start everything the app needs; ``access_stream`` receives the request log, if any."""
     metrics = Metrics()
     metrics.info.labels(__version__, settings.config_version).set(1)
-    providers = {name: build_provider(p) for name, p in settings.providers.items()}
+    providers = {name: build_provider(p, metrics) for name, p in settings.providers.items()}
     engine = make_engine(settings.store.url)
     ledger = LedgerWriter(settings.store, metrics, engine_factory=lambda _url: engine)
     keys, usage = KeyStore(engine), UsageStore(engine)
@@ -82,6 +85,11 @@ async def build_services(
         if access_log is not None:
             await access_log.start()
             stack.push_async_callback(access_log.stop)
+        tensors = None
+        if settings.model_repository is not None:
+            tensors = TensorService(Path(settings.model_repository), metrics)
+            await tensors.start()
+            stack.push_async_callback(tensors.close)
         routes = RouteTable(settings, providers, metrics)
         services = Services(
             settings=settings,
@@ -95,6 +103,7 @@ async def build_services(
             keys=keys,
             usage=usage,
             idempotency=IdempotencyCache(settings.server.idempotency_ttl_s),
+            tensors=tensors,
         )
         services.readiness.ready = True
         try:

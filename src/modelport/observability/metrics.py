@@ -26,6 +26,15 @@ an unknown route is ``-``, and status is the HTTP status code.
 | modelport_ledger_write_errors_total | counter | |
 | modelport_ledger_pending | gauge | |
 | modelport_info | gauge | version, config_version |
+| modelport_runtime_ready | gauge | runtime |
+| modelport_runtime_restarts_total | counter | runtime |
+| modelport_runtime_batch_size | histogram | runtime |
+| modelport_runtime_requests_total | counter | runtime, version, status |
+| modelport_runtime_duration_seconds | histogram | runtime |
+| modelport_runtime_queue_depth | gauge | runtime |
+
+A runtime is a local model (a tensor model by name, or a local provider), so its label
+values come from the config and the model repository.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
                     2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 _OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                      0.05, 0.1, 0.25, 1.0)
+
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class Metrics:
@@ -125,6 +136,31 @@ class Metrics:
         self.info = Gauge(
             "modelport_info", "Always 1; labels name the version and config in force.",
             ["version", "config_version"], registry=r,
+        )
+
+        self.runtime_ready = Gauge(
+            "modelport_runtime_ready", "1 when a local model is loaded and warmed up.",
+            ["runtime"], registry=r,
+        )
+        self.runtime_restarts = Counter(
+            "modelport_runtime_restarts", "Worker processes restarted after a crash.",
+            ["runtime"], registry=r,
+        )
+        self.runtime_batch_size = Histogram(
+            "modelport_runtime_batch_size", "Rows (or sequences) in each model call.",
+            ["runtime"], buckets=_BATCH_BUCKETS, registry=r,
+        )
+        self.runtime_requests = Counter(
+            "modelport_runtime_requests", "Tensor inference requests answered, by status.",
+            ["runtime", "version", "status"], registry=r,
+        )
+        self.runtime_duration = Histogram(
+            "modelport_runtime_duration_seconds", "Time to answer a tensor inference request.",
+            ["runtime"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.runtime_queue_depth = Gauge(
+            "modelport_runtime_queue_depth", "Requests waiting for a batch, by model.",
+            ["runtime"], registry=r,
         )
 
     def render(self) -> bytes:

@@ -1,0 +1,104 @@
+"""The worker process of a GGUF model: requests in, text deltas out, many sequences at once.
+
+Between decode steps the worker takes in every message that has arrived (new requests,
+cancellations), so a request that comes while others are decoding joins the next step's
+batch instead of waiting for them to finish. When nothing is running it blocks on the pipe.
+
+A ``generate`` request carries either ``messages`` (rendered with the chat template: the
+configured one, else the one in the GGUF metadata) or ``prompt``. Its parts are text; its
+reply is ``{"finish_reason", "prompt_tokens", "completion_tokens"}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelport.runtimes.llama_engine import (
+    GenerationParams,
+    LlamaEngine,
+    PromptTooLong,
+    render_chat,
+)
+from modelport.runtimes.packages import model_file
+from modelport.runtimes.workers import ChildChannel
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaWorkerSpec:
+    model_path: str | None
+    model_package: str | None
+    n_ctx: int
+    threads: int
+    parallel: int
+    n_batch: int
+    chat_template: str | None
+
+
+def serve(channel: ChildChannel, spec: LlamaWorkerSpec) -> None:
+    """The child's entry point."""
+    engine = LlamaEngine(
+        model_file(spec.model_path, spec.model_package),
+        n_ctx=spec.n_ctx, threads=spec.threads, parallel=spec.parallel, n_batch=spec.n_batch,
+    )
+    template = spec.chat_template or engine.chat_template()
+    bos, eos = engine.special_tokens()
+    channel.ready({"n_ctx": engine.n_ctx, "parallel": engine.parallel,
+                   "chat": template is not None})
+    try:
+        while True:
+            message = channel.recv(0 if engine.busy() else None)
+            while message is not None:
+                _handle(channel, engine, template, (bos, eos), message)
+                message = channel.recv(0)
+            if channel.closed:
+                return
+            if engine.busy():
+                for delta in engine.step():
+                    if delta.text:
+                        channel.part(delta.request_id, delta.text)
+                    if delta.finish_reason is not None:
+                        channel.reply(delta.request_id, {
+                            "finish_reason": delta.finish_reason,
+                            "prompt_tokens": delta.prompt_tokens,
+                            "completion_tokens": delta.completion_tokens,
+                        })
+    finally:
+        engine.close()
+
+
+def _handle(channel: ChildChannel, engine: LlamaEngine, template: str | None,
+            special: tuple[str, str], message: tuple[int, str, Any]) -> None:
+    request_id, op, payload = message
+    if op == "cancel":
+        engine.cancel(request_id)
+        return
+    if op != "generate":
+        channel.error(request_id, "invalid_request", f"unknown operation {op!r}")
+        return
+    try:
+        prompt = _prompt(payload, template, special)
+        engine.submit(request_id, GenerationParams(
+            prompt=prompt,
+            max_tokens=payload.get("max_tokens"),
+            temperature=payload.get("temperature", 1.0),
+            top_p=payload.get("top_p", 1.0),
+            seed=payload.get("seed"),
+            stop=tuple(payload.get("stop", ())),
+        ))
+    except PromptTooLong as exc:
+        channel.error(request_id, "context_length_exceeded", str(exc))
+    except ValueError as exc:
+        channel.error(request_id, "invalid_request", str(exc))
+
+
+def _prompt(payload: dict[str, Any], template: str | None, special: tuple[str, str]) -> str:
+    messages = payload.get("messages")
+    if messages is None:
+        return str(payload["prompt"])
+    if template is None:
+        raise ValueError("This model has no chat template; set chat_template for its "
+                         "provider, or use /v1/completions.")
+    text = render_chat(template, messages, bos_token=special[0], eos_token=special[1])
+    # The engine adds the BOS token itself; a template that writes it too would double it.
+    return text[len(special[0]):] if special[0] and text.startswith(special[0]) else text

@@ -1,0 +1,364 @@
+"""Worker processes: where local models run, away from the event loop.
+
+A ``Worker`` owns one child process (started with ``spawn``) and one pipe to it. The event
+loop sends requests down the pipe; a reader thread receives replies and hands them to the
+loop in batches. A request is either a call (one reply) or a stream (parts, then a final
+reply). When the child dies, every request it held fails with ``RuntimeCrashed`` (retryable,
+so a route can fall back to another target) and the child is started again after a backoff;
+requests that arrive meanwhile fail at once with ``RuntimeUnavailable``. Nothing waits on a
+dead process.
+
+The child runs ``entry(channel, spec)``: it loads its model, calls ``channel.ready(info)``
+(or raises, and the reason is reported) and then serves messages from ``channel.recv()``
+until it returns ``None``.
+
+Messages parent -> child: ``(request_id, op, payload)``; ``op`` "cancel" withdraws a
+request. Child -> parent: ``(request_id, kind, payload)`` with kind "part", "reply" or
+"error" (payload ``(code, message)``); request id 0 carries "ready" and "failed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from modelport.errors import (
+    ContextTooLong,
+    ModelportError,
+    RequestError,
+    RuntimeCrashed,
+    RuntimeUnavailable,
+    UpstreamServerError,
+)
+
+log = logging.getLogger("modelport.runtimes")
+
+Entry = Callable[["ChildChannel", Any], None]
+
+# Errors a child may report, by code: any other code is a server error of the runtime.
+_CHILD_ERRORS: dict[str, type[ModelportError]] = {
+    "invalid_request": RequestError,
+    "context_length_exceeded": ContextTooLong,
+}
+_RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class ChildChannel:
+    """The child's end of the pipe, with the message kinds spelled out."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.closed = False
+
+    def ready(self, info: dict[str, Any]) -> None:
+        self._conn.send((0, "ready", info))
+
+    def recv(self, timeout: float | None = None) -> tuple[int, str, Any] | None:
+        """The next message; ``None`` when the parent has gone or asked to stop, or when
+        ``timeout`` passed with nothing to read (check ``closed`` to tell which)."""
+        try:
+            if timeout is not None and not self._conn.poll(timeout):
+                return None
+            message: tuple[int, str, Any] = self._conn.recv()
+        except (EOFError, OSError):
+            self.closed = True
+            return None
+        if message[1] == "stop":
+            self.closed = True
+            return None
+        return message
+
+    def part(self, request_id: int, payload: Any) -> None:
+        self._conn.send((request_id, "part", payload))
+
+    def reply(self, request_id: int, payload: Any) -> None:
+        self._conn.send((request_id, "reply", payload))
+
+    def error(self, request_id: int, code: str, message: str) -> None:
+        self._conn.send((request_id, "error", (code, message)))
+
+
+def _child_main(entry: Entry, conn: Connection, spec: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    channel = ChildChannel(conn)
+    try:
+        entry(channel, spec)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            conn.send((0, "failed", f"{type(exc).__name__}: {exc}"))
+        raise SystemExit(1) from None
+
+
+class _Pending:
+    __slots__ = ("future", "queue")
+
+    def __init__(self, future: asyncio.Future[Any] | None, queue: asyncio.Queue[Any] | None):
+        self.future = future
+        self.queue = queue
+
+
+class Worker:
+    """One model's child process, restarted when it dies."""
+
+    def __init__(
+        self,
+        name: str,
+        entry: Entry,
+        spec: Any,
+        *,
+        start_timeout_s: float = 300.0,
+        on_restart: Callable[[], None] | None = None,
+        on_state: Callable[[str], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.info: dict[str, Any] = {}
+        self.state = "stopped"  # starting, ready, failed, stopped
+        self.reason: str | None = None
+        self._entry = entry
+        self._spec = spec
+        self._start_timeout_s = start_timeout_s
+        self._on_restart = on_restart
+        self._on_state = on_state
+        self._ctx = multiprocessing.get_context("spawn")
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self._pending: dict[int, _Pending] = {}
+        self._next_id = 0
+        self._ready: asyncio.Future[None] | None = None
+        self._closing = False
+        self._crashes = 0
+        self._restart_task: asyncio.Task[None] | None = None
+        self._generation = 0
+        self._ready_since = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> bool:
+        """Start the child and wait until it is ready; ``False`` (with ``reason``) if it
+        could not load. Never raises for a model that fails to load."""
+        loop = asyncio.get_running_loop()
+        self._generation += 1
+        generation = self._generation
+        self._set_state("starting")
+        self._ready = loop.create_future()
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=_child_main, args=(self._entry, child, self._spec),
+            name=f"modelport-{self.name}", daemon=True,
+        )
+        process.start()
+        child.close()
+        self._process, self._conn = process, parent
+        reader = threading.Thread(
+            target=self._read, args=(parent, loop, generation),
+            name=f"modelport-{self.name}-reader", daemon=True,
+        )
+        reader.start()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), self._start_timeout_s)
+        except TimeoutError:
+            self._fail_start(f"did not become ready within {self._start_timeout_s:g} s")
+            self._kill()
+        return self.state == "ready"
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._restart_task is not None:
+            self._restart_task.cancel()
+        conn, process = self._conn, self._process
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send((0, "stop", None))
+        if process is not None:
+            await asyncio.to_thread(process.join, 5.0)
+            if process.is_alive():
+                process.kill()
+                await asyncio.to_thread(process.join, 5.0)
+        if conn is not None:
+            conn.close()
+        self._fail_all(RuntimeUnavailable(f"Local model '{self.name}' was stopped."))
+        self._set_state("stopped")
+
+    def _kill(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if self._on_state is not None:
+            self._on_state(state)
+
+    def _fail_start(self, reason: str) -> None:
+        self.reason = reason
+        self._set_state("failed")
+        log.error("runtime_load_failed", extra={"runtime": self.name, "reason": reason})
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def call(self, op: str, payload: Any) -> Any:
+        """Send one request and wait for its reply; cancelling the caller withdraws it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        request_id = self._send(op, payload, _Pending(future, None))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._withdraw(request_id)
+            raise
+
+    async def stream(self, op: str, payload: Any) -> AsyncIterator[Any]:
+        """Send one request and yield its parts; the final reply ends the stream (and is
+        yielded when it is not ``None``). Leaving early withdraws the request."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        request_id = self._send(op, payload, _Pending(None, queue))
+        finished = False
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "part":
+                    yield item
+                    continue
+                finished = True
+                if kind == "error":
+                    raise item
+                if item is not None:
+                    yield item
+                return
+        finally:
+            if not finished:
+                self._withdraw(request_id)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def _send(self, op: str, payload: Any, pending: _Pending) -> int:
+        if self.state != "ready" or self._conn is None:
+            raise RuntimeUnavailable(self._unavailable_message())
+        self._next_id += 1
+        request_id = self._next_id
+        self._pending[request_id] = pending
+        try:
+            self._conn.send((request_id, op, payload))
+        except (OSError, ValueError) as exc:
+            del self._pending[request_id]
+            raise RuntimeCrashed(f"Local model '{self.name}' is not reachable.") from exc
+        return request_id
+
+    def _withdraw(self, request_id: int) -> None:
+        if self._pending.pop(request_id, None) is not None and self._conn is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._conn.send((request_id, "cancel", None))
+
+    def _unavailable_message(self) -> str:
+        if self.state == "failed":
+            return f"Local model '{self.name}' failed to load: {self.reason}"
+        if self.state == "starting":
+            return f"Local model '{self.name}' is loading or restarting; try again shortly."
+        return f"Local model '{self.name}' is not running."
+
+    # -- replies (reader thread -> loop) -----------------------------------------------
+
+    def _read(self, conn: Connection, loop: asyncio.AbstractEventLoop, generation: int) -> None:
+        while True:
+            try:
+                batch = [conn.recv()]
+                while len(batch) < 256 and conn.poll():
+                    batch.append(conn.recv())
+            except (EOFError, OSError):
+                break
+            except Exception:  # an unpicklable reply: the child is broken
+                log.exception("runtime_reply_unreadable", extra={"runtime": self.name})
+                break
+            try:
+                loop.call_soon_threadsafe(self._deliver, batch, generation)
+            except RuntimeError:  # the loop has closed
+                return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._on_exit, generation)
+
+    def _deliver(self, batch: list[tuple[int, str, Any]], generation: int) -> None:
+        if generation != self._generation:
+            return
+        for request_id, kind, payload in batch:
+            if request_id == 0:
+                self._control(kind, payload)
+                continue
+            pending = self._pending.get(request_id)
+            if pending is None:
+                continue  # withdrawn
+            if kind == "part":
+                if pending.queue is not None:
+                    pending.queue.put_nowait(("part", payload))
+                continue
+            del self._pending[request_id]
+            result: Any = payload
+            if kind == "error":
+                code, message = payload
+                result = _CHILD_ERRORS.get(code, UpstreamServerError)(message)
+            if pending.future is not None:
+                if not pending.future.done():
+                    if kind == "error":
+                        pending.future.set_exception(result)
+                    else:
+                        pending.future.set_result(result)
+            elif pending.queue is not None:
+                pending.queue.put_nowait((kind, result))
+
+    def _control(self, kind: str, payload: Any) -> None:
+        if kind == "ready":
+            self.info = dict(payload)
+            self.reason = None
+            self._ready_since = time.monotonic()
+            self._set_state("ready")
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+        elif kind == "failed":
+            self._fail_start(str(payload))
+
+    def _on_exit(self, generation: int) -> None:
+        if generation != self._generation or self._closing:
+            return
+        was_ready = self.state == "ready"
+        self._fail_all(RuntimeCrashed(f"Local model '{self.name}' crashed; try again."))
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if not was_ready:
+            if self.state != "failed":
+                self._fail_start("the worker process exited while loading")
+            return
+        if time.monotonic() - self._ready_since > 60:
+            self._crashes = 0  # it had been healthy for a while: restart promptly
+        self._crashes += 1
+        delay = _RESTART_BACKOFF_S[min(self._crashes - 1, len(_RESTART_BACKOFF_S) - 1)]
+        exitcode = self._process.exitcode if self._process is not None else None
+        log.error("runtime_crashed", extra={
+            "runtime": self.name, "exitcode": exitcode, "restart_in_s": delay})
+        self._set_state("starting")
+        if self._on_restart is not None:
+            self._on_restart()
+        self._restart_task = asyncio.get_running_loop().create_task(self._restart(delay))
+
+    async def _restart(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not self._closing:
+            await self.start()
+
+    def _fail_all(self, exc: ModelportError) -> None:
+        pending, self._pending = self._pending, {}
+        for item in pending.values():
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(exc)
+            elif item.queue is not None:
+                item.queue.put_nowait(("error", exc))

