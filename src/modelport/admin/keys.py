@@ -77,7 +77,8 @@ async def _json(scope: Scope, receive: Receive, *, optional: bool = False) -> An
 
 def _check_routes(services: Services, spec: KeySpec) -> None:
     for route in spec.routes or ():
-        problem = key_route_problem(services.settings.routes, route, spec.environment)
+        problem = key_route_problem(services.settings.routes, route, spec.environment,
+                                    services.settings.tensor_models())
         if problem is not None:
             raise RequestError(f"routes: {problem}", param="routes")
 

@@ -171,7 +171,8 @@ def _check_routes(
 ) -> tuple[str, ...] | None:
     """The routes a new key names, each known and of the key's environment."""
     for route in routes:
-        problem = key_route_problem(settings.routes, route, environment)
+        problem = key_route_problem(settings.routes, route, environment,
+                                    settings.tensor_models())
         if problem is not None:
             raise click.BadParameter(f"{problem} (in {settings.source})",
                                      param_hint="'--route'")

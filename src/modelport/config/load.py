@@ -41,6 +41,7 @@ from modelport.config.settings import (
     StoreSettings,
     TargetSettings,
     key_route_problem,
+    repository_models,
 )
 from modelport.errors import ConfigError
 
@@ -166,7 +167,9 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
     }
     routes = {name: _route(name, r, providers, problems) for name, r in raw.routes.items()}
     _check_fallback_routes(routes, problems)
-    keys = {name: _key(name, k, routes, environ, problems) for name, k in raw.keys.items()}
+    models = repository_models(raw.model_repository)
+    keys = {name: _key(name, k, routes, environ, problems, models)
+            for name, k in raw.keys.items()}
     _check_distinct_keys(keys, problems)
     admin_key = _admin_key(raw, environ, problems)
     if raw.model_repository is not None and not Path(raw.model_repository).is_dir():
@@ -224,11 +227,12 @@ def _key(
     routes: Mapping[str, RouteSettings],
     environ: Mapping[str, str],
     problems: list[str],
+    models: tuple[str, ...] = (),
 ) -> KeySettings | None:
     secret = _strong(resolve_secret(raw.key, f"keys.{name}.key", environ, problems),
                      f"keys.{name}.key", problems)
     for i, route in enumerate(raw.routes or ()):
-        problem = key_route_problem(routes, route, raw.environment)
+        problem = key_route_problem(routes, route, raw.environment, models)
         if problem is not None:
             problems.append(f"keys.{name}.routes[{i}]: {problem}")
     if secret is None:

@@ -6,8 +6,9 @@ library, and secrets are wrapped in ``Secret`` so that printing a setting never 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 
@@ -145,14 +146,27 @@ class RouteSettings:
     fallback_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
+def repository_models(repository: str | None) -> tuple[str, ...]:
+    """The model names in a model repository (its directories), for key scopes."""
+    root = Path(repository) if repository is not None else None
+    if root is None or not root.is_dir():
+        return ()
+    return tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+
+
 def key_route_problem(
-    routes: Mapping[str, RouteSettings], route: str, environment: str
+    routes: Mapping[str, RouteSettings], route: str, environment: str,
+    models: Collection[str] = (),
 ) -> str | None:
     """Why a key of ``environment`` may not list ``route``; None when it may. The one rule
-    for keys from the config file, the admin API and the CLI alike."""
+    for keys from the config file, the admin API and the CLI alike. A key may also list a
+    tensor model of the repository (``models``); its environment is checked per request."""
     found = routes.get(route)
     if found is None:
-        return f"unknown route '{route}'"
+        if route in models:
+            return None
+        return f"unknown route '{route}' (nor a model in the model repository)" if models \
+            else f"unknown route '{route}'"
     if found.environment != environment:
         return (f"route '{route}' is in environment '{found.environment}', "
                 f"the key in '{environment}'")
@@ -191,6 +205,9 @@ class Settings:
     def auth_required(self) -> bool:
         """Keys are required once an admin key or any key is configured."""
         return self.admin_key is not None or bool(self.keys)
+
+    def tensor_models(self) -> tuple[str, ...]:
+        return repository_models(self.model_repository)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in force, for the log and response redactors."""

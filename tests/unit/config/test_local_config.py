@@ -104,3 +104,15 @@ def test_the_offline_default_follows_the_installed_extras(tmp_path: Path) -> Non
     settings = load_data(everything, source="<offline default>", environ={})
     assert settings.routes["local-chat"].targets[0].provider == "local-llm"
     assert settings.store.url == f"sqlite:///{tmp_path.as_posix()}/modelport.db"
+
+
+def test_keys_may_name_models_of_the_repository(tmp_path: Path) -> None:
+    (tmp_path / "models" / "iris").mkdir(parents=True)
+    text = (f"model_repository: {tmp_path}/models\n"
+            "keys:\n  k: {key: 'env:K', routes: [iris]}\n")
+    path = tmp_path / "modelport.yaml"
+    path.write_text(text)
+    assert validate_file(path, {"K": "a-long-enough-key-0001"}) == []
+    path.write_text(text.replace("[iris]", "[nope]"))
+    assert validate_file(path, {"K": "a-long-enough-key-0001"}) == [
+        "keys.k.routes[0]: unknown route 'nope' (nor a model in the model repository)"]

@@ -1,0 +1,89 @@
+"""Keys on tensor models: a key calls a model as if it were a route, the repository API is the
+admin key's, and errors keep the V2 shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes import models
+from tests.gateway import InProcessGateway, write_config
+
+pytest.importorskip("onnxruntime", reason="the tensor runtime needs modelport[tensor]")
+
+from modelport.config import load_settings
+
+ADMIN = "admin-key-for-tensor-tests-51e2"
+IRIS_KEY = "key-for-iris-only-77c1a9e4"
+OTHER_KEY = "key-for-other-only-3f0b2d18"
+DEV_KEY = "key-for-dev-envs-9a8e7d6c"
+BODY = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
+                    "data": [5.1, 3.5, 1.4, 0.2]}]}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("tensor-access")
+    repository = tmp / "models"
+    models.write_iris(repository)
+    models.write_onnx(repository, "linear", models.linear_onnx(4, 3))
+    path = write_config(tmp / "modelport.yaml", {
+        "admin_key": "env:ADMIN",
+        "store": {"url": f"sqlite:///{tmp}/mp.db"},
+        "model_repository": str(repository),
+        "keys": {
+            "iris": {"key": "env:IRIS_KEY", "routes": ["iris"], "rpm": 3},
+            "other": {"key": "env:OTHER_KEY", "routes": ["linear"]},
+            "dev": {"key": "env:DEV_KEY", "environment": "dev"},
+        },
+    })
+    env = {"ADMIN": ADMIN, "IRIS_KEY": IRIS_KEY, "OTHER_KEY": OTHER_KEY, "DEV_KEY": DEV_KEY}
+    gw = InProcessGateway(load_settings(path, env)).start()
+    yield gw
+    gw.stop()
+
+
+def _infer(gateway: InProcessGateway, key: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{gateway.url}/v2/models/iris/infer", json=BODY, headers=headers)
+
+
+def test_keys_are_checked_like_routes(gateway):
+    missing = _infer(gateway, None)
+    assert missing.status_code == 401 and set(missing.json()) == {"error"}
+    assert _infer(gateway, OTHER_KEY).status_code == 403
+    assert _infer(gateway, DEV_KEY).status_code == 403  # the model is in prod
+    assert _infer(gateway, ADMIN).status_code == 401  # the admin key is not an inference key
+    assert httpx.get(f"{gateway.url}/v2/models/iris",
+                     headers={"Authorization": f"Bearer {OTHER_KEY}"}).status_code == 403
+    replies = [_infer(gateway, IRIS_KEY) for _ in range(4)]
+    assert [r.status_code for r in replies] == [200, 200, 200, 429]
+    assert "retry-after" in replies[-1].headers and "error" in replies[-1].json()
+
+
+def test_the_repository_api_needs_the_admin_key(gateway):
+    for key in (None, IRIS_KEY):
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        reply = httpx.post(f"{gateway.url}/v2/repository/index", headers=headers)
+        assert reply.status_code == 401 and "admin key" in reply.json()["error"]
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    index = httpx.post(f"{gateway.url}/v2/repository/index", headers=admin)
+    assert index.status_code == 200 and index.json()[0]["name"] == "iris"
+
+
+def test_health_needs_no_key(gateway):
+    assert httpx.get(f"{gateway.url}/v2/health/live").status_code == 200
+    assert httpx.get(f"{gateway.url}/v2/health/ready").json() == {"ready": True}
+
+
+def test_no_repository_means_404_in_the_v2_shape(tmp_path: Path):
+    path = write_config(tmp_path / "modelport.yaml",
+                        {"store": {"url": f"sqlite:///{tmp_path}/x.db"}})
+    gw = InProcessGateway(load_settings(path, {})).start()
+    try:
+        reply = httpx.post(f"{gw.url}/v2/models/iris/infer", json=BODY)
+        assert reply.status_code == 404 and "model_repository" in reply.json()["error"]
+    finally:
+        gw.stop()
