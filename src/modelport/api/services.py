@@ -7,6 +7,7 @@ no module-level state.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -73,9 +74,15 @@ async def build_services(
     if access_stream is not None:
         access_log = AccessLog(access_stream, settings.secrets())
     async with AsyncExitStack() as stack:
+        tensors = None
+        if settings.model_repository is not None:
+            tensors = TensorService(Path(settings.model_repository), metrics)
+            stack.push_async_callback(tensors.close)
         for provider in providers.values():
-            await provider.start()
             stack.push_async_callback(provider.close)
+        # Side by side: local models load in their own processes, each taking seconds.
+        await asyncio.gather(*(provider.start() for provider in providers.values()),
+                             *([tensors.start()] if tensors is not None else []))
         stack.callback(engine.dispose)
         await ledger.start()
         stack.push_async_callback(ledger.stop)
@@ -85,11 +92,6 @@ async def build_services(
         if access_log is not None:
             await access_log.start()
             stack.push_async_callback(access_log.stop)
-        tensors = None
-        if settings.model_repository is not None:
-            tensors = TensorService(Path(settings.model_repository), metrics)
-            await tensors.start()
-            stack.push_async_callback(tensors.close)
         routes = RouteTable(settings, providers, metrics)
         services = Services(
             settings=settings,

@@ -15,13 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelport.runtimes.llama_engine import (
+    GEMMA_CHAT_TEMPLATE,
     GenerationParams,
+    LlamaDecodeError,
     LlamaEngine,
     PromptTooLong,
     render_chat,
 )
 from modelport.runtimes.packages import model_file
 from modelport.runtimes.workers import ChildChannel
+
+
+# Chat templates known by name, for model files that carry none (base models).
+BUILTIN_TEMPLATES = {"gemma": GEMMA_CHAT_TEMPLATE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +47,8 @@ def serve(channel: ChildChannel, spec: LlamaWorkerSpec) -> None:
         model_file(spec.model_path, spec.model_package),
         n_ctx=spec.n_ctx, threads=spec.threads, parallel=spec.parallel, n_batch=spec.n_batch,
     )
-    template = spec.chat_template or engine.chat_template()
+    template = BUILTIN_TEMPLATES.get(spec.chat_template or "", spec.chat_template)
+    template = template or engine.chat_template()
     bos, eos = engine.special_tokens()
     channel.ready({"n_ctx": engine.n_ctx, "parallel": engine.parallel,
                    "chat": template is not None})
@@ -54,7 +61,14 @@ def serve(channel: ChildChannel, spec: LlamaWorkerSpec) -> None:
             if channel.closed:
                 return
             if engine.busy():
-                for delta in engine.step():
+                try:
+                    deltas = engine.step()
+                except LlamaDecodeError as exc:  # those sequences are dropped, others go on
+                    for request_id in exc.request_ids:
+                        engine.cancel(request_id)
+                        channel.error(request_id, "runtime_error", str(exc))
+                    continue
+                for delta in deltas:
                     if delta.text:
                         channel.part(delta.request_id, delta.text)
                     if delta.finish_reason is not None:
