@@ -25,7 +25,6 @@ from modelport.runtimes.llama_engine import (
 from modelport.runtimes.packages import model_file
 from modelport.runtimes.workers import ChildChannel
 
-
 # Chat templates known by name, for model files that carry none (base models).
 BUILTIN_TEMPLATES = {"gemma": GEMMA_CHAT_TEMPLATE}
 
