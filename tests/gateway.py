@@ -72,9 +72,10 @@ class InProcessGateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> InProcessGateway:
+    def start(self, timeout_s: float = 10) -> InProcessGateway:
+        """Start, and wait until it serves (local models load during start-up)."""
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout_s
         while not self.server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("gateway did not start")

@@ -5,12 +5,24 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from modelport.admin import keys as admin_keys
+from modelport.admin import requests as admin_requests
+from modelport.admin import routes_status as admin_routes_status
+from modelport.admin import stats as admin_stats
 from modelport.admin import usage as admin_usage
 from modelport.api.app import create_app
 from modelport.api.middleware import RequestMiddleware
 from modelport.config.settings import Settings
+from modelport.dashboard import pages as dashboard_pages
+from modelport.dashboard import signin as dashboard_signin
+from modelport.observability.tracing import SpanExporter
 
 
-def build_app(settings: Settings, access_stream: BinaryIO | None = None) -> RequestMiddleware:
-    return create_app(settings, access_stream,
-                      extra_routes=[*admin_keys.routes(), *admin_usage.routes()])
+def build_app(
+    settings: Settings, access_stream: BinaryIO | None = None,
+    trace_exporter: SpanExporter | None = None,
+) -> RequestMiddleware:
+    return create_app(settings, access_stream, trace_exporter=trace_exporter,
+                      extra_routes=[*admin_keys.routes(), *admin_usage.routes(),
+                                      *admin_requests.routes(), *admin_stats.routes(),
+                                      *admin_routes_status.routes(),
+                                      *dashboard_pages.routes(), *dashboard_signin.routes()])

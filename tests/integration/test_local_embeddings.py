@@ -29,7 +29,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory):
         "routes": {"local-embed": {"targets": [{"provider": "minilm",
                                                 "model": "all-MiniLM-L6-v2"}]}},
     })
-    gw = InProcessGateway(load_settings(path, {})).start()
+    gw = InProcessGateway(load_settings(path, {})).start(timeout_s=180)
     yield gw
     gw.stop()
 

@@ -46,7 +46,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream):
                 {"provider": "remote", "model": "big-remote-model"}]},
         },
     })
-    gw = InProcessGateway(load_settings(path, {"UP_KEY": UPSTREAM_KEY})).start()
+    gw = InProcessGateway(load_settings(path, {"UP_KEY": UPSTREAM_KEY})).start(timeout_s=180)
     yield gw
     gw.stop()
 

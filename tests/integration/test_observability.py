@@ -20,9 +20,12 @@ def test_metrics_count_requests_by_route_target_and_status(client: httpx.Client)
     client.post("/v1/chat/completions", json=CHAT)
     client.post("/v1/chat/completions", json={**CHAT, "model": "nope"})
     text = client.get("/metrics").text
-    assert ('modelport_requests_total{route="support-summary",status="200",'
+    assert ('modelport_requests_total{environment="prod",model_version="gpt-4o-mini",'
+            'route="support-summary",status="200",status_class="2xx",'
             'target="upstream-a/gpt-4o-mini"} 1.0') in text
-    assert 'modelport_requests_total{route="-",status="404",target="-"} 1.0' in text
+    assert ('modelport_requests_total{environment="-",model_version="-",route="-",'
+            'status="404",status_class="4xx",target="-"} 1.0') in text
+    assert 'modelport_errors_total{code="model_not_found",route="-"} 1.0' in text
     for name in ("modelport_request_duration_seconds_bucket",
                  "modelport_upstream_duration_seconds_bucket",
                  "modelport_overhead_duration_seconds_bucket",

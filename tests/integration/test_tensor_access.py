@@ -40,7 +40,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory):
         },
     })
     env = {"ADMIN": ADMIN, "IRIS_KEY": IRIS_KEY, "OTHER_KEY": OTHER_KEY, "DEV_KEY": DEV_KEY}
-    gw = InProcessGateway(load_settings(path, env)).start()
+    gw = InProcessGateway(load_settings(path, env)).start(timeout_s=180)
     yield gw
     gw.stop()
 
@@ -81,7 +81,7 @@ def test_health_needs_no_key(gateway):
 def test_no_repository_means_404_in_the_v2_shape(tmp_path: Path):
     path = write_config(tmp_path / "modelport.yaml",
                         {"store": {"url": f"sqlite:///{tmp_path}/x.db"}})
-    gw = InProcessGateway(load_settings(path, {})).start()
+    gw = InProcessGateway(load_settings(path, {})).start(timeout_s=180)
     try:
         reply = httpx.post(f"{gw.url}/v2/models/iris/infer", json=BODY)
         assert reply.status_code == 404 and "model_repository" in reply.json()["error"]

@@ -56,7 +56,7 @@ def gateway(repository: Path, tmp_path_factory: pytest.TempPathFactory):
         "store": {"url": f"sqlite:///{tmp}/mp.db"},
         "model_repository": str(repository),
     })
-    gw = InProcessGateway(load_settings(path, {})).start()
+    gw = InProcessGateway(load_settings(path, {})).start(timeout_s=180)
     yield gw
     gw.stop()
 

@@ -67,12 +67,13 @@ class Slot:
     ``release`` is idempotent. A slot is also a context manager: ``with await gate.acquire():``.
     """
 
-    __slots__ = ("_acquired_at", "_gate", "_released")
+    __slots__ = ("_acquired_at", "_gate", "_released", "waited_s")
 
     def __init__(self, gate: Gate, acquired_at: float) -> None:
         self._gate = gate
         self._acquired_at = acquired_at
         self._released = False
+        self.waited_s = 0.0  # how long its caller queued for it
 
     def release(self) -> None:
         """Record the hold time, then hand the slot to the next waiter or free it."""
@@ -215,9 +216,10 @@ class Gate:
         if slot is None:
             # A timeout is the target's slowness, not this caller's greed: always a 503.
             raise self._refusal(None, f"no slot freed within {timeout:.3g}s")
+        slot.waited_s = self._clock() - waiter.enqueued_at
         if self._on_wait is not None:
             try:
-                self._on_wait(self._clock() - waiter.enqueued_at)
+                self._on_wait(slot.waited_s)
             except BaseException:
                 slot._pass_on()
                 raise

@@ -14,13 +14,14 @@ from typing import Any, BinaryIO
 
 from starlette.routing import Route, Router
 
-from modelport.api import health, openai_routes, openapi, tokens, v2_routes
+from modelport.api import feedback, health, openai_routes, openapi, tokens, v2_routes
 from modelport.api.asgi import Receive, Scope, Send
 from modelport.api.dispatch import Dispatch
 from modelport.api.middleware import RequestMiddleware
 from modelport.api.services import STATE_KEY, build_services
 from modelport.config.settings import Settings
 from modelport.errors import NotFound
+from modelport.observability.tracing import SpanExporter
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -31,12 +32,14 @@ def create_app(
     settings: Settings,
     access_stream: BinaryIO | None = None,
     extra_routes: Sequence[Route] = (),
+    trace_exporter: SpanExporter | None = None,
 ) -> RequestMiddleware:
-    """The app; ``access_stream`` receives one JSON line per request (none when ``None``)."""
+    """The app; ``access_stream`` receives one JSON line per request (none when ``None``),
+    ``trace_exporter`` every span when tracing is on (tests pass an in-memory one)."""
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
-        async with build_services(settings, access_stream) as services:
+        async with build_services(settings, access_stream, trace_exporter) as services:
             # Everything built so far lives as long as the process: take it out of the
             # collector's view so that full collections stay short under load (long pauses
             # here showed up as a 40 ms p99).
@@ -45,6 +48,7 @@ def create_app(
             yield {STATE_KEY: services}
 
     router = Router(lifespan=lifespan, default=_not_found)
-    routes = [*openai_routes.routes(), *tokens.routes(), *health.routes(), *openapi.routes(),
+    routes = [*openai_routes.routes(), *tokens.routes(), *feedback.routes(), *health.routes(),
+              *openapi.routes(),
               *v2_routes.routes(), *extra_routes]
     return RequestMiddleware(Dispatch(routes, router))

@@ -27,6 +27,13 @@ async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
     services = services_of(scope)
     m = services.metrics
     m.ledger_pending.set(services.ledger.pending)
+    m.ledger_lag.set(services.ledger.lag_s())
+    access = services.access
+    for principal in access.keyring.principals():
+        if principal.budget is not None and not principal.revoked:
+            m.key_budget.labels(principal.key_id).set(principal.budget.limit_usd)
+            m.key_budget_spent.labels(principal.key_id).set(
+                access.budgets.spent(principal.key_id, principal.budget))
     for route, target, queued, in_flight in services.routes.queued():
         m.queue_depth.labels(route, target).set(queued)
         m.target_in_flight.labels(route, target).set(in_flight)

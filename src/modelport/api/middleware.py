@@ -4,7 +4,8 @@ A plain ASGI class wrapped around the router. For every HTTP request it creates 
 ``RequestContext``, takes or makes the ``X-Request-ID``, adds the Modelport headers to the
 response, renders a ``ModelportError`` raised before the response started in OpenAI's
 error shape, turns anything else into a 500 logged once with its traceback, and hands the
-finished context to the recorder.
+finished context to the recorder. With tracing on, it also opens the request's server span
+and ends it after the response's last byte (a stream's too) and the recorder's hand-off.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from modelport.api.services import services_of
+from modelport.api.services import Services, services_of
 from modelport.core.context import RequestContext
 from modelport.errors import (
     AuthError,
@@ -30,6 +31,7 @@ from modelport.errors import (
     RateLimited,
     RequestError,
 )
+from modelport.observability.tracing import RequestSpan
 from modelport.protocol import v2
 from modelport.protocol.openai.errors import error_body
 
@@ -84,6 +86,9 @@ class RequestMiddleware:
             client=client[0] if client else "",
         )
         scope[CTX_KEY] = ctx
+        tracing = services.tracing
+        span = None if tracing is None else tracing.start_request(
+            ctx.method, ctx.path, scope["headers"])
         scope.setdefault("app", self)  # makes the router raise its 404/405 for us to render
         fixed = [
             (b"x-request-id", request_id.encode()),
@@ -124,8 +129,11 @@ class RequestMiddleware:
             await self._render(InternalError(request_id), ctx, send_with_headers)
         finally:
             in_flight.dec()
-            if scope["path"].startswith("/v1/"):
-                services.recorder.finish(ctx)
+            if span is None:
+                if scope["path"].startswith("/v1/"):
+                    services.recorder.finish(ctx)
+            else:
+                _finish_traced(span, scope, ctx, services)
 
     async def _render(self, exc: ModelportError, ctx: RequestContext, send: Any) -> None:
         ctx.error_code = exc.code
@@ -139,6 +147,32 @@ class RequestMiddleware:
             headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _finish_traced(
+    span: RequestSpan, scope: dict[str, Any], ctx: RequestContext, services: Services
+) -> None:
+    """The end of a traced request: the ledger hand-off in its own span, then the request's
+    span, named after the route the request matched."""
+    try:
+        if scope["path"].startswith("/v1/"):
+            ledger = span.ledger()
+            try:
+                services.recorder.finish(ctx)
+            finally:
+                ledger.end()
+    finally:
+        span.end(ctx, _route_template(scope))
+
+
+def _route_template(scope: dict[str, Any]) -> str | None:
+    """The route a request matched, as declared (``/v1/models/{model:path}``): Starlette's
+    router notes its match; a fixed path, dispatched before the router, is its own route;
+    None when nothing matched."""
+    if "route" in scope:
+        path = getattr(scope["route"], "path", None)
+        return path if isinstance(path, str) else None
+    return None if "router" in scope else str(scope["path"])
 
 
 def _from_http_exception(exc: HTTPException) -> ModelportError:

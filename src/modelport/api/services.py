@@ -21,14 +21,19 @@ from modelport.inference.idempotency import IdempotencyCache
 from modelport.inference.proxy import ProxyService
 from modelport.inference.recorder import Recorder
 from modelport.observability.access import AccessLog
+from modelport.observability.masking import Masker
 from modelport.observability.metrics import Metrics
+from modelport.observability.tracing import SpanExporter, Tracing, build_tracing
 from modelport.policy.access import AccessPolicy
 from modelport.policy.setup import build_access, seed_budgets
 from modelport.providers import Provider, build_provider
+from modelport.providers.openai import OpenAIProvider
 from modelport.routing.table import RouteTable
 from modelport.store.engine import make_engine, migrate
 from modelport.store.keys import KeyStore
 from modelport.store.ledger import LedgerWriter
+from modelport.store.requests import RequestStore
+from modelport.store.retention import BodyRetention
 from modelport.store.usage import UsageStore
 from modelport.tensors.service import TensorService
 
@@ -52,28 +57,45 @@ class Services:
     access: AccessPolicy
     keys: KeyStore
     usage: UsageStore
+    requests: RequestStore
     idempotency: IdempotencyCache
     tensors: TensorService | None = None
+    tracing: Tracing | None = None  # None: tracing is off
     started_at: int = field(default_factory=lambda: int(time.time()))
     readiness: Readiness = field(default_factory=Readiness)
+    # dashboard session id -> expiry (monotonic); read and written by dashboard.sessions only
+    dashboard_sessions: dict[str, float] = field(default_factory=dict)
 
 
 @asynccontextmanager
 async def build_services(
-    settings: Settings, access_stream: BinaryIO | None = None
+    settings: Settings, access_stream: BinaryIO | None = None,
+    trace_exporter: SpanExporter | None = None,
 ) -> AsyncIterator[Services]:
-    """Start everything the app needs; ``access_stream`` receives the request log, if any."""
+    """Start everything the app needs; ``access_stream`` receives the request log, if any,
+    and ``trace_exporter`` every span besides the configured exporters (when tracing is on)."""
     metrics = Metrics()
     metrics.info.labels(__version__, settings.config_version).set(1)
     providers = {name: build_provider(p, metrics) for name, p in settings.providers.items()}
     engine = make_engine(settings.store.url)
     ledger = LedgerWriter(settings.store, metrics, engine_factory=lambda _url: engine)
-    keys, usage = KeyStore(engine), UsageStore(engine)
+    keys, usage, requests = KeyStore(engine), UsageStore(engine), RequestStore(engine)
+    retention = BodyRetention(requests, {
+        r.name: r.retention_days for r in settings.routes.values()
+        if r.capture and r.retention_days is not None})
     access, key_sync = build_access(settings, keys, prepare=lambda: migrate(engine))
     access_log = None
     if access_stream is not None:
         access_log = AccessLog(access_stream, settings.secrets())
     async with AsyncExitStack() as stack:
+        tracing = build_tracing(settings.tracing, trace_exporter)
+        if tracing is not None:
+            # Last out, so that it exports the spans of shutting down too; in a thread, as
+            # it waits for the exporter (the SDK bounds that wait at 30 s).
+            stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
+            for provider in providers.values():
+                if isinstance(provider, OpenAIProvider):
+                    provider.propagate_traces(tracing)
         tensors = None
         if settings.model_repository is not None:
             tensors = TensorService(Path(settings.model_repository), metrics)
@@ -89,6 +111,8 @@ async def build_services(
         await key_sync.start()
         stack.push_async_callback(key_sync.stop)
         await seed_budgets(access, usage)
+        await retention.start()
+        stack.push_async_callback(retention.stop)
         if access_log is not None:
             await access_log.start()
             stack.push_async_callback(access_log.stop)
@@ -98,20 +122,30 @@ async def build_services(
             metrics=metrics,
             providers=providers,
             routes=routes,
-            proxy=ProxyService(routes, access, metrics),
-            recorder=Recorder(metrics, ledger, settings.config_version, access_log),
+            proxy=ProxyService(routes, access, metrics, tracing=tracing),
+            recorder=Recorder(metrics, ledger, settings.config_version, access_log,
+                              versions=model_versions(settings),
+                              masker=Masker(settings.secrets())),
             ledger=ledger,
             access=access,
             keys=keys,
             usage=usage,
+            requests=requests,
             idempotency=IdempotencyCache(settings.server.idempotency_ttl_s),
             tensors=tensors,
+            tracing=tracing,
         )
         services.readiness.ready = True
         try:
             yield services
         finally:
             services.readiness.ready = False
+
+
+def model_versions(settings: Settings) -> dict[tuple[str, str], str]:
+    """Each (route, target label) with the model version that answers there."""
+    return {(route.name, t.label): t.model_version
+            for route in settings.routes.values() for t in route.targets}
 
 
 def services_of(scope: Mapping[str, Any]) -> Services:

@@ -14,6 +14,7 @@ import click
 
 from modelport import __version__
 from modelport.cli.keys import keys_group
+from modelport.cli.logs import logs_command
 from modelport.cli.usage import usage_command
 from modelport.config import Settings, load_settings
 from modelport.errors import ConfigError
@@ -116,6 +117,7 @@ def validate(path: Path) -> None:
 
 main.add_command(keys_group(_load_or_exit, DEFAULT_CONFIG))
 main.add_command(usage_command(_load_or_exit, DEFAULT_CONFIG))
+main.add_command(logs_command(_load_or_exit, DEFAULT_CONFIG))
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import orjson
 import yaml
@@ -40,6 +41,7 @@ from modelport.config.settings import (
     Settings,
     StoreSettings,
     TargetSettings,
+    TracingSettings,
     key_route_problem,
     repository_models,
 )
@@ -120,6 +122,7 @@ def _loose_cross_checks(data: Any, environ: Mapping[str, str]) -> list[str]:
             ref = target.get("provider") if isinstance(target, dict) else None
             if isinstance(ref, str) and ref not in providers:
                 problems.append(_unknown_provider(f"routes.{name}.targets[{i}]", ref, providers))
+    tracing_settings(environ, problems)
     return problems
 
 
@@ -179,6 +182,7 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
         token_secret = _strong(
             resolve_secret(raw.token_secret, "token_secret", environ, problems),
             "token_secret", problems)
+    tracing = tracing_settings(environ, problems)
     if problems:
         raise ConfigError(problems)
     return Settings(
@@ -192,6 +196,7 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
         token_secret=token_secret,
         model_repository=raw.model_repository,
         source=source,
+        tracing=tracing,
     )
 
 
@@ -215,6 +220,111 @@ def _admin_key(raw: RawConfig, environ: Mapping[str, str], problems: list[str]) 
                        "admin_key", problems)
     value = environ.get(ADMIN_KEY_ENV)
     return _strong(Secret(value), ADMIN_KEY_ENV, problems) if value else None
+
+
+_TRACE_EXPORTERS = ("otlp", "console")
+_SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
+             "parentbased_always_off", "parentbased_traceidratio")
+_OTLP_EXPORTER_MODULE = "opentelemetry.exporter.otlp.proto.http"
+
+
+def tracing_settings(environ: Mapping[str, str], problems: list[str]) -> TracingSettings:
+    """The standard OpenTelemetry variables Modelport honours (docs/observability.md).
+    Tracing is on when ``OTEL_TRACES_EXPORTER`` names an exporter, unless
+    ``OTEL_SDK_DISABLED`` is true; unlike the SDK's own default, unset means off."""
+    disabled = environ.get("OTEL_SDK_DISABLED", "").strip().lower()
+    if disabled not in ("", "true", "false"):
+        problems.append(f"OTEL_SDK_DISABLED: must be true or false, not '{disabled}'")
+    names = environ.get("OTEL_TRACES_EXPORTER", "").lower().split(",")
+    exporters = tuple(dict.fromkeys(n.strip() for n in names if n.strip() not in ("", "none")))
+    if disabled == "true" or not exporters:
+        return TracingSettings()
+    for name in exporters:
+        if name not in _TRACE_EXPORTERS:
+            problems.append(f"OTEL_TRACES_EXPORTER: unknown exporter '{name}' "
+                            f"(one of: {', '.join(_TRACE_EXPORTERS)}, none)")
+    if "otlp" in exporters:
+        _check_otlp(environ, problems)
+    sampler = environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    if sampler not in _SAMPLERS:
+        problems.append(f"OTEL_TRACES_SAMPLER: unknown sampler '{sampler}' "
+                        f"(one of: {', '.join(_SAMPLERS)})")
+    ratio = 1.0
+    arg = environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if sampler.endswith("traceidratio") and arg:
+        try:
+            ratio = float(arg)
+        except ValueError:
+            ratio = -1.0
+        if not 0.0 <= ratio <= 1.0:
+            problems.append(f"OTEL_TRACES_SAMPLER_ARG: must be a number from 0 to 1, not '{arg}'")
+    resource = _key_values(environ, "OTEL_RESOURCE_ATTRIBUTES", problems, lower_keys=False)
+    headers_var = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+    if headers_var not in environ:
+        headers_var = "OTEL_EXPORTER_OTLP_HEADERS"
+    headers = _key_values(environ, headers_var, problems, lower_keys=True)
+    return TracingSettings(
+        enabled=True,
+        exporters=exporters,
+        service_name=(environ.get("OTEL_SERVICE_NAME", "").strip()
+                      or resource.get("service.name") or "modelport"),
+        resource_attributes=MappingProxyType(resource),
+        sampler=sampler,
+        sampler_ratio=ratio,
+        otlp_endpoint=_otlp_endpoint(environ, problems),
+        otlp_headers=MappingProxyType({k: Secret(v) for k, v in headers.items()}),
+    )
+
+
+def _check_otlp(environ: Mapping[str, str], problems: list[str]) -> None:
+    for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = environ.get(var, "").strip()
+        if protocol:
+            if protocol != "http/protobuf":
+                problems.append(f"{var}: only http/protobuf is supported, not '{protocol}'")
+            break
+    try:
+        found = importlib.util.find_spec(_OTLP_EXPORTER_MODULE) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        found = False
+    if not found:
+        problems.append("OTEL_TRACES_EXPORTER: 'otlp' needs the OTLP exporter "
+                        "(pip install 'modelport[otel]')")
+
+
+def _otlp_endpoint(environ: Mapping[str, str], problems: list[str]) -> str:
+    """The traces URL: the signal's own variable as given, else the base one plus
+    ``/v1/traces``, as the OTLP specification has it."""
+    var = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    url = environ.get(var, "").strip()
+    if not url and environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        var = "OTEL_EXPORTER_OTLP_ENDPOINT"
+        url = environ[var].strip().rstrip("/") + "/v1/traces"
+    if not url:
+        return TracingSettings().otlp_endpoint
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.append(f"{var}: must be an http:// or https:// URL")
+    return url
+
+
+def _key_values(
+    environ: Mapping[str, str], var: str, problems: list[str], *, lower_keys: bool
+) -> dict[str, str]:
+    """``key1=value1,key2=value2`` with URL-encoded parts, as the OpenTelemetry variables
+    carry headers and resource attributes. A bad entry is named by position, never by its
+    text: header values are often credentials."""
+    out: dict[str, str] = {}
+    for i, item in enumerate(environ.get(var, "").split(",")):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = unquote(key).strip()
+        if not sep or not key:
+            problems.append(f"{var}: entry {i + 1} is not key=value")
+            continue
+        out[key.lower() if lower_keys else key] = unquote(value).strip()
+    return out
 
 
 def _limits(raw: RawRoute | RawKey) -> LimitSettings:
@@ -344,6 +454,7 @@ def _route(
                 max_queue=t.max_queue,
                 queue_timeout_s=t.queue_timeout_s,
                 breaker=BreakerConfig(**t.breaker.model_dump()),
+                version=t.version,
             )
         )
     return RouteSettings(
@@ -352,6 +463,7 @@ def _route(
         description=raw.description,
         owner=raw.owner,
         capture=raw.capture,
+        retention_days=raw.retention_days,
         environment=raw.environment,
         limits=_limits(raw),
         strategy=raw.strategy,

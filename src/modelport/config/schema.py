@@ -122,6 +122,7 @@ class RawBreaker(_Strict):
 class RawTarget(_Strict):
     provider: NonEmpty
     model: NonEmpty
+    version: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     input_per_mtok: float = Field(default=0.0, ge=0, le=1_000_000)
     output_per_mtok: float = Field(default=0.0, ge=0, le=1_000_000)
     weight: float = Field(default=1.0, ge=0, le=1_000_000)
@@ -167,6 +168,7 @@ class RawRoute(_Strict):
     stream_idle_timeout_s: float | None = Field(default=None, gt=0, le=86_400)
     fallback_routes: list[NonEmpty] = Field(default_factory=list)
     fallback_on: RawFallbackRules = Field(default_factory=RawFallbackRules)
+    retention_days: float | None = Field(default=None, gt=0, le=36_500)
     targets: list[RawTarget] = Field(min_length=1)
 
 

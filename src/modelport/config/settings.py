@@ -118,11 +118,17 @@ class TargetSettings:
     max_queue: int = 0
     queue_timeout_s: float = 30.0
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    version: str | None = None
 
     @property
     def label(self) -> str:
         """How the target is named in headers, metrics and the ledger."""
         return f"{self.provider}/{self.model}"
+
+    @property
+    def model_version(self) -> str:
+        """The version of the model that answers: ``version`` when set, else the model name."""
+        return self.version or self.model
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,7 @@ class RouteSettings:
     description: str = ""
     owner: str = ""
     capture: bool = False
+    retention_days: float | None = None  # captured bodies are deleted after this long
     environment: str = "prod"
     limits: LimitSettings = field(default_factory=LimitSettings)
     strategy: str = "ordered"
@@ -189,6 +196,22 @@ class KeySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry tracing, from the standard ``OTEL_*`` variables (see
+    docs/observability.md). Off unless an exporter is named; ``exporters`` lists "otlp"
+    and "console" in the order given."""
+
+    enabled: bool = False
+    exporters: tuple[str, ...] = ()
+    service_name: str = "modelport"
+    resource_attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    sampler: str = "parentbased_always_on"
+    sampler_ratio: float = 1.0  # for the traceidratio samplers
+    otlp_endpoint: str = "http://localhost:4318/v1/traces"
+    otlp_headers: Mapping[str, Secret] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     config_version: str
     server: ServerSettings
@@ -200,6 +223,7 @@ class Settings:
     token_secret: Secret | None = None
     model_repository: str | None = None
     source: str = "<defaults>"
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     @property
     def auth_required(self) -> bool:
@@ -214,4 +238,5 @@ class Settings:
         values = [p.api_key.reveal() for p in self.providers.values() if p.api_key]
         values += [k.key.reveal() for k in self.keys.values()]
         values += [s.reveal() for s in (self.admin_key, self.token_secret) if s]
+        values += [s.reveal() for s in self.tracing.otlp_headers.values()]
         return tuple(values)

@@ -40,6 +40,8 @@ class RequestContext:
     cost_usd: float | None = None
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     attempts: list[Any] = field(default_factory=list)  # inference.attempts.Attempt records
+    chunk_gaps: list[float] = field(default_factory=list)  # seconds between stream chunks
+    queue_s: float = 0.0  # time spent waiting for a target's admission slot
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

@@ -28,6 +28,7 @@ from modelport.errors import (
     UpstreamTimeout,
 )
 from modelport.inference.attempts import TARGET_FAULTS, Attempt, classify_error, classify_reply
+from modelport.observability.tracing import Tracing, end_span
 from modelport.providers.base import UpstreamReply
 from modelport.routing.table import Route, Target
 
@@ -58,8 +59,10 @@ class AttemptLoop:
         prompt_tokens: int,
         priority: int,
         tenant: str,
+        tracing: Tracing | None = None,
     ) -> None:
         self._route = route
+        self._tracing = tracing
         self._ctx = ctx
         self._rng = rng
         self._deadline = deadline
@@ -123,8 +126,11 @@ class AttemptLoop:
                 target.breaker.release_probe_without_result()
                 break
             try:
-                slot = await target.gate.acquire(priority=self._priority, tenant=self._tenant,
-                                                 deadline=self._deadline)
+                if self._tracing is None:
+                    slot = await target.gate.acquire(
+                        priority=self._priority, tenant=self._tenant, deadline=self._deadline)
+                else:
+                    slot = await self._traced_acquire(self._tracing, target)
             except (Overloaded, OverShare) as exc:
                 target.breaker.release_probe_without_result()
                 refused = exc
@@ -132,7 +138,11 @@ class AttemptLoop:
                     break
                 continue
             calls += 1
-            outcome = await self._call(target, slot, call)
+            self._ctx.queue_s += slot.waited_s
+            if self._tracing is None:
+                outcome = await self._call(target, slot, call)
+            else:
+                outcome = await self._traced_call(self._tracing, target, slot, call)
             if outcome is not None:
                 return outcome
             error_class = self._ctx.attempts[-1].error_class
@@ -141,6 +151,35 @@ class AttemptLoop:
         if self.last_error is None and self.last_reply is None and refused is not None:
             self.last_error = refused
         return None
+
+    async def _traced_acquire(self, tracing: Tracing, target: Target) -> Slot:
+        """The admission gate's wait in a span, for targets with a concurrency cap (the
+        others admit at once)."""
+        gate = target.gate
+        if gate.settings.max_concurrency is None:
+            return await gate.acquire(priority=self._priority, tenant=self._tenant,
+                                      deadline=self._deadline)
+        span = tracing.span("modelport.queue", {"modelport.target": target.label})
+        try:
+            slot = await gate.acquire(priority=self._priority, tenant=self._tenant,
+                                      deadline=self._deadline)
+        except BaseException as exc:
+            end_span(span, exc)
+            raise
+        end_span(span)
+        return slot
+
+    async def _traced_call(
+        self, tracing: Tracing, target: Target, slot: Slot,
+        call: Callable[[Target], Awaitable[R]],
+    ) -> Outcome[R] | None:
+        """``_call`` in its attempt span, the current span while the provider is called so
+        that the provider names it as the parent of its request."""
+        with tracing.attempt(target.label, len(self._ctx.attempts) + 1) as span:
+            outcome = await self._call(target, slot, call)
+            attempt = self._ctx.attempts[-1]
+            span.outcome(attempt.status, attempt.error_class)
+        return outcome
 
     async def _call(
         self, target: Target, slot: Slot, call: Callable[[Target], Awaitable[R]]

@@ -25,6 +25,7 @@ from modelport.errors import ContextTooLong, ModelportError, Overloaded, Unsuppo
 from modelport.inference.attempts_loop import AttemptLoop
 from modelport.inference.relay import StreamRelay
 from modelport.observability.metrics import Metrics
+from modelport.observability.tracing import Tracing, end_span
 from modelport.policy.access import AccessPolicy, Ticket
 from modelport.policy.keys import Principal
 from modelport.protocol.openai.request import (
@@ -45,12 +46,13 @@ ATTEMPTS_HEADER = b"x-modelport-attempts"
 class ProxyService:
     def __init__(
         self, routes: RouteTable, access: AccessPolicy, metrics: Metrics | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, *, tracing: Tracing | None = None,
     ) -> None:
         self._routes = routes
         self._access = access
         self._metrics = metrics
         self._rng = rng or random.Random()
+        self._tracing = tracing
 
     def _admit(
         self,
@@ -71,6 +73,24 @@ class ProxyService:
             ctx.response_headers.extend(
                 (k.lower().encode(), v.encode()) for k, v in ticket.headers().items()
             )
+        return ticket
+
+    def _traced_admit(
+        self,
+        tracing: Tracing,
+        operation: Operation,
+        body: dict[str, Any],
+        route: Route,
+        principal: Principal | None,
+        ctx: RequestContext,
+    ) -> Ticket | None:
+        span = tracing.span("modelport.admission", {"modelport.route": route.name})
+        try:
+            ticket = self._admit(operation, body, route, principal, ctx)
+        except BaseException as exc:
+            end_span(span, exc)
+            raise
+        end_span(span)
         return ticket
 
     async def call(
@@ -95,7 +115,10 @@ class ProxyService:
                 f"Streaming is not available for {operation.value} requests.", param="stream"
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
-        ticket = self._admit(operation, body, route, principal, ctx)
+        if self._tracing is None:
+            ticket = self._admit(operation, body, route, principal, ctx)
+        else:
+            ticket = self._traced_admit(self._tracing, operation, body, route, principal, ctx)
         if route.settings.capture:
             ctx.request_body = raw[:_CAPTURE_LIMIT]
         budget = route.settings.deadline_s if timeout_s is None else min(
@@ -128,7 +151,7 @@ class ProxyService:
                                      embedding=request.operation is Operation.EMBEDDING)[0]
         loop = AttemptLoop(route, ctx, rng=self._rng, deadline=request.deadline,
                            prompt_tokens=prompt, priority=request.priority,
-                           tenant=request.tenant)
+                           tenant=request.tenant, tracing=self._tracing)
         started = time.perf_counter()
         if request.stream:
             opened = await loop.run(request.open_stream, verdict_later=True)

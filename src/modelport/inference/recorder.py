@@ -2,29 +2,49 @@
 
 Runs once per request after its last byte was sent (or the client went away). It does no
 I/O of its own: the access log and the ledger writer buffer what they are given and write
-it out in batches.
+it out in batches. Captured bodies are masked here (``observability.masking``), off the
+path of routes that do not capture. The most recent requests are also remembered in memory
+(who made them, which route and model version), so that feedback sent right after an
+answer finds its request before the ledger has written it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import orjson
 
 from modelport.core.context import RequestContext
 from modelport.observability.access import AccessLog
+from modelport.observability.masking import Masker
 from modelport.observability.metrics import UNKNOWN, Metrics
 from modelport.store.ledger import LedgerRecord, LedgerWriter
+
+RECENT = 100_000  # requests remembered for feedback before the ledger has them
+
+
+class Answered(NamedTuple):
+    """Who made a request and what answered it."""
+
+    key_id: str | None
+    route: str | None
+    model_version: str | None
 
 
 class _Series:
     """Every metric child one kind of request updates."""
 
-    __slots__ = ("completion_tokens", "cost", "duration", "first_chunk", "overhead",
-                 "prompt_tokens", "requests", "upstream")
+    __slots__ = ("completion_tokens", "cost", "duration", "errors", "first_chunk", "gaps",
+                 "overhead", "prompt_tokens", "requests", "upstream")
 
-    def __init__(self, m: Metrics, route: str, target: str, status: str) -> None:
-        self.requests = m.requests.labels(route, target, status)
+    def __init__(self, m: Metrics, route: str, target: str, status: str, version: str,
+                 environment: str, code: str | None) -> None:
+        self.requests = m.requests.labels(route, target, version, environment, status,
+                                          f"{status[0]}xx")
+        self.errors = m.errors.labels(route, code) if code else None
+        self.gaps = m.inter_chunk.labels(route, target)
         self.duration = m.request_duration.labels(route)
         self.overhead = m.overhead_duration.labels(route)
         self.upstream = m.upstream_duration.labels(route, target)
@@ -41,20 +61,39 @@ class Recorder:
         ledger: LedgerWriter,
         config_version: str,
         access_log: AccessLog | None = None,
+        *,
+        versions: Mapping[tuple[str, str], str] | None = None,
+        masker: Masker | None = None,
     ) -> None:
+        """``versions`` maps (route, target label) to the target's model version."""
         self._metrics = metrics
         self._ledger = ledger
         self._config_version = config_version
         self._access_log = access_log
-        self._series: dict[tuple[str | None, str | None, int], _Series] = {}
+        self._versions = dict(versions or {})
+        self._masker = masker or Masker()
+        self._series: dict[tuple[str | None, str | None, int, str | None, str | None],
+                           _Series] = {}
+        self._recent: OrderedDict[str, Answered] = OrderedDict()
+
+    def model_version(self, ctx: RequestContext) -> str | None:
+        if ctx.route is None or ctx.target is None:
+            return None
+        return self._versions.get((ctx.route, ctx.target))
+
+    def answered(self, request_id: str) -> Answered | None:
+        """A recent request's key, route and model version, if it is still remembered."""
+        return self._recent.get(request_id)
 
     def _series_for(self, ctx: RequestContext) -> _Series:
-        """The labelled metric children of one (route, target, status), looked up once."""
-        key = (ctx.route, ctx.target, ctx.status)
+        """The labelled metric children of one kind of request, looked up once."""
+        key = (ctx.route, ctx.target, ctx.status, ctx.environment, ctx.error_code)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _Series(
-                self._metrics, ctx.route or UNKNOWN, ctx.target or UNKNOWN, str(ctx.status))
+                self._metrics, ctx.route or UNKNOWN, ctx.target or UNKNOWN, str(ctx.status),
+                self.model_version(ctx) or UNKNOWN, ctx.environment or UNKNOWN,
+                ctx.error_code)
         return series
 
     def finish(self, ctx: RequestContext) -> None:
@@ -62,6 +101,15 @@ class Recorder:
         overhead = max(latency - ctx.upstream_s, 0.0)
         series = self._series_for(ctx)
         series.requests.inc()
+        if series.errors is not None:
+            series.errors.inc()
+        for gap in ctx.chunk_gaps:
+            series.gaps.observe(gap)
+        if ctx.operation is not None:
+            recent = self._recent
+            recent[ctx.request_id] = Answered(ctx.key_id, ctx.route, self.model_version(ctx))
+            if len(recent) > RECENT:
+                recent.popitem(last=False)
         series.duration.observe(latency)
         series.overhead.observe(overhead)
         if ctx.target is not None and ctx.upstream_s:
@@ -108,14 +156,25 @@ class Recorder:
             extra["error_code"] = ctx.error_code
         if ctx.client_disconnected:
             extra["client_disconnected"] = True
-        if ctx.request_body is not None:
-            extra["request_body"] = ctx.request_body.decode("utf-8", "replace")
-        if ctx.response_body is not None:
-            extra["response_body"] = ctx.response_body.decode("utf-8", "replace")
+        if ctx.request_body is not None or ctx.response_body is not None:
+            request_body, response_body = self._masked(ctx)
+            if request_body is not None:
+                extra["request_body"] = request_body.decode("utf-8", "replace")
+            if response_body is not None:
+                extra["response_body"] = response_body.decode("utf-8", "replace")
         return extra
+
+    def _masked(self, ctx: RequestContext) -> tuple[bytes | None, bytes | None]:
+        """The captured bodies, masked once per request (the log and the ledger share it)."""
+        masked = (self._masker.body(ctx.request_body), self._masker.body(ctx.response_body))
+        ctx.request_body, ctx.response_body = masked
+        return masked
 
     def _record(self, ctx: RequestContext, latency: float, overhead: float) -> LedgerRecord:
         usage = ctx.usage
+        if self._access_log is None and (ctx.request_body is not None
+                                         or ctx.response_body is not None):
+            self._masked(ctx)
         return LedgerRecord(
             request_id=ctx.request_id,
             created_at=ctx.created_at,
@@ -142,6 +201,8 @@ class Recorder:
             cost_usd=ctx.cost_usd,
             attempts=len(ctx.attempts) if ctx.operation is not None else None,
             attempt_log=_attempt_log(ctx),
+            model_version=self.model_version(ctx),
+            queue_ms=ctx.queue_s * 1000 if ctx.queue_s else None,
         )
 
 

@@ -84,12 +84,17 @@ class StreamRelay:
 
     async def events(self) -> AsyncIterator[bytes]:
         """The bytes to send to the client; ends with the provider's ``[DONE]`` or an error."""
+        last = 0.0
         try:
             async for chunk in self._chunks():
                 out = self._forwardable(chunk)
                 if out:
+                    now = self._ctx.elapsed()
                     if self._ctx.first_chunk_s is None:
-                        self._ctx.first_chunk_s = self._ctx.elapsed()
+                        self._ctx.first_chunk_s = now
+                    else:
+                        self._ctx.chunk_gaps.append(now - last)
+                    last = now
                     yield out
             tail = self._splitter.flush()
             if tail.strip():

@@ -7,7 +7,14 @@ an unknown route is ``-``, and status is the HTTP status code.
 
 | metric | type | labels |
 |---|---|---|
-| modelport_requests_total | counter | route, target, status |
+| modelport_requests_total | counter | route, target, model_version, environment, status, |
+| | | status_class |
+| modelport_errors_total | counter | route, code |
+| modelport_inter_chunk_seconds | histogram | route, target |
+| modelport_feedback_total | counter | route, model_version, outcome |
+| modelport_ledger_lag_seconds | gauge | |
+| modelport_key_budget_usd | gauge | key (the key's id) |
+| modelport_key_budget_spent_usd | gauge | key |
 | modelport_request_duration_seconds | histogram | route |
 | modelport_upstream_duration_seconds | histogram | route, target |
 | modelport_overhead_duration_seconds | histogram | route |
@@ -61,7 +68,33 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "modelport_requests", "Requests answered.", ["route", "target", "status"],
+            "modelport_requests", "Requests answered.",
+            ["route", "target", "model_version", "environment", "status", "status_class"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "modelport_errors", "Requests that ended in an error, by error code.",
+            ["route", "code"], registry=r,
+        )
+        self.inter_chunk = Histogram(
+            "modelport_inter_chunk_seconds", "Gaps between the chunks of a streamed answer.",
+            ["route", "target"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.feedback = Counter(
+            "modelport_feedback", "User feedback on answers, by outcome (accepted, edited, "
+            "rejected): edited plus rejected over all is the correction rate.",
+            ["route", "model_version", "outcome"], registry=r,
+        )
+        self.key_budget = Gauge(
+            "modelport_key_budget_usd", "A key's budget for its current period (by key id).",
+            ["key"], registry=r,
+        )
+        self.key_budget_spent = Gauge(
+            "modelport_key_budget_spent_usd", "What a key has spent of its budget this period.",
+            ["key"], registry=r,
+        )
+        self.ledger_lag = Gauge(
+            "modelport_ledger_lag_seconds", "Age of the oldest ledger record not yet written.",
             registry=r,
         )
         self.request_duration = Histogram(

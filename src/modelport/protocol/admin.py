@@ -6,7 +6,7 @@ rather than pass-through, and absurd values (negative, non-numeric, huge) are a 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -71,6 +71,16 @@ class TokenSpec(_Strict):
     max_concurrency: int | None = Field(default=None, gt=0, le=1_000_000)
 
 
+class FeedbackSpec(_Strict):
+    """``POST /v1/feedback``: what a user thought of one answer."""
+
+    request_id: str = Field(min_length=1, max_length=128)
+    outcome: Literal["accepted", "edited", "rejected"]
+    correction: str | None = Field(default=None, max_length=64 * 1024)
+    score: float | None = Field(default=None, ge=-1000, le=1000, allow_inf_nan=False)
+    comment: str | None = Field(default=None, max_length=4096)
+
+
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -87,3 +97,30 @@ def parse(model: type[T], body: Any) -> T:
         if first["type"] == "extra_forbidden":
             message = "unknown field"
         raise RequestError(f"{field}: {message}" if field else message, param=field) from None
+
+
+_RELATIVE = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_time(value: str, name: str, now: datetime | None = None) -> datetime:
+    """An ISO-8601 time (UTC when it names no zone), or a time ago such as ``15m``, ``2h``,
+    ``7d``; a ``RequestError`` naming ``name`` otherwise."""
+    text = value.strip()
+    unit = _RELATIVE.get(text[-1:]) if text else None
+    if unit is not None and text[:-1].isdigit():
+        return (now or datetime.now(UTC)) - timedelta(seconds=int(text[:-1]) * unit)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RequestError(f"{name} must be an ISO-8601 time or a time ago such as 15m, 2h "
+                           "or 7d.", param=name) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def parse_status(value: str, name: str) -> tuple[int | None, int | None]:
+    """An exact status (``404``) or a status class (``5xx``): ``(status, class)``."""
+    if len(value) == 3 and value[0] in "12345" and value[1:].lower() == "xx":
+        return None, int(value[0])
+    if value.isdigit() and 100 <= int(value) <= 599:
+        return int(value), None
+    raise RequestError(f"{name} must be a status code (404) or a class (5xx).", param=name)

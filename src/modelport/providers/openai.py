@@ -2,7 +2,8 @@
 
 Bodies are sent as the caller prepared them; replies are passed back as bytes. Statuses
 are classified here: 401/403 mean Modelport's own credential was refused (never shown to
-the client), 429 and 5xx are upstream failures, other 4xx are the client's to see.
+the client), 429 and 5xx are upstream failures, other 4xx are the client's to see. With
+tracing on, each request carries the W3C ``traceparent`` of the attempt that makes it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from modelport.errors import (
     UpstreamRateLimited,
     UpstreamServerError,
 )
+from modelport.observability.tracing import Tracing
 from modelport.providers._http import new_session, translate_errors
 from modelport.providers.base import UpstreamReply
 
@@ -42,6 +44,16 @@ class OpenAIProvider:
             headers["Authorization"] = f"Bearer {self._secret}"
         self._headers = headers
         self._session: aiohttp.ClientSession | None = None
+        self._tracing: Tracing | None = None
+
+    def propagate_traces(self, tracing: Tracing) -> None:
+        """Pass the current span (the attempt's) on to the provider in ``traceparent``."""
+        self._tracing = tracing
+
+    def _traced_headers(self, tracing: Tracing) -> dict[str, str]:
+        headers = dict(self._headers)
+        tracing.inject(headers)
+        return headers
 
     async def start(self) -> None:
         self._session = new_session(self._settings)
@@ -57,9 +69,11 @@ class OpenAIProvider:
         return self._session
 
     async def send(self, operation: Operation, body: bytes) -> UpstreamReply:
+        tracing = self._tracing
+        headers = self._headers if tracing is None else self._traced_headers(tracing)
         with translate_errors(self.name):
             async with self._client().post(
-                self._urls[operation], data=body, headers=self._headers
+                self._urls[operation], data=body, headers=headers
             ) as resp:
                 payload = await resp.read()
                 status = resp.status
@@ -70,9 +84,11 @@ class OpenAIProvider:
     async def open_stream(
         self, operation: Operation, body: bytes
     ) -> _OpenAIStream | UpstreamReply:
+        tracing = self._tracing
+        headers = self._headers if tracing is None else self._traced_headers(tracing)
         with translate_errors(self.name):
             resp = await self._client().post(
-                self._urls[operation], data=body, headers=self._headers
+                self._urls[operation], data=body, headers=headers
             )
             if 200 <= resp.status < 300:
                 return _OpenAIStream(self.name, resp)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelport.runtimes.packages import model_file
-from modelport.runtimes.workers import ChildChannel
+from modelport.runtimes.workers import ChildChannel, answer_calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +44,13 @@ def serve(channel: ChildChannel, spec: EmbeddingsWorkerSpec) -> None:
                                   model.get_sentence_embedding_dimension)() or 0),
         "max_seq_length": int(model.max_seq_length or 0),
     })
-    while True:
-        message = channel.recv()
-        if message is None:
-            return
-        request_id, op, texts = message
-        if op != "embed":
-            continue
-        try:
-            counts = [len(ids) for ids in tokenizer(
-                texts, add_special_tokens=True, truncation=True,
-                max_length=model.max_seq_length)["input_ids"]]
-            vectors = model.encode(texts, batch_size=max(len(texts), 1), convert_to_numpy=True)
-            channel.reply(request_id, (np.asarray(vectors, dtype=np.float32), counts))
-        except Exception as exc:
-            channel.error(request_id, "runtime_error", f"The embedding model failed: {exc}")
+
+    def embed(texts: list[str]) -> tuple[Any, list[int]]:
+        counts = [len(ids) for ids in tokenizer(
+            texts, add_special_tokens=True, truncation=True,
+            max_length=model.max_seq_length)["input_ids"]]
+        vectors = model.encode(texts, batch_size=max(len(texts), 1), convert_to_numpy=True)
+        return np.asarray(vectors, dtype=np.float32), counts
+
+    answer_calls(channel, "embed", embed,
+                 lambda exc: ("runtime_error", f"The embedding model failed: {exc}"))

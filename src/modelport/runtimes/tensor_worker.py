@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.runtimes.workers import ChildChannel
+from modelport.runtimes.workers import ChildChannel, answer_calls
 
 _ORT_TYPES = {
     "tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)": "UINT16",
@@ -151,21 +151,14 @@ def serve(channel: ChildChannel, spec: TensorWorkerSpec) -> None:
         v: {"platform": m.platform, "inputs": m.inputs, "outputs": m.outputs}
         for v, m in loaded.items()
     }})
-    while True:
-        message = channel.recv()
-        if message is None:
-            return
-        request_id, op, payload = message
-        if op != "infer":
-            continue  # a cancel: batches are short, nothing to stop
-        version, inputs, names = payload
-        try:
-            channel.reply(request_id, _run(loaded[version], inputs, names))
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            channel.error(request_id, "invalid_request", f"The model rejected the input: {exc}")
-        except Exception as exc:
-            if type(exc).__name__ in ("InvalidArgument", "Fail", "InvalidGraph"):
-                channel.error(request_id, "invalid_request",
-                              f"The model rejected the input: {exc}")
-            else:
-                channel.error(request_id, "runtime_error", f"The model failed: {exc}")
+    answer_calls(channel, "infer",
+                 lambda payload: _run(loaded[payload[0]], payload[1], payload[2]), _classify)
+
+
+def _classify(exc: Exception) -> tuple[str, str]:
+    """Bad input (the model refused it) is the client's; anything else is the model's."""
+    if isinstance(exc, ValueError | TypeError | KeyError | IndexError) or (
+        type(exc).__name__ in ("InvalidArgument", "Fail", "InvalidGraph")
+    ):
+        return "invalid_request", f"The model rejected the input: {exc}"
+    return "runtime_error", f"The model failed: {exc}"

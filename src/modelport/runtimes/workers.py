@@ -86,6 +86,25 @@ class ChildChannel:
         self._conn.send((request_id, "error", (code, message)))
 
 
+def answer_calls(channel: ChildChannel, op: str, handle: Callable[[Any], Any],
+                 classify: Callable[[Exception], tuple[str, str]]) -> None:
+    """The loop of a worker whose requests are single calls: ``handle`` each ``op`` message
+    and reply, or report the failure as ``classify`` names it (an error code and a message).
+    Cancellations are ignored: a call is short and already running. Returns on stop."""
+    while True:
+        message = channel.recv()
+        if message is None:
+            return
+        request_id, kind, payload = message
+        if kind != op:
+            continue
+        try:
+            channel.reply(request_id, handle(payload))
+        except Exception as exc:
+            code, text = classify(exc)
+            channel.error(request_id, code, text)
+
+
 def _child_main(entry: Entry, conn: Connection, spec: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     channel = ChildChannel(conn)

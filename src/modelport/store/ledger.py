@@ -60,6 +60,8 @@ class LedgerRecord(NamedTuple):
     cost_usd: float | None = None
     attempts: int | None = None
     attempt_log: str | None = None
+    model_version: str | None = None
+    queue_ms: float | None = None
 
 
 class LedgerWriter:
@@ -90,6 +92,12 @@ class LedgerWriter:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def lag_s(self) -> float:
+        """How long the oldest record still waiting has waited (0 when none waits)."""
+        if not self._pending:
+            return 0.0
+        return max(time.time() - self._pending[0].created_at, 0.0)
 
     def submit(self, record: LedgerRecord) -> None:
         if not self._settings.ledger:

@@ -83,10 +83,29 @@ requests = Table(
     Column("attempts", Integer),
     Column("attempt_log", Text),  # JSON list of {target, status, error_class, ms}; only when
     # a request took more than one call or failed
+    Column("model_version", String(256)),  # the answering target's model version
+    Column("queue_ms", Float),  # time spent waiting for a target's admission slot
     Index("ix_requests_request_id", "request_id"),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_route_created_at", "route", "created_at"),
     Index("ix_requests_key_id_created_at", "key_id", "created_at"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False),
+    Column("key_id", String(32)),
+    Column("route", String(256)),
+    Column("model_version", String(256)),
+    Column("outcome", String(16), nullable=False),  # accepted, edited, rejected
+    Column("score", Float),
+    Column("correction", Text),
+    Column("comment", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_feedback_request_id", "request_id"),
+    Index("ix_feedback_route_created_at", "route", "created_at"),
 )
 
 api_keys = Table(

@@ -13,6 +13,7 @@ from modelport.core.operation import Operation
 from modelport.core.usage import Usage
 from modelport.inference.recorder import Recorder
 from modelport.observability.access import AccessLog
+from modelport.observability.masking import Masker
 from modelport.observability.metrics import Metrics
 from modelport.store.ledger import LedgerRecord
 
@@ -37,6 +38,7 @@ def finished_context(**changes: object) -> RequestContext:
     ctx.status = 200
     ctx.upstream_s = 0.001
     ctx.usage = Usage(prompt_tokens=11, completion_tokens=4)
+    ctx.environment = "prod"
     for key, value in changes.items():
         setattr(ctx, key, value)
     return ctx
@@ -47,7 +49,10 @@ def make_recorder(
 ) -> tuple[Recorder, Metrics, FakeLedger]:
     metrics, ledger = Metrics(), FakeLedger()
     log = AccessLog(access, ["sk-secret"]) if access is not None else None
-    return Recorder(metrics, ledger, "cfg-v1", log), metrics, ledger  # type: ignore[arg-type]
+    versions = {("support-summary", "openai/gpt-4o-mini"): "2026-01"}
+    recorder = Recorder(metrics, ledger, "cfg-v1", log,  # type: ignore[arg-type]
+                        versions=versions, masker=Masker(["sk-secret-value-123"]))
+    return recorder, metrics, ledger
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -61,7 +66,8 @@ def test_finish_counts_the_request_and_its_tokens() -> None:
     recorder.finish(finished_context())
 
     labels = {"route": "support-summary", "target": "openai/gpt-4o-mini"}
-    assert sample(metrics, "modelport_requests_total", status="200", **labels) == 2
+    assert sample(metrics, "modelport_requests_total", status="200", status_class="2xx",
+                  model_version="2026-01", environment="prod", **labels) == 2
     assert sample(metrics, "modelport_tokens_total", direction="prompt", **labels) == 22
     assert sample(metrics, "modelport_tokens_total", direction="completion", **labels) == 8
 
@@ -69,9 +75,11 @@ def test_finish_counts_the_request_and_its_tokens() -> None:
 def test_finish_without_route_or_target_labels_them_dash() -> None:
     recorder, metrics, _ = make_recorder()
 
-    recorder.finish(finished_context(route=None, target=None, status=404, usage=None))
+    recorder.finish(finished_context(route=None, target=None, status=404, usage=None,
+                                     environment=None))
 
-    assert sample(metrics, "modelport_requests_total", route="-", target="-", status="404") == 1
+    assert sample(metrics, "modelport_requests_total", route="-", target="-", status="404",
+                  status_class="4xx", model_version="-", environment="-") == 1
 
 
 def test_finish_submits_one_ledger_record_with_the_request_facts() -> None:
@@ -130,3 +138,57 @@ def test_finish_writes_one_access_log_line_with_the_request_facts() -> None:
     assert entry["error_code"] == "upstream_timeout"
     assert entry["client_disconnected"] is True
     assert entry["config_version"] == "cfg-v1"
+
+
+def test_errors_are_counted_by_code_and_stream_gaps_observed() -> None:
+    recorder, metrics, _ = make_recorder()
+
+    recorder.finish(finished_context(status=502, error_code="upstream_timeout"))
+    recorder.finish(finished_context(stream=True, chunk_gaps=[0.01, 0.03]))
+
+    assert sample(metrics, "modelport_errors_total", route="support-summary",
+                  code="upstream_timeout") == 1
+    labels = {"route": "support-summary", "target": "openai/gpt-4o-mini"}
+    assert sample(metrics, "modelport_inter_chunk_seconds_count", **labels) == 2
+    assert sample(metrics, "modelport_inter_chunk_seconds_sum", **labels) == pytest.approx(0.04)
+
+
+def test_the_ledger_record_names_the_model_version_and_queue_wait() -> None:
+    recorder, _, ledger = make_recorder()
+
+    recorder.finish(finished_context(queue_s=0.25))
+
+    (record,) = ledger.records
+    assert record.model_version == "2026-01"
+    assert record.queue_ms == pytest.approx(250.0)
+
+
+def test_recent_requests_are_remembered_for_feedback() -> None:
+    recorder, _, _ = make_recorder()
+
+    recorder.finish(finished_context(key_id="key_1"))
+
+    answered = recorder.answered("req-7")
+    assert answered is not None
+    assert (answered.key_id, answered.route, answered.model_version) == (
+        "key_1", "support-summary", "2026-01")
+    assert recorder.answered("nope") is None
+
+
+def test_captured_bodies_are_masked_before_the_log_and_the_ledger() -> None:
+    access = io.BytesIO()
+    recorder, _, ledger = make_recorder(access)
+    body = orjson.dumps({"messages": [{"role": "user", "content":
+                         "mail jo@example.com, card 4111 1111 1111 1111, key sk-secret-value-123"}],
+                         "password": "hunter2"})
+
+    recorder.finish(finished_context(request_body=body, response_body=b'{"ok": "fine"}'))
+
+    (record,) = ledger.records
+    assert record.request_body is not None
+    stored = record.request_body.decode()
+    for secret in ("jo@example.com", "4111", "sk-secret-value-123", "hunter2"):
+        assert secret not in stored
+        assert secret not in access.getvalue().decode()
+    assert "[MASKED:email]" in stored and "[MASKED:card]" in stored
+    assert orjson.loads(record.response_body or b"") == {"ok": "fine"}

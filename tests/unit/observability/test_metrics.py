@@ -38,14 +38,15 @@ def test_render_declares_every_documented_metric_with_its_type() -> None:
 
 def test_render_shows_labelled_samples_under_their_documented_names() -> None:
     metrics = Metrics()
-    metrics.requests.labels("r", "p/m", "200").inc()
+    metrics.requests.labels("r", "p/m", "v1", "prod", "200", "2xx").inc()
     metrics.tokens.labels("r", "p/m", "prompt").inc(5)
     metrics.ledger_dropped.labels("overflow").inc(2)
     metrics.request_duration.labels("r").observe(0.1)
 
     text = metrics.render().decode()
 
-    assert 'modelport_requests_total{route="r",status="200",target="p/m"} 1.0' in text
+    assert ('modelport_requests_total{environment="prod",model_version="v1",route="r",'
+            'status="200",status_class="2xx",target="p/m"} 1.0') in text
     assert 'modelport_tokens_total{direction="prompt",route="r",target="p/m"} 5.0' in text
     assert 'modelport_ledger_dropped_total{reason="overflow"} 2.0' in text
     assert 'modelport_request_duration_seconds_count{route="r"} 1.0' in text

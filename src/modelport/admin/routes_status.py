@@ -1,0 +1,67 @@
+"""``/admin/routes``: each route and its targets as they stand now.
+
+Live state comes from this server's route table: each target's circuit breaker, requests in
+flight and waiting in its queue (the same numbers ``/metrics`` exports). Latency percentiles
+and error rates come from the ledger's last hour (``store.stats``), so with several replicas
+they cover all of them, while the live state is this replica's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.routing import Route
+
+from modelport.admin.guard import require_admin
+from modelport.admin.stats import figures_view
+from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
+from modelport.api.responses import send_json
+from modelport.api.services import services_of
+from modelport.routing.table import Route as ServedRoute
+from modelport.routing.table import Target
+from modelport.store.stats import Figures, StatsStore, TargetFigures
+
+WINDOW = timedelta(hours=1)
+_NONE = Figures()
+
+
+def target_view(route: str, target: Target, ledger: TargetFigures) -> dict[str, Any]:
+    t = target.settings
+    breaker = target.breaker
+    return {
+        "target": target.label, "provider": t.provider, "model": t.model,
+        "model_version": t.model_version, "weight": t.weight,
+        "breaker": breaker.state,
+        "retry_in_s": round(breaker.seconds_until_retry(), 3) if breaker.state == "open"
+        else None,
+        "in_flight": target.gate.in_flight, "queued": target.gate.queued,
+        "max_concurrency": t.max_concurrency, "max_queue": t.max_queue,
+        **figures_view(ledger.figures.get((route, target.label), _NONE)),
+    }
+
+
+def route_view(route: ServedRoute, ledger: TargetFigures) -> dict[str, Any]:
+    s = route.settings
+    return {
+        "route": s.name, "description": s.description, "owner": s.owner,
+        "environment": s.environment, "strategy": s.strategy,
+        **figures_view(ledger.figures.get((s.name, None), _NONE)),
+        "targets": [target_view(s.name, t, ledger) for t in route.targets],
+    }
+
+
+async def routes_status(scope: Scope, receive: Receive, send: Send) -> None:
+    services = services_of(scope)
+    require_admin(services, scope)
+    since = datetime.now(UTC) - WINDOW
+    ledger = await asyncio.to_thread(StatsStore.sharing(services.requests).by_target, since)
+    await send_json(send, {
+        "object": "list", "since": since.isoformat(), "truncated": ledger.truncated,
+        "data": [route_view(r, ledger) for r in services.routes],
+    })
+
+
+def routes() -> list[Route]:
+    return [Route("/admin/routes", AsgiEndpoint(routes_status), methods=["GET"])]

@@ -1,0 +1,203 @@
+"""The dashboard in headless Chromium against ``modelport serve``: sign in with the admin key,
+see real traffic in every panel (numbers and plots), open one request, revoke a key with the
+confirmation step, and find the key refused over HTTP afterwards.
+
+Needs Debian's chromium (``/usr/bin/chromium``) and Playwright for Python; skipped with a
+message without them. Playwright drives the system's browser (no ``playwright install``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.upstream import FakeUpstream, Reply
+from tests.gateway import ServeProcess, write_config
+from tests.integration.access_setup import ADMIN_KEY, access_config, access_env, bearer, chat
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="Playwright for Python is not installed (pip install playwright); "
+           "dashboard browser tests skipped")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ADMIN = bearer(ADMIN_KEY)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); "
+                    "dashboard browser tests skipped")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, upstream: FakeUpstream) -> Iterator[ServeProcess]:
+    config = access_config(upstream.base_url, f"sqlite:///{tmp_path}/ledger.db")
+    config["routes"]["r1"]["targets"][0]["version"] = "m1-2026-01"
+    path = write_config(tmp_path / "modelport.yaml", config)
+    proc = ServeProcess(path, access_env(), tmp_path).wait_ready()
+    yield proc
+    proc.stop()
+
+
+def _traffic(http: httpx.Client, upstream: FakeUpstream) -> dict[str, Any]:
+    """A new key makes three answered calls and one that fails upstream, and sends
+    feedback on its first answer; returns what the dashboard should show."""
+    made = http.post("/admin/keys", json={"name": "web-frontend", "routes": ["r1"],
+                                           "rpm": 600, "budget_usd": 5},
+                     headers=ADMIN).json()
+    key = bearer(made["key"])
+    answered = []
+    for _ in range(3):
+        reply = http.post("/v1/chat/completions", json=chat("r1", max_tokens=16), headers=key)
+        assert reply.status_code == 200
+        answered.append(reply.headers["x-request-id"])
+    upstream.enqueue(Reply(status=500, body={"error": {"message": "boom"}}))
+    failed = http.post("/v1/chat/completions", json=chat("r1"), headers=key)
+    assert failed.status_code == 502
+    feedback = http.post("/v1/feedback", headers=key,
+                         json={"request_id": answered[0], "outcome": "edited"})
+    assert feedback.status_code == 201, feedback.text
+    deadline = time.monotonic() + 10
+    # Four inference calls and the feedback's own call, in the ledger.
+    while len(rows := http.get("/admin/requests", headers=ADMIN).json()["data"]) < 5:
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.05)
+    usage = http.get("/admin/usage?by=key", headers=ADMIN).json()["data"]
+    return {"key": made, "answered": answered, "failed": failed.headers["x-request-id"],
+            "cost": next(u["cost_usd"] for u in usage if u["key"] == made["id"])}
+
+
+def _text(page: Any, selector: str) -> str:
+    return str(page.locator(selector).inner_text()).strip()
+
+
+def test_the_dashboard_shows_real_traffic_and_revokes_a_key(
+    server: ServeProcess, upstream: FakeUpstream, browser: Any
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        seen = _traffic(http, upstream)
+    key_id = seen["key"]["id"]
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    urls: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+
+    page.goto(f"{server.url}/dashboard")
+    page.fill("#login-key", "not the admin key")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#login-error", state="visible")
+    assert page.locator("#app").is_hidden()
+    problems.clear()  # the console's note of that 401
+    page.fill("#login-key", ADMIN_KEY)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#app", state="visible")
+
+    # Overview: totals from the ledger, three plots.
+    expect = sync_api.expect  # waits without evaluating strings, which the page's CSP forbids
+    expect(page.locator("#total-requests")).to_have_text("4")
+    assert _text(page, "#total-errors") == "1"
+    assert _text(page, "#total-error-rate") == "25.0%"
+    assert _text(page, "#total-cost") == f"{seen['cost']:.6f}"
+    for chart in ("traffic", "latency", "cost"):
+        assert page.locator(f"#chart-{chart} canvas").count() == 1
+    page.click("#range button[data-since='7d']")
+    page.wait_for_selector("#range button.active[data-since='7d']")
+    assert _text(page, "#total-requests") == "4"
+
+    # Routes: the target's live state and its last hour.
+    page.click("#tabs button[data-panel=routes]")
+    target = "#routes-table tr[data-target='upstream-a/m1']"
+    page.wait_for_selector(target)
+    assert _text(page, f"{target} td[data-field=requests]") == "4"
+    assert _text(page, f"{target} td[data-field=error_rate]") == "25.0%"
+    assert _text(page, f"{target} td[data-field=model_version]") == "m1-2026-01"
+    assert _text(page, f"{target} td[data-field=breaker]") == "closed"
+    assert _text(page, f"{target} td[data-field=in_flight]") == "0"
+    assert page.locator("#chart-routes-latency canvas").count() == 1
+    assert page.locator("#chart-routes-errors canvas").count() == 1
+
+    # Keys: this month's usage of the new key, and a plot of cost per key.
+    page.click("#tabs button[data-panel=keys]")
+    row = f"#keys-table tr[data-key-id='{key_id}']"
+    page.wait_for_selector(row)
+    assert _text(page, f"{row} td[data-field=name]") == "web-frontend"
+    assert _text(page, f"{row} td[data-field=requests]") == "3"
+    assert _text(page, f"{row} td[data-field=cost_usd]") == f"{seen['cost']:.6f}"
+    assert _text(page, f"{row} td[data-field=limits]") == "600 rpm"
+    assert _text(page, f"{row} td[data-field=budget]") == "$5 a month"
+    assert page.locator("#chart-keys-cost canvas").count() == 1
+
+    # Requests: the log, filtered, and one request in detail.
+    page.click("#tabs button[data-panel=requests]")
+    expect(page.locator("#requests-table tbody tr")).to_have_count(5)  # feedback's call too
+    page.select_option("#request-filters select[name=status]", "5xx")
+    page.click("#request-filters button[type=submit]")
+    expect(page.locator("#requests-table tbody tr")).to_have_count(1)
+    assert _text(page, "#requests-table tbody tr td[data-field=request_id]") == seen["failed"]
+    page.select_option("#request-filters select[name=status]", "")
+    page.fill("#request-filters input[name=key]", key_id)
+    page.click("#request-filters button[type=submit]")
+    first = f"#requests-table tr[data-request-id='{seen['answered'][0]}']"
+    page.wait_for_selector(first)
+    page.click(first)
+    page.wait_for_selector("#request-detail", state="visible")
+    detail = _text(page, "#request-detail")
+    assert f"Request {seen['answered'][0]}" in detail
+    assert "m1-2026-01" in detail and "edited" in detail and "upstream" in detail
+    assert page.locator("#request-detail .split-bar span").count() == 3
+
+    # Feedback: the correction rate per route and model version, plotted.
+    page.click("#tabs button[data-panel=feedback]")
+    feedback = "#feedback-table tr[data-route=r1]"
+    page.wait_for_selector(feedback)
+    assert _text(page, f"{feedback} td[data-field=model_version]") == "m1-2026-01"
+    assert _text(page, f"{feedback} td[data-field=edited]") == "1"
+    assert _text(page, f"{feedback} td[data-field=correction_rate]") == "100.0%"
+    assert page.locator("#chart-feedback canvas").count() == 1
+
+    # Revoking takes a confirmation; cancelling keeps the key.
+    page.click("#tabs button[data-panel=keys]")
+    page.click(f"{row} button.revoke")
+    page.click(f"{row} button.cancel-revoke")
+    assert _text(page, f"{row} td[data-field=state]") == "active"
+    page.click(f"{row} button.revoke")
+    assert "Revoke web-frontend?" in _text(page, f"{row} td[data-field=actions]")
+    page.click(f"{row} button.confirm-revoke")
+    expect(page.locator(f"{row} td[data-field=state]")).to_have_text("revoked")
+    refused = httpx.post(f"{server.url}/v1/chat/completions", json=chat("r1"),
+                         headers=bearer(seen["key"]["key"]))
+    assert refused.status_code == 401
+
+    (cookie,) = [c for c in context.cookies() if c["name"] == "modelport_session"]
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/" and cookie["secure"] is False
+    assert "modelport_session" not in page.evaluate("document.cookie")
+    assert urls and not [u for u in urls if ADMIN_KEY in u]
+    assert ADMIN_KEY not in page.url
+    assert problems == []
+
+    page.click("#logout")
+    page.wait_for_selector("#login", state="visible")
+    assert not [c for c in context.cookies() if c["name"] == "modelport_session"]
+    context.close()
