@@ -100,7 +100,7 @@ class RawEmbeddingsProvider(_RawLocalModel):
 
     kind: Literal["embeddings"]
     max_batch_size: int = Field(default=64, gt=0, le=100_000)
-    max_batch_delay_ms: float = Field(default=2.0, ge=0, le=10_000)
+    max_batch_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
     max_inputs: int = Field(default=2048, gt=0, le=100_000)
 
 

@@ -66,7 +66,7 @@ class LocalModelSettings:
     n_batch: int = 512
     chat_template: str | None = None
     max_batch_size: int = 64  # embeddings
-    max_batch_delay_s: float = 0.002
+    max_batch_delay_s: float = 0.0
     max_inputs: int = 2048
 
     @property

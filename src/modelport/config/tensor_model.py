@@ -56,7 +56,7 @@ class RawTensorModel(_Strict):
     inputs: list[RawTensorSpec] = Field(default_factory=list)
     outputs: list[RawTensorSpec] = Field(default_factory=list)
     max_batch_size: int = Field(default=64, ge=0, le=1_000_000)
-    max_batch_delay_ms: float = Field(default=1.0, ge=0, le=10_000)
+    max_batch_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
     max_queue: int = Field(default=2048, gt=0, le=10_000_000)
     queue_timeout_ms: float = Field(default=5000.0, gt=0, le=3_600_000)
     threads: int = Field(default=1, gt=0, le=256)
@@ -79,7 +79,7 @@ class TensorModelConfig:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     max_batch_size: int = 64
-    max_batch_delay_s: float = 0.001
+    max_batch_delay_s: float = 0.0
     max_queue: int = 2048
     queue_timeout_s: float = 5.0
     threads: int = 1

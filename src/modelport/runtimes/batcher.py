@@ -4,7 +4,9 @@ Requests queue per model version. While the model is busy with one batch, the ne
 gathers; when it is free, everything compatible that waits (same input names, datatypes
 and trailing dimensions; same requested outputs) is joined along the first dimension, up to
 ``max_batch_size`` rows, and sent as one call. An idle model waits at most
-``max_batch_delay`` for company before it runs a lone request. The queue is bounded: a full
+``max_batch_delay`` for company before it runs what it has; with no delay it runs at once,
+and under load the batches form by themselves while the model computes (a fixed wait would
+only add latency to every cycle when few clients are waiting). The queue is bounded: a full
 queue, or a request that waited past ``queue_timeout``, is answered at once with 503 and
 Retry-After, never left hanging.
 """
