@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -22,15 +22,11 @@ from modelport.observability.masking import Masker
 from modelport.observability.metrics import UNKNOWN, Metrics
 from modelport.store.ledger import LedgerRecord, LedgerWriter
 
-RECENT = 100_000  # requests remembered for feedback before the ledger has them
-
-
-class Answered(NamedTuple):
-    """Who made a request and what answered it."""
-
-    key_id: str | None
-    route: str | None
-    model_version: str | None
+# Requests remembered for feedback until the ledger surely has them (it writes within a
+# second or so). Plain tuples of shared strings: the collector stops tracking them, so a full
+# index costs no garbage-collection time.
+RECENT = 20_000
+Answered = tuple[str | None, str | None, str | None]  # key id, route, model version
 
 
 class _Series:
@@ -107,7 +103,7 @@ class Recorder:
             series.gaps.observe(gap)
         if ctx.operation is not None:
             recent = self._recent
-            recent[ctx.request_id] = Answered(ctx.key_id, ctx.route, self.model_version(ctx))
+            recent[ctx.request_id] = (ctx.key_id, ctx.route, self.model_version(ctx))
             if len(recent) > RECENT:
                 recent.popitem(last=False)
         series.duration.observe(latency)
