@@ -56,14 +56,16 @@ LITELLM_PORT = 18400
 NGINX_PROXY_PORT = 18500
 PORTS = {"direct": UPSTREAM_PORT, "nginx-proxy": NGINX_PROXY_PORT, "floor": FLOOR_PORT,
          "modelport": MODELPORT_PORT, "modelport-prod": MODELPORT_PROD_PORT,
-         "litellm": LITELLM_PORT}
+         "litellm": LITELLM_PORT, "portkey": 18450}
 CHAT_PATH = "/v1/chat/completions"
 ROUTE = "bench-chat"
 UPSTREAM_KEY = "bench-key"
 API_KEY = "mpk_benchmarkbenchmarkbenchmarkbenchmark1234"  # the production config's key
 ADMIN_KEY = "bench-admin-key-not-a-secret"
-TARGETS = ("direct", "nginx-proxy", "floor", "modelport", "modelport-prod", "litellm")
-PEERS = ("litellm", "nginx-proxy")  # Modelport's throughput is also reported against these
+TARGETS = ("direct", "nginx-proxy", "floor", "modelport", "modelport-prod", "litellm",
+           "portkey")
+# Modelport's throughput is also reported against these
+PEERS = ("litellm", "portkey", "nginx-proxy")
 # Modelport configurations: bare proxy, and production features on (ledger, request log)
 MODELPORT_CONFIGS = {"modelport": "bare.yaml", "modelport-prod": "production.yaml"}
 LITELLM_VENV = BENCH / ".venv-litellm"  # bench/run installs litellm[proxy] there
@@ -238,7 +240,7 @@ def to_ms(text: str) -> float:
 
 
 def parse_wrk(output: str) -> WrkResult:
-    distribution = re.search(r"Latency Distribution\n((?:\s+[\d.]+%\s+\S+\n)+)", output)
+    distribution = re.search(r"Latency Distribution\n((?:\s+[\d.]+%\s+\S+[ \t]*\n)+)", output)
     summary = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)", output)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     if not (distribution and summary and rps):
@@ -266,7 +268,8 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(url: str, connections: int, seconds: float, pin: bool) -> WrkResult:
+def run_wrk(url: str, connections: int, seconds: float, pin: bool,
+            extra_env: dict[str, str] | None = None) -> WrkResult:
     argv = pinned(
         LOAD_CPU,
         [
@@ -276,7 +279,7 @@ def run_wrk(url: str, connections: int, seconds: float, pin: bool) -> WrkResult:
         pin,
     )  # fmt: skip
     # every target gets the same Authorization header; only modelport-prod checks it
-    env = {**os.environ, "BENCH_ROUTE": ROUTE, "BENCH_API_KEY": API_KEY}
+    env = {**os.environ, "BENCH_ROUTE": ROUTE, "BENCH_API_KEY": API_KEY, **(extra_env or {})}
     try:
         done = subprocess.run(
             argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=False
@@ -296,6 +299,7 @@ class Target:
     name: str
     url: str
     gateway: Child | None  # None for direct: no gateway, no CPU figure
+    wrk_env: dict[str, str] = field(default_factory=dict)  # e.g. Portkey's routing headers
 
 
 def modelport_bin() -> Path:
@@ -429,6 +433,20 @@ def start_targets(
             targets["litellm"] = Target(
                 "litellm", f"http://{HOST}:{LITELLM_PORT}{CHAT_PATH}", litellm
             )
+    if "portkey" in names:
+        from peers import PORTKEY_PORT, start_portkey, wrk_env
+
+        try:
+            portkey = start_portkey(children, base, pin)
+        except BenchError as exc:
+            note = f"Portkey left out: it could not be started ({exc})"
+            print(f"warning: {note}", file=sys.stderr)
+            notes.append(note.splitlines()[0])
+            for child in [c for c in children.items if c.name == "portkey"]:
+                stop_child(children, child)
+        else:
+            targets["portkey"] = Target("portkey", f"http://{HOST}:{PORTKEY_PORT}{CHAT_PATH}",
+                                        portkey, wrk_env(base))
     return {name: targets[name] for name in names if name in targets}
 
 
@@ -458,7 +476,7 @@ class Run:
 def measure(target: Target, rnd: int, connections: int, seconds: float, pin: bool) -> Run:
     pid = target.gateway.proc.pid if target.gateway else None
     before = tree_cpu_seconds(pid) if pid else 0.0
-    result = run_wrk(target.url, connections, seconds, pin)
+    result = run_wrk(target.url, connections, seconds, pin, target.wrk_env)
     cpu = tree_cpu_seconds(pid) - before if pid else None
     if target.gateway and target.gateway.proc.poll() is not None:
         raise BenchError(f"{target.name} died during the run:\n{target.gateway.tail()}")
@@ -678,6 +696,9 @@ def machine_info() -> dict[str, Any]:
             versions[package] = None
     versions["nginx"] = command_output(["nginx", "-v"]).removeprefix("nginx version: ")
     versions["litellm"] = litellm_version()
+    from peers import portkey_version
+
+    versions["portkey"] = portkey_version()
     versions["wrk"] = command_output(["wrk", "-v"]).splitlines()[0].split(" [")[0]
     return {
         "nproc": os.cpu_count(),
