@@ -4,13 +4,17 @@
                                    modelport-prod and litellm at c=1 and c=32, interleaved
     streaming  bench/streaming.py  TTFT and inter-chunk gaps at 1 and 256 concurrent streams
     openloop   bench/openloop.py   fixed arrival rates (500 and 1000 requests/s)
+    local      bench/local.py      local runtimes: GGUF LLM against raw llama-cpp-python,
+                                   Iris over V2 against MLServer, open loop, adaptive batching
     memory     bench/memory.py     worker RSS at idle, over a soak under load, and after
 
 Each part runs as its own process with a time limit, writes bench/results/<date>-<part>.md and
 .json and prints its table; a part that fails is reported and the next one runs. LiteLLM proxy
-(a peer in overhead and streaming) is installed on first use into bench/.venv-litellm; if that
-fails the run says so and goes on without it. Exit status: 0 when every part ran clean, 2 when a
-part saw errors (failed requests or streams), 1 when a part could not run or timed out.
+(a peer in overhead and streaming) is installed on first use into bench/.venv-litellm, and the
+local part installs its peers the same way (MLServer into bench/.venv-mlserver,
+llama-cpp-python's server into bench/.venv-llama-server); if that fails the run says so and goes
+on without it. Exit status: 0 when every part ran clean, 2 when a part saw errors (failed
+requests or streams), 1 when a part could not run or timed out.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import local
 import openloop
 import overhead
 import streaming
 from overhead import BENCH, LITELLM_VENV, BenchError, ensure_port_free, litellm_bin
 
-PARTS = ("overhead", "streaming", "openloop", "memory")
+PARTS = ("overhead", "streaming", "openloop", "local", "memory")
 PYTHON = sys.executable
 
 
@@ -163,7 +168,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--no-write", action="store_true", help="print the reports, write no files")
     g = parser.add_argument_group("overhead (bench/overhead.py)")
     g.add_argument("--rounds", type=int, default=None,
-                   help="interleaved rounds (overhead 3, streaming 2; given, it sets both)")
+                   help="interleaved rounds (overhead 3, streaming 2, local 3; given, it sets "
+                        "all three)")
     g.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
     g.add_argument("--warmup", type=float, default=3, help="warm-up seconds per target (3)")
     g.add_argument("--only", default=",".join(overhead.TARGETS),
@@ -174,6 +180,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g = parser.add_argument_group("openloop (bench/openloop.py)")
     g.add_argument("--rates", default="500,1000", help="arrival rates, requests/s (500,1000)")
     g.add_argument("--openloop-duration", type=float, default=30, help="seconds per rate (30)")
+    g = parser.add_argument_group("local (bench/local.py)")
+    g.add_argument("--local-only", default=",".join(local.SECTIONS),
+                   help=f"local: sections ({','.join(local.SECTIONS)})")
+    g.add_argument("--max-tokens", type=int, default=128,
+                   help="local: tokens per LLM completion (128)")
+    g.add_argument("--local-duration", type=float, default=10,
+                   help="local: seconds per wrk run, Iris and batching (10)")
+    g.add_argument("--local-openloop-duration", type=float, default=20,
+                   help="local: seconds of the Iris open loop at 1000/s (20)")
+    g.add_argument("--no-mlserver", action="store_true",
+                   help="local: leave MLServer out (no install)")
+    g.add_argument("--no-llama-server", action="store_true",
+                   help="local: leave llama-cpp-python's server out (no install)")
     g = parser.add_argument_group("memory (bench/memory.py)")
     g.add_argument("--soak-minutes", type=float, default=10, help="minutes under load (10)")
     args = parser.parse_args(argv)  # fmt: skip
@@ -196,7 +215,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             or args.soak_minutes <= 0 or args.openloop_duration <= 0:  # fmt: skip
         parser.error("--rounds, --duration, --openloop-duration and --soak-minutes must be "
                      "positive")  # fmt: skip
+    if "local" in args.part_list:
+        try:  # local's own checks, so a bad flag fails before the first part runs
+            args.local_args = local.parse_args(local_argv(args)[2:])
+        except SystemExit:
+            parser.error("bad flags for the local part (see above)")
     return args
+
+
+def local_argv(args: argparse.Namespace) -> list[str]:
+    """bench/local.py's command line (without --out-dir, --no-write, --note)."""
+    return [PYTHON, str(BENCH / "local.py"), "--rounds", str(args.rounds or 3),
+            "--only", args.local_only, "--max-tokens", str(args.max_tokens),
+            "--duration", f"{args.local_duration:g}",
+            "--openloop-duration", f"{args.local_openloop_duration:g}",
+            *(["--no-mlserver"] if args.no_mlserver else []),
+            *(["--no-llama-server"] if args.no_llama_server else [])]  # fmt: skip
 
 
 def commands(args: argparse.Namespace) -> dict[str, tuple[list[str], float]]:
@@ -226,6 +260,10 @@ def commands(args: argparse.Namespace) -> dict[str, tuple[list[str], float]]:
          f"{args.openloop_duration:g}", *common],
         len(rates) * 2 * (args.openloop_duration + 30) + 300,
     )  # fmt: skip
+    if "local" in args.part_list:
+        # + 10 minutes: installing MLServer and the llama-cpp-python server the first time
+        out["local"] = ([*local_argv(args), *common],
+                        local.expected_seconds(args.local_args) * 1.5 + 900)  # fmt: skip
     out["memory"] = (
         [PYTHON, str(BENCH / "memory.py"), "--soak-minutes", f"{args.soak_minutes:g}", *common],
         args.soak_minutes * 60 + 400,
@@ -241,6 +279,8 @@ def ports(args: argparse.Namespace) -> set[int]:
         needed |= set(streaming.PORTS.values())
     if "openloop" in args.part_list:
         needed |= {openloop.PORTS["direct"], openloop.PORTS["modelport"]}
+    if "local" in args.part_list:
+        needed |= local.ports(args.local_args)
     if "memory" in args.part_list:
         needed |= {overhead.UPSTREAM_PORT, overhead.MODELPORT_PORT}
     return needed

