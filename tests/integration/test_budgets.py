@@ -4,6 +4,7 @@ usage report read back from the ledger."""
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -236,3 +237,13 @@ def test_usage_report_needs_the_admin_key(keyed: Keyed) -> None:
 def test_usage_report_is_empty_before_any_request(keyed: Keyed) -> None:
     r = usage(keyed, by="key", period="month")
     assert r.status_code == 200 and r.json()["data"] == []
+
+
+def test_budgets_and_spend_are_exported_per_key_id(keyed: Keyed) -> None:
+    made = keyed.create_key(budget_usd=0.5)
+    assert keyed.call("r1", made["key"], max_tokens=3).status_code == 200
+    text = keyed.client.get("/metrics").text
+    assert f'modelport_key_budget_usd{{key="{made["id"]}"}} 0.5' in text
+    spent = re.search(rf'modelport_key_budget_spent_usd{{key="{made["id"]}"}} (\S+)', text)
+    assert spent is not None and float(spent.group(1)) == pytest.approx(R1_CALL_USD)
+    assert made["key"] not in text

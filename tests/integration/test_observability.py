@@ -53,3 +53,10 @@ def test_openapi_document_describes_the_endpoints(client: httpx.Client) -> None:
                  "/admin/keys/{key_id}/rotate", "/admin/audit", "/admin/usage",
                  "/health/ready", "/metrics"):
         assert path in doc["paths"]
+
+
+def test_ledger_lag_is_exported(client: httpx.Client) -> None:
+    client.post("/v1/chat/completions", json=CHAT)
+    text = client.get("/metrics").text
+    lag = [line for line in text.splitlines() if line.startswith("modelport_ledger_lag_seconds ")]
+    assert len(lag) == 1 and 0 <= float(lag[0].split()[1]) < 5
