@@ -51,7 +51,8 @@ def test_openapi_document_describes_the_endpoints(client: httpx.Client) -> None:
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models",
                  "/v1/tokens", "/admin/keys", "/admin/keys/{key_id}",
                  "/admin/keys/{key_id}/rotate", "/admin/audit", "/admin/usage",
-                 "/health/ready", "/metrics"):
+                 "/health/ready", "/metrics", "/v1/feedback", "/admin/requests",
+                 "/admin/requests/{request_id}", "/admin/feedback", "/v2/models/{name}/infer"):
         assert path in doc["paths"]
 
 

@@ -184,6 +184,52 @@ def document() -> dict[str, Any]:
                     {"name": "period", "in": "query", "schema": {"enum": ["month", "day"]}},
                 ],
             }},
+            "/v1/feedback": {"post": {
+                "summary": "A user's verdict on one answer made with the same key.",
+                "security": _BEARER,
+                "requestBody": {"content": {"application/json": {"schema": {
+                    "type": "object", "required": ["request_id", "outcome"],
+                    "additionalProperties": False,
+                    "properties": {"request_id": {"type": "string", "maxLength": 128},
+                                   "outcome": {"enum": ["accepted", "edited", "rejected"]},
+                                   "correction": {"type": "string", "maxLength": 65536},
+                                   "score": {"type": "number", "minimum": -1000,
+                                             "maximum": 1000},
+                                   "comment": {"type": "string", "maxLength": 4096}}}}}},
+                "responses": {"201": {"description": "Recorded."}, "400": _ERRORS["400"],
+                              "401": _ERRORS["401"], "404": _ERRORS["404"]},
+            }},
+            "/admin/requests": {"get": {
+                **_admin("The request ledger, newest first, a page at a time.")["get"],
+                "parameters": [
+                    {"name": name, "in": "query", "schema": {"type": "string"}}
+                    for name in ("route", "key", "status", "since", "until", "limit", "cursor")
+                ],
+            }},
+            "/admin/requests/{request_id}": _admin(
+                "One request: attempts, latency split, tokens, cost, bodies, feedback.",
+                params=("request_id",)),
+            "/admin/feedback": _admin("Feedback and correction rate per route and model "
+                                      "version."),
+            "/admin/stats": _admin("Requests, errors, latency and cost over time."),
+            "/admin/routes": _admin("Each route's targets: breaker, load, latency, errors."),
+            "/v2/models/{name}/infer": {"post": {
+                "summary": "Tensor inference (Open Inference Protocol V2; JSON or binary "
+                           "tensors).",
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The output tensors."},
+                              "400": {"description": "Bad tensors: {\"error\": ...}"},
+                              "404": {"description": "Unknown model or version."},
+                              "503": {"description": "The model is not ready."}},
+            }},
+            "/v2/models/{name}": {"get": {
+                "summary": "Tensor model metadata (V2).",
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "Versions, platform, inputs, outputs."},
+                              "404": {"description": "Unknown model."}},
+            }},
             "/health/live": _get("The process is up."),
             "/health/ready": _get("Config loaded and providers started (503 otherwise)."),
             "/metrics": _get("Prometheus metrics.", "text/plain"),
