@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway import ServeProcess, basic_config, write_config
@@ -32,3 +38,39 @@ def test_sigterm_flushes_every_answered_request_to_the_ledger(
         (count,) = conn.execute(
             "SELECT count(*) FROM requests WHERE request_id LIKE 'flush-%'").fetchone()
     assert count == 20
+
+
+def test_sigterm_to_the_process_group_stops_local_models_without_crash_reports(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("sklearn", reason="needs modelport[tensor]")
+    from tests.fakes.models import write_iris
+    from tests.gateway import free_port
+
+    write_iris(tmp_path / "models")
+    config = write_config(tmp_path / "modelport.yaml", {
+        "store": {"url": f"sqlite:///{tmp_path}/mp.db"}, "model_repository": "models"})
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelport.cli.main", "serve", "--config", str(config),
+         "--port", str(port)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/models/iris/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)  # as systemd does: the whole group
+        assert proc.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises it after draining
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    text = (tmp_path / "serve.log").read_text()
+    assert "model_ready" in text and "Application shutdown complete" in text
+    assert "runtime_crashed" not in text and "Traceback" not in text

@@ -106,7 +106,12 @@ def answer_calls(channel: ChildChannel, op: str, handle: Callable[[Any], Any],
 
 
 def _child_main(entry: Entry, conn: Connection, spec: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    # The parent decides when workers stop: a Ctrl-C or a SIGTERM sent to the whole process
+    # group (systemd's default) reaches the server, which drains and then stops its workers;
+    # were they to die first, shutdown would look like crashes. A parent that dies without
+    # stopping them closes the pipe, and they exit on that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     channel = ChildChannel(conn)
     try:
         entry(channel, spec)
