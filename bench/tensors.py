@@ -50,7 +50,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from local_llm import (
+from local_harness import (
     Goal,
     Meter,
     Section,
