@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import git_info
 from overhead import (
     BENCH,
     GATEWAY_CPU,
@@ -37,7 +38,6 @@ from overhead import (
     Children,
     ensure_port_free,
     gateway_env,
-    git_info,
     machine_info,
     pinned,
     run_wrk,

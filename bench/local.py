@@ -31,8 +31,14 @@ from typing import Any
 
 import local_llm
 import tensors
+from harness import terminated_on_signal
 from local_harness import Meter, goals_table, header, load_line, log, preflight, run_info, write
-from overhead import BENCH, GATEWAY_CPU, LOAD_CPU, BenchError, terminated_on_signal
+from overhead import (
+    BENCH,
+    GATEWAY_CPU,
+    LOAD_CPU,
+    BenchError,
+)
 
 SECTIONS = ("llm", *tensors.SECTIONS)
 SMOKE = {"rounds": 1, "max_tokens": 32, "streams": 1, "ttft_samples": 3, "duration": 3,

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import Stat, git_info
 from overhead import (
     BENCH,
     GATEWAY_CPU,
@@ -29,9 +30,7 @@ from overhead import (
     ROOT,
     BenchError,
     Child,
-    Stat,
     ensure_port_free,
-    git_info,
     machine_info,
     modelport_bin,
 )

@@ -49,6 +49,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import Stat, rotated, stat, terminated_on_signal, to_jsonable
 from local_harness import (
     MODEL_PACKAGE,
     Goal,
@@ -78,14 +79,9 @@ from overhead import (
     BenchError,
     Child,
     Children,
-    Stat,
     modelport_bin,
     pinned,
-    rotated,
-    stat,
     stop_child,
-    terminated_on_signal,
-    to_jsonable,
     tree_cpu_seconds,
 )
 

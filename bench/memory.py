@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import git_info, terminated_on_signal
 from overhead import (
     API_KEY,
     BENCH,
@@ -45,14 +46,12 @@ from overhead import (
     Child,
     Children,
     ensure_port_free,
-    git_info,
     machine_info,
     modelport_bin,
     parse_wrk,
     pinned,
     start_modelport,
     start_upstream,
-    terminated_on_signal,
     tree_cpu_seconds,
 )
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import aiohttp
 import uvloop
+from harness import git_info, rotated, terminated_on_signal
 from overhead import (
     API_KEY,
     BENCH,
@@ -53,13 +54,10 @@ from overhead import (
     Child,
     Children,
     ensure_port_free,
-    git_info,
     machine_info,
     modelport_bin,
-    rotated,
     start_modelport,
     start_upstream,
-    terminated_on_signal,
     tree_cpu_seconds,
 )
 from streaming import pct

@@ -27,23 +27,30 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from harness import (
+    Stat,
+    git_info,
+    rotated,
+    stat,
+    terminated_on_signal,
+    to_jsonable,
+)
+from harness import machine_info as harness_machine_info
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -68,7 +75,6 @@ TARGETS = ("direct", "nginx-proxy", "floor", "modelport", "modelport-prod", "lit
 PEERS = ("litellm", "portkey", "nginx-proxy")
 # Modelport configurations: bare proxy, and production features on (ledger, request log)
 MODELPORT_CONFIGS = {"modelport": "bare.yaml", "modelport-prod": "production.yaml"}
-LITELLM_VENV = BENCH / ".venv-litellm"  # bench/run installs litellm[proxy] there
 LOAD_CPU = "0"  # wrk and nginx
 GATEWAY_CPU = "1"  # the gateway under test
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -306,32 +312,9 @@ def modelport_bin() -> Path:
     return Path(sys.executable).parent / "modelport"
 
 
-def litellm_bin() -> Path:
-    return LITELLM_VENV / "bin" / "litellm"
-
-
 def gateway_env() -> dict[str, str]:
     return {**os.environ, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, "PYTHONUNBUFFERED": "1",
             "BENCH_API_KEY": API_KEY, "BENCH_ADMIN_KEY": ADMIN_KEY}  # fmt: skip
-
-
-def litellm_env() -> dict[str, str]:
-    """LiteLLM quiet and offline: no cost-map download, no telemetry, no banner, no .env."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.update({
-        "LITELLM_LOG": "ERROR",
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_TELEMETRY_DISABLED": "true",
-        "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
-        "LITELLM_MODE": "PRODUCTION",
-        "DISABLE_SCHEMA_UPDATE": "true",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "DO_NOT_TRACK": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
-    env.pop("DATABASE_URL", None)  # no database: LiteLLM as a plain proxy
-    return env
 
 
 def start_nginx(children: Children, name: str, conf: Path, cpu: str, pin: bool) -> Child:
@@ -362,22 +345,6 @@ def start_modelport(
     return gateway
 
 
-def start_litellm(
-    children: Children, name: str, config: Path, port: int, pin: bool, timeout: float = 180
-) -> Child:
-    """LiteLLM proxy, one worker, no database; raises BenchError if it is missing or fails."""
-    if not litellm_bin().exists():
-        raise BenchError(
-            f"{litellm_bin()} not found (bench/run installs it: pip install 'litellm[proxy]' "
-            f"into {LITELLM_VENV})"
-        )
-    argv = [str(litellm_bin()), "--config", str(config), "--host", HOST, "--port", str(port),
-            "--num_workers", "1"]  # fmt: skip
-    gateway = children.start(name, pinned(GATEWAY_CPU, argv, pin), litellm_env())
-    wait_ready(gateway, f"http://{HOST}:{port}", None, timeout)
-    return gateway
-
-
 def stop_child(children: Children, child: Child) -> None:
     """Stop one child (its whole process group) early, e.g. a peer that failed to start."""
     if child.proc.poll() is None:
@@ -397,6 +364,8 @@ def start_targets(
     names: Sequence[str], children: Children, pin: bool, notes: list[str]
 ) -> dict[str, Target]:
     """Start every target; LiteLLM is optional (a failure is noted in `notes`, not fatal)."""
+    from peers import start_litellm
+
     base = start_upstream(children, pin)
     targets = {"direct": Target("direct", base + CHAT_PATH, None)}
 
@@ -500,28 +469,9 @@ def measure(target: Target, rnd: int, connections: int, seconds: float, pin: boo
     )
 
 
-def rotated(items: Sequence[str], by: int) -> list[str]:
-    """Each round starts with a different target, so no target always runs first."""
-    return [*items[by % len(items) :], *items[: by % len(items)]]
-
-
 # --------------------------------------------------------------------------- reporting
 
 METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_util")
-
-
-@dataclass
-class Stat:
-    median: float
-    low: float
-    high: float
-
-
-def stat(values: Sequence[float | None]) -> Stat | None:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    return Stat(statistics.median(present), min(present), max(present))
 
 
 def summarise(runs: Sequence[Run], targets: Sequence[str], levels: Sequence[int]) -> dict[str, Any]:
@@ -675,55 +625,11 @@ def nagle_warnings(runs: Sequence[Run]) -> list[str]:
 # --------------------------------------------------------------------------- machine info
 
 
-def command_output(argv: Sequence[str]) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return (done.stdout + done.stderr).strip()
-
-
 def machine_info() -> dict[str, Any]:
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu_model = found.group(1).strip() if found else ""
-    versions: dict[str, str | None] = {}
-    for package in ("uvicorn", "aiohttp", "orjson", "uvloop", "httptools", "modelport"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    versions["nginx"] = command_output(["nginx", "-v"]).removeprefix("nginx version: ")
-    versions["litellm"] = litellm_version()
-    from peers import portkey_version
+    """The machine, with the versions of this benchmark's peers."""
+    from peers import litellm_version, portkey_version
 
-    versions["portkey"] = portkey_version()
-    versions["wrk"] = command_output(["wrk", "-v"]).splitlines()[0].split(" [")[0]
-    return {
-        "nproc": os.cpu_count(),
-        "cpus_allowed": sorted(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "kernel": platform.release(),
-        "python": sys.version,
-        "loadavg_at_start": os.getloadavg(),
-        "versions": versions,
-    }
-
-
-def litellm_version() -> str | None:
-    """LiteLLM's version from its venv's metadata, without importing it (slow)."""
-    found = sorted(LITELLM_VENV.glob("lib/python*/site-packages/litellm-*.dist-info"))
-    return found[-1].name.removeprefix("litellm-").removesuffix(".dist-info") if found else None
-
-
-def git_info() -> dict[str, Any]:
-    commit = command_output(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"])
-    dirty = command_output(["git", "-C", str(ROOT), "status", "--porcelain"])
-    return {
-        "commit": commit if re.fullmatch(r"[0-9a-f]+", commit) else "none",
-        "dirty": bool(dirty),
-    }
+    return harness_machine_info({"litellm": litellm_version(), "portkey": portkey_version()})
 
 
 # --------------------------------------------------------------------------- main
@@ -753,21 +659,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.rounds < 1 or args.duration <= 0 or min(args.levels) < 1:
         parser.error("--rounds, --duration and --concurrency must be positive")
     return args
-
-
-@contextlib.contextmanager
-def terminated_on_signal() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into SystemExit, so the finally blocks stop every child."""
-
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def preflight(args: argparse.Namespace) -> bool:
@@ -861,20 +752,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, Stat):
-        return asdict(value)
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    return value
+def cli() -> int:
+    try:
+        return main()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; children stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        sys.exit(130)
+    # Run this module under its own name, so that bench/peers.py (which imports it) shares
+    # its classes: a BenchError raised there is the one caught here.
+    import overhead
+
+    sys.exit(overhead.cli())

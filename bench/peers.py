@@ -1,6 +1,9 @@
-"""Portkey's open-source AI gateway as a peer in the gateway-overhead benchmark.
+"""The peers Modelport is measured against, LiteLLM proxy and Portkey's open-source gateway.
 
-`npm install @portkey-ai/gateway` into bench/.node-portkey on first use (Node.js from the
+LiteLLM: installed by bench/run into bench/.venv-litellm; one worker, no database, quiet and
+offline (see litellm_env).
+
+Portkey: `npm install @portkey-ai/gateway` into bench/.node-portkey on first use (Node.js from the
 machine), then `node build/start-server.js --port=... --headless`, one Node process pinned to
 the gateway's core like every other gateway. Portkey routes by request headers: the provider
 (`openai`) and a custom host (the nginx upstream), which wrk sends through chat.lua's
@@ -10,6 +13,7 @@ BENCH_EXTRA_HEADERS.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,8 +33,10 @@ from overhead import (
     Child,
     Children,
     pinned,
+    wait_ready,
 )
 
+LITELLM_VENV = BENCH / ".venv-litellm"  # bench/run installs litellm[proxy] there
 PORTKEY_DIR = BENCH / ".node-portkey"
 PORTKEY_PORT = 18450
 PORTKEY_PACKAGE = "@portkey-ai/gateway"
@@ -98,3 +104,48 @@ def start_portkey(children: Children, upstream_base: str, pin: bool,
             last = str(exc)
         time.sleep(0.2)
     raise BenchError(f"portkey not ready after {timeout:.0f}s ({last}):\n{child.tail()}")
+
+
+def litellm_bin() -> Path:
+    return LITELLM_VENV / "bin" / "litellm"
+
+
+def litellm_env() -> dict[str, str]:
+    """LiteLLM quiet and offline: no cost-map download, no telemetry, no banner, no .env."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env.update({
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY_DISABLED": "true",
+        "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
+        "LITELLM_MODE": "PRODUCTION",
+        "DISABLE_SCHEMA_UPDATE": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "DO_NOT_TRACK": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.pop("DATABASE_URL", None)  # no database: LiteLLM as a plain proxy
+    return env
+
+
+def start_litellm(
+    children: Children, name: str, config: Path, port: int, pin: bool, timeout: float = 180
+) -> Child:
+    """LiteLLM proxy, one worker, no database; raises BenchError if it is missing or fails."""
+    if not litellm_bin().exists():
+        raise BenchError(
+            f"{litellm_bin()} not found (bench/run installs it: pip install 'litellm[proxy]' "
+            f"into {LITELLM_VENV})"
+        )
+    argv = [str(litellm_bin()), "--config", str(config), "--host", HOST, "--port", str(port),
+            "--num_workers", "1"]  # fmt: skip
+    gateway = children.start(name, pinned(GATEWAY_CPU, argv, pin), litellm_env())
+    wait_ready(gateway, f"http://{HOST}:{port}", None, timeout)
+    return gateway
+
+
+def litellm_version() -> str | None:
+    """LiteLLM's version from its venv's metadata, without importing it (slow)."""
+    found = sorted(LITELLM_VENV.glob("lib/python*/site-packages/litellm-*.dist-info"))
+    return found[-1].name.removeprefix("litellm-").removesuffix(".dist-info") if found else None

@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 import orjson
 import uvloop
+from harness import Stat, git_info, rotated, stat, terminated_on_signal
 from overhead import (
     API_KEY,
     BENCH,
@@ -50,21 +51,16 @@ from overhead import (
     BenchError,
     Child,
     Children,
-    Stat,
     ensure_port_free,
-    git_info,
     machine_info,
     modelport_bin,
     pinned,
-    rotated,
-    start_litellm,
     start_modelport,
-    stat,
     stop_child,
-    terminated_on_signal,
     tree_cpu_seconds,
     wait_ready,
 )
+from peers import start_litellm
 
 FAKE_PORT = 18600
 MODELPORT_PORT = 18302

@@ -35,7 +35,8 @@ import local
 import openloop
 import overhead
 import streaming
-from overhead import BENCH, LITELLM_VENV, BenchError, ensure_port_free, litellm_bin
+from overhead import BENCH, BenchError, ensure_port_free
+from peers import LITELLM_VENV, litellm_bin
 
 PARTS = ("overhead", "streaming", "openloop", "local", "memory")
 PYTHON = sys.executable

@@ -50,6 +50,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import Stat, stat, terminated_on_signal, to_jsonable
 from local_harness import (
     Goal,
     Meter,
@@ -76,16 +77,12 @@ from overhead import (
     BenchError,
     Child,
     Children,
-    Stat,
     WrkResult,
     modelport_bin,
     parse_wrk,
     pinned,
     rotated,
-    stat,
     stop_child,
-    terminated_on_signal,
-    to_jsonable,
     tree_cpu_seconds,
 )
 from streaming import pct
