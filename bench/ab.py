@@ -54,35 +54,53 @@ PORTS = {"base": 18320, "head": 18321}
 def base_checkout(revision: str) -> Iterator[Path]:
     """The base revision's tree in a temporary worktree, removed afterwards."""
     where = Path(tempfile.mkdtemp(prefix="modelport-ab-"))
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(where), revision],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(where), revision],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield where
     finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)],
-                       check=False, capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)],
+            check=False,
+            capture_output=True,
+        )
 
 
 def start(children: Children, name: str, src: Path, config: Path, pin: bool) -> Child:
     port = PORTS[name]
-    argv = [sys.executable, "-m", "modelport.cli.main", "serve", "--config", str(config),
-            "--host", HOST, "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "modelport.cli.main",
+        "serve",
+        "--config",
+        str(config),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
     env = {**gateway_env(), "PYTHONPATH": str(src)}
     child = children.start(f"modelport-{name}", pinned(GATEWAY_CPU, argv, pin), env)
     wait_ready(child, f"http://{HOST}:{port}", "/health/ready", 60)
     return child
 
 
-def measure(child: Child, name: str, connections: int, seconds: float, pin: bool
-            ) -> dict[str, Any]:
+def measure(child: Child, name: str, connections: int, seconds: float, pin: bool) -> dict[str, Any]:
     cpu_before = tree_cpu_seconds(child.proc.pid)
-    result = run_wrk(f"http://{HOST}:{PORTS[name]}/v1/chat/completions", connections, seconds,
-                     pin)
+    result = run_wrk(f"http://{HOST}:{PORTS[name]}/v1/chat/completions", connections, seconds, pin)
     cpu = tree_cpu_seconds(child.proc.pid) - cpu_before
     if result.errors:
         raise BenchError(f"{name}: {result.errors} failed requests at c={connections}")
-    return {"rps": result.rps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
-            "cpu_us_per_request": cpu / max(result.requests, 1) * 1e6}
+    return {
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "cpu_us_per_request": cpu / max(result.requests, 1) * 1e6,
+    }
 
 
 def spread(values: Sequence[float]) -> str:
@@ -90,27 +108,42 @@ def spread(values: Sequence[float]) -> str:
 
 
 def render(args: argparse.Namespace, runs: list[dict[str, Any]], info: dict[str, Any]) -> str:
-    lines = [f"# Modelport {args.base} against the working tree, {info['date']}", "",
-             f"Config `{args.config}`; {args.rounds} rounds of {args.duration:g} s per build "
-             "and concurrency, interleaved; gateways pinned to one core, wrk on the other.",
-             "", "| build | c | req/s | p50 ms | p99 ms | CPU µs/req |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Modelport {args.base} against the working tree, {info['date']}",
+        "",
+        f"Config `{args.config}`; {args.rounds} rounds of {args.duration:g} s per build "
+        "and concurrency, interleaved; gateways pinned to one core, wrk on the other.",
+        "",
+        "| build | c | req/s | p50 ms | p99 ms | CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for c in args.concurrency:
         for name in ("base", "head"):
             rows = [r for r in runs if r["build"] == name and r["c"] == c]
-            lines.append(f"| {name} | {c} | {spread([r['rps'] for r in rows])} | "
-                         f"{spread([r['p50_ms'] for r in rows])} | "
-                         f"{spread([r['p99_ms'] for r in rows])} | "
-                         f"{spread([r['cpu_us_per_request'] for r in rows])} |")
+            lines.append(
+                f"| {name} | {c} | {spread([r['rps'] for r in rows])} | "
+                f"{spread([r['p50_ms'] for r in rows])} | "
+                f"{spread([r['p99_ms'] for r in rows])} | "
+                f"{spread([r['cpu_us_per_request'] for r in rows])} |"
+            )
     lines.append("")
     for c in args.concurrency:
-        pairs = [(a, b) for a in runs for b in runs if a["round"] == b["round"] and a["c"] == c
-                 == b["c"] and a["build"] == "base" and b["build"] == "head"]
+        pairs = [
+            (a, b)
+            for a in runs
+            for b in runs
+            if a["round"] == b["round"]
+            and a["c"] == c == b["c"]
+            and a["build"] == "base"
+            and b["build"] == "head"
+        ]
         added = [b["p50_ms"] - a["p50_ms"] for a, b in pairs]
         ratio = [b["rps"] / a["rps"] for a, b in pairs]
         cpu = [b["cpu_us_per_request"] / a["cpu_us_per_request"] for a, b in pairs]
-        lines.append(f"- c={c}: added p50 (head - base, per round) {spread(added)} ms; "
-                     f"throughput head/base {spread(ratio)}; CPU/request head/base {spread(cpu)}")
+        lines.append(
+            f"- c={c}: added p50 (head - base, per round) {spread(added)} ms; "
+            f"throughput head/base {spread(ratio)}; CPU/request head/base {spread(cpu)}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -120,23 +153,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default=str(BENCH / "configs" / "bare.yaml"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1, 32])
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 32]
+    )
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--out", default=None, help="write the report (.md) and .json here")
     args = parser.parse_args(argv)
     for port in (*PORTS.values(), 18100):
         ensure_port_free(port)
-    info = {"date": dt.date.today().isoformat(), "machine": machine_info(), "git": git_info(),
-            "base": args.base}
+    info = {
+        "date": dt.date.today().isoformat(),
+        "machine": machine_info(),
+        "git": git_info(),
+        "base": args.base,
+    }
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="modelport-ab-run-") as work, \
-            base_checkout(args.base) as base:
+    with (
+        tempfile.TemporaryDirectory(prefix="modelport-ab-run-") as work,
+        base_checkout(args.base) as base,
+    ):
         children = Children(Path(work))
         try:
             start_upstream(children, args.pin)
-            gateways = {"base": start(children, "base", base / "src", Path(args.config), args.pin),
-                        "head": start(children, "head", REPO / "src", Path(args.config), args.pin)}
+            gateways = {
+                "base": start(children, "base", base / "src", Path(args.config), args.pin),
+                "head": start(children, "head", REPO / "src", Path(args.config), args.pin),
+            }
             for name, child in gateways.items():  # warm up
                 measure(child, name, 32, 2, args.pin)
             for rnd in range(args.rounds):

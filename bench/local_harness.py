@@ -78,8 +78,14 @@ def install_venv(venv: Path, what: str, packages: Sequence[str], log_name: str,
         with logfile.open("w") as out:
             for argv, limit in steps:
                 try:
-                    done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, timeout=limit, check=False)
+                    done = subprocess.run(
+                        argv,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        timeout=limit,
+                        check=False,
+                    )
                     failed = f"exit status {done.returncode}" if done.returncode else None
                 except (OSError, subprocess.TimeoutExpired) as exc:
                     failed = str(exc)
@@ -217,7 +223,6 @@ def goals_table(goals: Sequence[Goal]) -> list[str]:
 # --------------------------------------------------------------------------- the model
 
 
-
 def preflight(port_set: set[int]) -> bool:
     if shutil.which("taskset") is None:
         raise BenchError("taskset not found; bench/run installs it (apt-get install util-linux)")
@@ -267,10 +272,12 @@ def load_line(load: dict[str, Any]) -> str:
     verdict = ("quiet" if other < 0.1 and steal < 0.05 else
                "**DISTURBED: other work shared the two cores, so absolute figures and the "
                "spread suffer**")  # fmt: skip
-    return (f"Other processes used {other:.2f} of the 2 cores on average over "
-            f"{load['seconds']:.0f} s (hypervisor steal {steal:.2f}; load average "
-            f"{load['loadavg_start'][0]:.2f} at start, {load['loadavg_end'][0]:.2f} at end): "
-            f"{verdict}.")
+    return (
+        f"Other processes used {other:.2f} of the 2 cores on average over "
+        f"{load['seconds']:.0f} s (hypervisor steal {steal:.2f}; load average "
+        f"{load['loadavg_start'][0]:.2f} at start, {load['loadavg_end'][0]:.2f} at end): "
+        f"{verdict}."
+    )
 
 
 def header(title: str, info: dict[str, Any]) -> list[str]:

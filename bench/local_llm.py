@@ -110,8 +110,6 @@ def model_path() -> str:
     return str(assemble())
 
 
-
-
 # --------------------------------------------------------------------------- the client
 
 
@@ -159,9 +157,17 @@ async def one_stream(session: Any, url: str, body: bytes, timeout: float) -> dic
         error = f"timeout after {timeout:g}s"
     except Exception as exc:  # aiohttp errors, bad JSON: the stream failed
         error = f"{type(exc).__name__}: {exc}"
-    return {"start": start, "first": first, "last": last, "end": time.perf_counter(),
-            "tokens": tokens, "usage_tokens": usage, "text": "".join(text), "error": error,
-            "kind": "long"}
+    return {
+        "start": start,
+        "first": first,
+        "last": last,
+        "end": time.perf_counter(),
+        "tokens": tokens,
+        "usage_tokens": usage,
+        "text": "".join(text),
+        "error": error,
+        "kind": "long",
+    }
 
 
 async def streams(url: str, body: bytes, concurrent: int, sequential: int,
@@ -177,7 +183,6 @@ async def streams(url: str, body: bytes, concurrent: int, sequential: int,
                 *(one_stream(session, url, body, timeout) for _ in range(concurrent))
             )
     return out
-
 
 
 def run_streams(url: str, body: bytes, concurrent: int, sequential: int,
@@ -400,9 +405,15 @@ def ensure_llama_server() -> str | None:
             raise BenchError(f"no site-packages in {SERVER_VENV}")
         (found[0] / "zz-modelport-repo-venv.pth").write_text(f"{site}\n")
 
-    return install_venv(SERVER_VENV, "llama-cpp-python's OpenAI server (its [server] extra)",
-                        extras, "llama-server-install.log",
-                        ["-c", "import llama_cpp.server.app"], after=add_pth, limit_s=600)
+    return install_venv(
+        SERVER_VENV,
+        "llama-cpp-python's OpenAI server (its [server] extra)",
+        extras,
+        "llama-server-install.log",
+        ["-c", "import llama_cpp.server.app"],
+        after=add_pth,
+        limit_s=600,
+    )
 
 
 def start_llama_server(children: Children, model: str, args: argparse.Namespace,
@@ -537,13 +548,16 @@ def render(summary: dict[str, Any], runs: Sequence[Run], goals: Sequence[Goal],
     for label, s in summary["compare"].items():
         lines.append(f"- {label}: {fmt(s, 3)}")
     lines += ["", *goals_table(goals)]
-    lines += ["", "TTFT: request sent to the first chunk with text (raw: the create_completion "
-              "call to its first chunk). Decode tokens/s: tokens after the first / time after "
-              "the first. Aggregate: all streams' tokens / (last token - requests sent), "
-              "prefill included, compared with the single stream's decode rate (prefill "
-              "excluded), so the ratio is conservative. Gateway CPU ms/token: CPU time of the "
-              "`modelport serve` process itself (not its worker) per token; serving CPU util: "
-              "the whole serving tree's CPU seconds per wall second (1.00 = CPU 1 saturated)."]
+    lines += [
+        "",
+        "TTFT: request sent to the first chunk with text (raw: the create_completion "
+        "call to its first chunk). Decode tokens/s: tokens after the first / time after "
+        "the first. Aggregate: all streams' tokens / (last token - requests sent), "
+        "prefill included, compared with the single stream's decode rate (prefill "
+        "excluded), so the ratio is conservative. Gateway CPU ms/token: CPU time of the "
+        "`modelport serve` process itself (not its worker) per token; serving CPU util: "
+        "the whole serving tree's CPU seconds per wall second (1.00 = CPU 1 saturated).",
+    ]
     texts = {r.target: r.text for r in runs if r.round == 1 and r.text}
     if "raw" in texts and "modelport" in texts:
         a, b = texts["raw"], texts["modelport"]
@@ -567,20 +581,34 @@ def render(summary: dict[str, Any], runs: Sequence[Run], goals: Sequence[Goal],
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("local LLM (bench/local_llm.py)")
     g.add_argument("--max-tokens", type=int, default=128, help="tokens per completion (128)")
-    g.add_argument("--streams", type=int, default=2,
-                   help="single streams per round for raw and for Modelport (2)")
-    g.add_argument("--ttft-samples", type=int, default=10,
-                   help="extra max_tokens=1 requests per round for raw and Modelport, for the "
-                        "time to first token (10)")
+    g.add_argument(
+        "--streams",
+        type=int,
+        default=2,
+        help="single streams per round for raw and for Modelport (2)",
+    )
+    g.add_argument(
+        "--ttft-samples",
+        type=int,
+        default=10,
+        help="extra max_tokens=1 requests per round for raw and Modelport, for the "
+        "time to first token (10)",
+    )
     g.add_argument("--concurrent", type=int, default=4, help="concurrent streams (4)")
     g.add_argument("--threads", type=int, default=1, help="llama.cpp threads, T (1)")
     g.add_argument("--parallel", type=int, default=4, help="Modelport `parallel` (4)")
     g.add_argument("--n-ctx", type=int, default=2048, help="context per sequence (2048)")
     g.add_argument("--stream-timeout", type=float, default=120, help="seconds per stream (120)")
-    g.add_argument("--raw-flash-attn", action="store_true",
-                   help="raw: Llama(flash_attn=True) (default: llama-cpp-python's default, off)")
-    g.add_argument("--no-llama-server", action="store_true",
-                   help="leave llama-cpp-python's server out (installs nothing for it)")
+    g.add_argument(
+        "--raw-flash-attn",
+        action="store_true",
+        help="raw: Llama(flash_attn=True) (default: llama-cpp-python's default, off)",
+    )
+    g.add_argument(
+        "--no-llama-server",
+        action="store_true",
+        help="leave llama-cpp-python's server out (installs nothing for it)",
+    )
     # the raw child's own flags
     g.add_argument("--raw-serve", action="store_true", help=argparse.SUPPRESS)
     g.add_argument("--raw-model", help=argparse.SUPPRESS)

@@ -78,8 +78,14 @@ class RawChild:
         self.log = workdir / "raw.log"
         self.timeout = args.stream_timeout
         with self.log.open("wb") as err:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=err, text=True, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                start_new_session=True,
+            )
         self.load_s = float(self._answer(120)["load_s"])
 
     def _answer(self, timeout: float) -> dict[str, Any]:

@@ -291,8 +291,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-inflight", type=int, default=1000,
                         help="most requests outstanding at once (1000)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=10, help="request timeout, s (10)")
-    parser.add_argument("--only", default="direct,modelport",
-                        help=f"targets from {','.join(TARGETS)} (default direct,modelport)")
+    parser.add_argument(
+        "--only",
+        default="direct,modelport",
+        help=f"targets from {','.join(TARGETS)} (default direct,modelport)",
+    )
     parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--no-write", action="store_true", help="print only, write no files")
     args = parser.parse_args(argv)

@@ -61,16 +61,21 @@ MODELPORT_PORT = 18300
 MODELPORT_PROD_PORT = 18301
 LITELLM_PORT = 18400
 NGINX_PROXY_PORT = 18500
-PORTS = {"direct": UPSTREAM_PORT, "nginx-proxy": NGINX_PROXY_PORT, "floor": FLOOR_PORT,
-         "modelport": MODELPORT_PORT, "modelport-prod": MODELPORT_PROD_PORT,
-         "litellm": LITELLM_PORT, "portkey": 18450}
+PORTS = {
+    "direct": UPSTREAM_PORT,
+    "nginx-proxy": NGINX_PROXY_PORT,
+    "floor": FLOOR_PORT,
+    "modelport": MODELPORT_PORT,
+    "modelport-prod": MODELPORT_PROD_PORT,
+    "litellm": LITELLM_PORT,
+    "portkey": 18450,
+}
 CHAT_PATH = "/v1/chat/completions"
 ROUTE = "bench-chat"
 UPSTREAM_KEY = "bench-key"
 API_KEY = "mpk_benchmarkbenchmarkbenchmarkbenchmark1234"  # the production config's key
 ADMIN_KEY = "bench-admin-key-not-a-secret"
-TARGETS = ("direct", "nginx-proxy", "floor", "modelport", "modelport-prod", "litellm",
-           "portkey")
+TARGETS = ("direct", "nginx-proxy", "floor", "modelport", "modelport-prod", "litellm", "portkey")
 # Modelport's throughput is also reported against these
 PEERS = ("litellm", "portkey", "nginx-proxy")
 # Modelport configurations: bare proxy, and production features on (ledger, request log)
@@ -274,8 +279,9 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(url: str, connections: int, seconds: float, pin: bool,
-            extra_env: dict[str, str] | None = None) -> WrkResult:
+def run_wrk(
+    url: str, connections: int, seconds: float, pin: bool, extra_env: dict[str, str] | None = None
+) -> WrkResult:
     argv = pinned(
         LOAD_CPU,
         [
@@ -414,8 +420,9 @@ def start_targets(
             for child in [c for c in children.items if c.name == "portkey"]:
                 stop_child(children, child)
         else:
-            targets["portkey"] = Target("portkey", f"http://{HOST}:{PORTKEY_PORT}{CHAT_PATH}",
-                                        portkey, wrk_env(base))
+            targets["portkey"] = Target(
+                "portkey", f"http://{HOST}:{PORTKEY_PORT}{CHAT_PATH}", portkey, wrk_env(base)
+            )
     return {name: targets[name] for name in names if name in targets}
 
 
@@ -593,8 +600,12 @@ def render(summary: dict[str, Any], runs: Sequence[Run], info: dict[str, Any]) -
         for label, s in summary["ratios"].items():
             lines.append(f"- {label}: {fmt(s, 3)}")
     if summary.get("peer_ratios"):
-        lines += ["", "Modelport against the peers (per round, side by side; rps > 1 means "
-                  "Modelport serves more requests/s than the peer):", ""]
+        lines += [
+            "",
+            "Modelport against the peers (per round, side by side; rps > 1 means "
+            "Modelport serves more requests/s than the peer):",
+            "",
+        ]
         for label, s in summary["peer_ratios"].items():
             lines.append(f"- {label}: {fmt(s, 3)}")
     flagged = [r for r in runs if r.errors]
@@ -607,8 +618,10 @@ def render(summary: dict[str, Any], runs: Sequence[Run], info: dict[str, Any]) -
             )
     lines += ["", *(f"Note: {w}" for w in info["warnings"])]
     if "litellm" in info["args"]["targets"]:
-        lines.append(f"Note: LiteLLM {info['machine']['versions'].get('litellm') or '?'}, "
-                     "one worker, no database, open (no master key).")
+        lines.append(
+            f"Note: LiteLLM {info['machine']['versions'].get('litellm') or '?'}, "
+            "one worker, no database, open (no master key)."
+        )
     return "\n".join(lines).rstrip() + "\n"
 
 

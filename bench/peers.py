@@ -62,9 +62,13 @@ def ensure_portkey() -> None:
         raise BenchError("npm is not installed (Node.js is needed for Portkey)")
     PORTKEY_DIR.mkdir(parents=True, exist_ok=True)
     print(f"installing {PORTKEY_PACKAGE} into {PORTKEY_DIR}", file=sys.stderr)
-    done = subprocess.run([npm, "install", "--prefix", str(PORTKEY_DIR), "--no-audit",
-                           "--no-fund", PORTKEY_PACKAGE], capture_output=True, text=True,
-                          timeout=600, check=False)
+    done = subprocess.run(
+        [npm, "install", "--prefix", str(PORTKEY_DIR), "--no-audit", "--no-fund", PORTKEY_PACKAGE],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if done.returncode != 0 or not portkey_server().exists():
         shutil.rmtree(PORTKEY_DIR, ignore_errors=True)
         raise BenchError(f"npm install {PORTKEY_PACKAGE} failed: {done.stderr[-500:]}")
@@ -76,12 +80,14 @@ def portkey_headers(upstream_base: str) -> dict[str, str]:
 
 def wrk_env(upstream_base: str) -> dict[str, str]:
     """What chat.lua needs to send Portkey's routing headers."""
-    return {"BENCH_EXTRA_HEADERS": "|".join(
-        f"{k}: {v}" for k, v in portkey_headers(upstream_base).items())}
+    return {
+        "BENCH_EXTRA_HEADERS": "|".join(
+            f"{k}: {v}" for k, v in portkey_headers(upstream_base).items()
+        )
+    }
 
 
-def start_portkey(children: Children, upstream_base: str, pin: bool,
-                  timeout: float = 60) -> Child:
+def start_portkey(children: Children, upstream_base: str, pin: bool, timeout: float = 60) -> Child:
     ensure_portkey()
     node = shutil.which("node") or "node"
     argv = [node, str(portkey_server()), f"--port={PORTKEY_PORT}", "--headless"]
@@ -93,8 +99,11 @@ def start_portkey(children: Children, upstream_base: str, pin: bool,
         if child.proc.poll() is not None:
             raise BenchError(f"portkey exited with {child.proc.returncode}:\n{child.tail()}")
         request = urllib.request.Request(url, data=PROBE_BODY, method="POST")
-        for key, value in {**portkey_headers(upstream_base), "Content-Type": "application/json",
-                           "Authorization": f"Bearer {API_KEY}"}.items():
+        for key, value in {
+            **portkey_headers(upstream_base),
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {API_KEY}",
+        }.items():
             request.add_header(key, value)
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
@@ -113,18 +122,20 @@ def litellm_bin() -> Path:
 def litellm_env() -> dict[str, str]:
     """LiteLLM quiet and offline: no cost-map download, no telemetry, no banner, no .env."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.update({
-        "LITELLM_LOG": "ERROR",
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_TELEMETRY_DISABLED": "true",
-        "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
-        "LITELLM_MODE": "PRODUCTION",
-        "DISABLE_SCHEMA_UPDATE": "true",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "DO_NOT_TRACK": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_TELEMETRY_DISABLED": "true",
+            "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
+            "LITELLM_MODE": "PRODUCTION",
+            "DISABLE_SCHEMA_UPDATE": "true",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "DO_NOT_TRACK": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.pop("DATABASE_URL", None)  # no database: LiteLLM as a plain proxy
     return env
 

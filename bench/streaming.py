@@ -414,18 +414,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Streaming benchmark (see bench/README.md)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     parser.add_argument("--concurrency", default="1,256", help="concurrent streams (1,256)")
-    parser.add_argument("--min-streams", type=int, default=10,
-                        help="at least this many streams per run (default 10)")
-    parser.add_argument("--streams-per-client", type=int, default=3,
-                        help="streams each concurrent client runs back to back (default 3)")
+    parser.add_argument(
+        "--min-streams",
+        type=int,
+        default=10,
+        help="at least this many streams per run (default 10)",
+    )
+    parser.add_argument(
+        "--streams-per-client",
+        type=int,
+        default=3,
+        help="streams each concurrent client runs back to back (default 3)",
+    )
     parser.add_argument("--chunks", type=int, default=64, help="chunks per stream (64)")
     parser.add_argument("--interval-ms", type=float, default=20, help="ms between chunks (20)")
-    parser.add_argument("--stall-s", type=float, default=1.0,
-                        help="a gap longer than this is a stall (default 1 s)")
-    parser.add_argument("--stream-timeout", type=float, default=60,
-                        help="seconds one stream may take before it fails (default 60)")
-    parser.add_argument("--only", default=",".join(TARGETS),
-                        help=f"comma-separated targets (default {','.join(TARGETS)})")
+    parser.add_argument(
+        "--stall-s", type=float, default=1.0, help="a gap longer than this is a stall (default 1 s)"
+    )
+    parser.add_argument(
+        "--stream-timeout",
+        type=float,
+        default=60,
+        help="seconds one stream may take before it fails (default 60)",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(TARGETS),
+        help=f"comma-separated targets (default {','.join(TARGETS)})",
+    )
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
     parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--no-write", action="store_true", help="print only, write no files")

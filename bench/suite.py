@@ -126,8 +126,12 @@ def ensure_litellm() -> str | None:
         return None
     log = BENCH / ".work" / "litellm-install.log"
     log.parent.mkdir(exist_ok=True)
-    print(f"installing LiteLLM proxy into {shown(LITELLM_VENV)} "
-          "(pip install 'litellm[proxy]', a minute or two)", file=sys.stderr, flush=True)
+    print(
+        f"installing LiteLLM proxy into {shown(LITELLM_VENV)} "
+        "(pip install 'litellm[proxy]', a minute or two)",
+        file=sys.stderr,
+        flush=True,
+    )
     # subprocess.run kills the install if this process is interrupted (Ctrl-C, SIGTERM)
     steps = [
         ([PYTHON, "-m", "venv", str(LITELLM_VENV)], 180),
@@ -137,8 +141,12 @@ def ensure_litellm() -> str | None:
         for argv, limit in steps:
             try:
                 done = subprocess.run(
-                    argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    timeout=limit, check=False,
+                    argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=limit,
+                    check=False,
                 )
                 failed = f"exit status {done.returncode}" if done.returncode else None
             except (OSError, subprocess.TimeoutExpired) as exc:
@@ -168,13 +176,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--out-dir", type=Path, default=BENCH / "results")
     add("--no-write", action="store_true", help="print the reports, write no files")
     g = parser.add_argument_group("overhead (bench/overhead.py)")
-    g.add_argument("--rounds", type=int, default=None,
-                   help="interleaved rounds (overhead 3, streaming 2, local 3; given, it sets "
-                        "all three)")
+    g.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds (overhead 3, streaming 2, local 3; given, it sets all three)",
+    )
     g.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
     g.add_argument("--warmup", type=float, default=3, help="warm-up seconds per target (3)")
-    g.add_argument("--only", default=",".join(overhead.TARGETS),
-                   help=f"targets (default {','.join(overhead.TARGETS)})")
+    g.add_argument(
+        "--only",
+        default=",".join(overhead.TARGETS),
+        help=f"targets (default {','.join(overhead.TARGETS)})",
+    )
     g.add_argument("--concurrency", default="1,32", help="wrk connection counts (1,32)")
     g = parser.add_argument_group("streaming (bench/streaming.py)")
     g.add_argument("--stream-concurrency", default="1,256", help="concurrent streams (1,256)")
@@ -182,18 +196,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--rates", default="500,1000", help="arrival rates, requests/s (500,1000)")
     g.add_argument("--openloop-duration", type=float, default=30, help="seconds per rate (30)")
     g = parser.add_argument_group("local (bench/local.py)")
-    g.add_argument("--local-only", default=",".join(local.SECTIONS),
-                   help=f"local: sections ({','.join(local.SECTIONS)})")
-    g.add_argument("--max-tokens", type=int, default=128,
-                   help="local: tokens per LLM completion (128)")
-    g.add_argument("--local-duration", type=float, default=10,
-                   help="local: seconds per wrk run, Iris and batching (10)")
-    g.add_argument("--local-openloop-duration", type=float, default=20,
-                   help="local: seconds of the Iris open loop at 1000/s (20)")
-    g.add_argument("--no-mlserver", action="store_true",
-                   help="local: leave MLServer out (no install)")
-    g.add_argument("--no-llama-server", action="store_true",
-                   help="local: leave llama-cpp-python's server out (no install)")
+    g.add_argument(
+        "--local-only",
+        default=",".join(local.SECTIONS),
+        help=f"local: sections ({','.join(local.SECTIONS)})",
+    )
+    g.add_argument(
+        "--max-tokens", type=int, default=128, help="local: tokens per LLM completion (128)"
+    )
+    g.add_argument(
+        "--local-duration",
+        type=float,
+        default=10,
+        help="local: seconds per wrk run, Iris and batching (10)",
+    )
+    g.add_argument(
+        "--local-openloop-duration",
+        type=float,
+        default=20,
+        help="local: seconds of the Iris open loop at 1000/s (20)",
+    )
+    g.add_argument(
+        "--no-mlserver", action="store_true", help="local: leave MLServer out (no install)"
+    )
+    g.add_argument(
+        "--no-llama-server",
+        action="store_true",
+        help="local: leave llama-cpp-python's server out (no install)",
+    )
     g = parser.add_argument_group("memory (bench/memory.py)")
     g.add_argument("--soak-minutes", type=float, default=10, help="minutes under load (10)")
     args = parser.parse_args(argv)  # fmt: skip

@@ -176,8 +176,10 @@ def inline(config: str) -> str:
 def start_modelport(children: Children, workdir: Path, repo: Path, models: Sequence[str],
                     pin: bool) -> Child:  # fmt: skip
     config = workdir / "tensors.yaml"
-    config.write_text("# written by bench/tensors.py\nserver:\n  access_log: false\n"
-                      f"store:\n  ledger: false\nmodel_repository: {json.dumps(str(repo))}\n")
+    config.write_text(
+        "# written by bench/tensors.py\nserver:\n  access_log: false\n"
+        f"store:\n  ledger: false\nmodel_repository: {json.dumps(str(repo))}\n"
+    )
     argv = [str(modelport_bin()), "serve", "--config", str(config), "--host", HOST,
             "--port", str(MODELPORT_PORT)]  # fmt: skip
     child = children.start("modelport-tensors", pinned(GATEWAY_CPU, argv, pin),
@@ -219,8 +221,11 @@ def start_mlserver(children: Children, workdir: Path, iris_file: str, args: argp
         "parameters": {"uri": iris_file, "version": "1"},
     }, indent=1))  # fmt: skip
     argv = [str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(root)]
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH") and not k.startswith("MLSERVER")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH") and not k.startswith("MLSERVER")
+    }
     child = children.start("mlserver", pinned(GATEWAY_CPU, argv, pin), env)
     base = f"http://{HOST}:{MLSERVER_PORT}"
 
@@ -236,8 +241,22 @@ def start_mlserver(children: Children, workdir: Path, iris_file: str, args: argp
 
 
 def run_wrk(url: str, body: bytes, connections: int, seconds: float, pin: bool) -> WrkResult:
-    argv = pinned(LOAD_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency",
-                             "--timeout", "10s", "-s", str(BENCH / "v2.lua"), url], pin)
+    argv = pinned(
+        LOAD_CPU,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(BENCH / "v2.lua"),
+            url,
+        ],
+        pin,
+    )
     env = {**os.environ, "BENCH_BODY": body.decode()}
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True,
@@ -355,8 +374,9 @@ async def open_loop(url: str, body: bytes, rate: float, duration: float, max_inf
         nonlocal inflight
         inflight += 1
         try:
-            async with session.post(url, data=body,
-                                    headers={"Content-Type": "application/json"}) as resp:
+            async with session.post(
+                url, data=body, headers={"Content-Type": "application/json"}
+            ) as resp:
                 await resp.read()
                 status = resp.status
             latency = (time.perf_counter() - due) * 1e3
@@ -490,24 +510,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
     g.add_argument("--warmup", type=float, default=3, help="warm-up wrk seconds per target (3)")
     g.add_argument("--connections", type=int, default=300, help="iris: wrk connections (300)")
-    g.add_argument("--batch-connections", type=int, default=8,
-                   help="batching: wrk connections (8)")
-    g.add_argument("--openloop-rate", type=float, default=1000,
-                   help="openloop: requests/s (1000)")
-    g.add_argument("--openloop-duration", type=float, default=20,
-                   help="openloop: seconds (20)")
-    g.add_argument("--max-inflight", type=int, default=1000,
-                   help="openloop: most requests outstanding (1000)")
+    g.add_argument("--batch-connections", type=int, default=8, help="batching: wrk connections (8)")
+    g.add_argument("--openloop-rate", type=float, default=1000, help="openloop: requests/s (1000)")
+    g.add_argument("--openloop-duration", type=float, default=20, help="openloop: seconds (20)")
+    g.add_argument(
+        "--max-inflight", type=int, default=1000, help="openloop: most requests outstanding (1000)"
+    )
     g.add_argument("--mlp-hidden", type=int, default=2048, help="batching: MLP hidden width")
-    g.add_argument("--mlp-features", type=int, default=256,
-                   help="batching: MLP input and output width (256)")
-    g.add_argument("--mlp-delay-ms", type=float, default=None,
-                   help="batching: max_batch_delay_ms of `mlp` (default: Modelport's own)")
+    g.add_argument(
+        "--mlp-features", type=int, default=256, help="batching: MLP input and output width (256)"
+    )
+    g.add_argument(
+        "--mlp-delay-ms",
+        type=float,
+        default=None,
+        help="batching: max_batch_delay_ms of `mlp` (default: Modelport's own)",
+    )
     g.add_argument("--mlserver-workers", type=int, default=1,
                    help="MLServer parallel_workers (1, its default; 0 runs inference in its "
                         "main process)")  # fmt: skip
-    g.add_argument("--no-mlserver", action="store_true",
-                   help="leave MLServer out (installs nothing for it)")
+    g.add_argument(
+        "--no-mlserver", action="store_true", help="leave MLServer out (installs nothing for it)"
+    )
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -567,7 +591,8 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
         log(f"starting Modelport with the model repository ({', '.join(models)})")
         modelport = start_modelport(children, workdir, repo, models, pin)
         servers: dict[str, tuple[Child, str]] = {
-            "modelport": (modelport, f"{base}/v2/models/iris/infer")}
+            "modelport": (modelport, f"{base}/v2/models/iris/infer")
+        }
         if "mlserver" in iris_targets:
             log("starting MLServer (takes a few seconds)")
             try:
@@ -588,9 +613,11 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
                                     args.duration, pin,
                                     "iris" if name == "modelport" else None)  # fmt: skip
                     iris_runs.append(r)
-                    log(f"round {rnd} iris {name:10} c={r.connections} {r.rps:8.0f} req/s  p50 "
+                    log(
+                        f"round {rnd} iris {name:10} c={r.connections} {r.rps:8.0f} req/s  p50 "
                         f"{r.p50_ms:.2f} ms  p99 {r.p99_ms:.2f} ms  rows/call "
-                        f"{num(r.batch_rows_mean, 1)}{'  ERRORS' if r.errors else ''}")
+                        f"{num(r.batch_rows_mean, 1)}{'  ERRORS' if r.errors else ''}"
+                    )
             if "mlserver" in servers:  # free its CPU for the rest
                 stop_child(children, servers.pop("mlserver")[0])
         if "openloop" in sections:
@@ -599,8 +626,10 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
             measure_open_loop(modelport, url, 200, 2, args)
             loop = measure_open_loop(modelport, url, args.openloop_rate, args.openloop_duration,
                                      args)  # fmt: skip
-            log(f"open loop {args.openloop_rate:g}/s: {loop.ok} ok, {loop.rejected_503} x 503, "
-                f"failures {loop.failures or 0}, p99 {num(loop.p99_ms, 2)} ms")
+            log(
+                f"open loop {args.openloop_rate:g}/s: {loop.ok} ok, {loop.rejected_503} x 503, "
+                f"failures {loop.failures or 0}, p99 {num(loop.p99_ms, 2)} ms"
+            )
         if "batching" in sections:
             import numpy as np
 
@@ -614,12 +643,23 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
                         args.warmup, pin)  # fmt: skip
             for rnd in range(1, args.rounds + 1):
                 for name in rotated(names, rnd - 1):
-                    r = measure_wrk(modelport, rnd, name, f"{base}/v2/models/{name}/infer", body,
-                                    args.batch_connections, args.duration, pin, name)
+                    r = measure_wrk(
+                        modelport,
+                        rnd,
+                        name,
+                        f"{base}/v2/models/{name}/infer",
+                        body,
+                        args.batch_connections,
+                        args.duration,
+                        pin,
+                        name,
+                    )
                     batch_runs.append(r)
-                    log(f"round {rnd} {name:13} c={r.connections} {r.rps:8.0f} req/s  p50 "
+                    log(
+                        f"round {rnd} {name:13} c={r.connections} {r.rps:8.0f} req/s  p50 "
                         f"{r.p50_ms:.2f} ms  rows/call {num(r.batch_rows_mean, 1)}"
-                        f"{'  ERRORS' if r.errors else ''}")
+                        f"{'  ERRORS' if r.errors else ''}"
+                    )
     finally:
         stopped_at = utc_stamp()
         children.stop_all()
@@ -710,13 +750,22 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
         ]
     lines += [*goals_table(goals)]
     lines += ["", *(f"Note: {n}" for n in notes)]
-    raw.update({"summary": to_jsonable({
-        "iris": cells(iris_runs, iris_targets),
-        "iris_ratio": per_round_ratio(iris_runs, "modelport", "mlserver"),
-        "batching": cells(batch_runs, ["mlp", "mlp-unbatched"]),
-        "batching_ratio": per_round_ratio(batch_runs, "mlp", "mlp-unbatched"),
-    }), "goals": [asdict(g) for g in goals], "iris_runs": [asdict(r) for r in iris_runs],
-        "batching_runs": [asdict(r) for r in batch_runs], "iris_targets": iris_targets})
+    raw.update(
+        {
+            "summary": to_jsonable(
+                {
+                    "iris": cells(iris_runs, iris_targets),
+                    "iris_ratio": per_round_ratio(iris_runs, "modelport", "mlserver"),
+                    "batching": cells(batch_runs, ["mlp", "mlp-unbatched"]),
+                    "batching_ratio": per_round_ratio(batch_runs, "mlp", "mlp-unbatched"),
+                }
+            ),
+            "goals": [asdict(g) for g in goals],
+            "iris_runs": [asdict(r) for r in iris_runs],
+            "batching_runs": [asdict(r) for r in batch_runs],
+            "iris_targets": iris_targets,
+        }
+    )
     return Section("Tensor models over V2", "\n".join(lines).rstrip() + "\n", raw, goals,
                    errors, notes)  # fmt: skip
 
@@ -727,8 +776,9 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Tensor-model benchmark (see bench/README.md)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"which measurements ({','.join(SECTIONS)})")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"which measurements ({','.join(SECTIONS)})"
+    )
     parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--no-write", action="store_true", help="print only, write no files")
     add_arguments(parser)
