@@ -1,9 +1,11 @@
-"""What every benchmark part shares and that is not about one benchmark: statistics over
-rounds, the machine and git facts written beside each result, JSON conversion, and turning
-SIGTERM into a clean exit (so that every child process is stopped)."""
+"""What every benchmark part shares and that is not about one benchmark: the error that stops a
+part, report notes, where the peers' environments live, statistics over rounds, the machine and
+git facts written beside each result, JSON conversion, and turning SIGTERM into a clean exit (so
+that every child process is stopped)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -12,13 +14,61 @@ import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
+# The peers' environments (LiteLLM's and MLServer's virtual environments, llama-cpp-python's
+# server, Portkey's node_modules): in bench/ unless MODELPORT_BENCH_ENVS names another folder,
+# e.g. one that every clone on a machine shares (.ci/run uses ~/.cache/modelport-bench).
+ENVS = Path(os.environ.get("MODELPORT_BENCH_ENVS") or ROOT / "bench").expanduser().resolve()
+
+
+class BenchError(RuntimeError):
+    """A setup or measurement failure that stops the run with a clear message."""
+
+
+class Notes(list[str]):
+    """A report's notes. A peer that cannot be installed or started is left out with a note;
+    strict (bench/run --smoke, a part's --require-all), leaving a target out is an error."""
+
+    def __init__(self, items: Sequence[str] = (), *, strict: bool = False) -> None:
+        super().__init__(items)
+        self.strict = strict
+
+    def left_out(self, note: str) -> None:
+        first = note.splitlines()[0]
+        if self.strict:
+            raise BenchError(f"{first} (--require-all: every target must answer)")
+        print(f"warning: {note}", file=sys.stderr)
+        self.append(first)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every part takes: where its report goes, notes from bench/run, strictness."""
+    add = parser.add_argument
+    add("--out-dir", type=Path, default=ROOT / "bench" / "results")
+    add("--no-write", action="store_true", help="print only, write no files")
+    add("--note", action="append", default=[], help=argparse.SUPPRESS)
+    add("--require-all", action="store_true",
+        help="a peer that cannot be installed or started is an error, not a note "
+             "(bench/run --smoke)")  # fmt: skip
+
+
+def cli(main: Callable[[], int]) -> NoReturn:
+    """A part's exit: main's status; 1 with the message on a BenchError; 130 on Ctrl-C."""
+    try:
+        code = main()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("interrupted; children stopped", file=sys.stderr)
+        code = 130
+    sys.exit(code)
 
 
 @dataclass
@@ -57,7 +107,7 @@ def machine_info(peers: dict[str, str | None] | None = None) -> dict[str, Any]:
             versions[package] = None
     versions["nginx"] = command_output(["nginx", "-v"]).removeprefix("nginx version: ")
     versions.update(peers or {})
-    versions["wrk"] = command_output(["wrk", "-v"]).splitlines()[0].split(" [")[0]
+    versions["wrk"] = (command_output(["wrk", "-v"]).splitlines() or [""])[0].split(" [")[0]
     return {
         "nproc": os.cpu_count(),
         "cpus_allowed": sorted(os.sched_getaffinity(0)),

@@ -31,7 +31,7 @@ from typing import Any
 
 import local_llm
 import tensors
-from harness import terminated_on_signal
+from harness import add_output_arguments, cli, terminated_on_signal
 from local_harness import Meter, goals_table, header, load_line, log, preflight, run_info, write
 from overhead import (
     BENCH,
@@ -54,9 +54,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="interleaved rounds, in every section (3)")  # fmt: skip
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"which sections ({','.join(SECTIONS)})")  # fmt: skip
-    parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
-    parser.add_argument("--no-write", action="store_true", help="print only, write no files")
-    parser.add_argument("--note", action="append", default=[], help=argparse.SUPPRESS)
+    add_output_arguments(parser)
     parser.add_argument("--smoke", action="store_true",
                         help="a short check, about 2 minutes: the defaults become " + ", ".join(
                             f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items())
@@ -66,6 +64,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if "--smoke" in (sys.argv[1:] if argv is None else argv):
         parser.set_defaults(**SMOKE)
     args = parser.parse_args(argv)
+    args.require_all = args.require_all or args.smoke
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     if set(args.sections) - set(SECTIONS) or not args.sections:
         parser.error(f"--only takes names from {', '.join(SECTIONS)}; got {args.only!r}")
@@ -159,11 +158,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        sys.exit(130)
+    cli(main)

@@ -65,6 +65,9 @@ def install_venv(venv: Path, what: str, packages: Sequence[str], log_name: str,
             return done.returncode == 0
         return False
 
+    if python.exists() and after is not None:
+        with contextlib.suppress(BenchError):
+            after()  # e.g. point a shared environment's .pth at this checkout's packages
     if usable():
         return None
     logfile = BENCH / ".work" / log_name

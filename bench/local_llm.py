@@ -14,10 +14,16 @@ in one run, interleaved over rounds:
     modelport-4   --concurrent (4) streams at once through the same server
     llama-server  --concurrent streams at once through llama-cpp-python's own OpenAI server
                   (`python -m llama_cpp.server`, bench/.venv-llama-server), for comparison
+    modelport-wide, modelport-wide-4
+                  a second `modelport serve` with --wide-threads (default: every CPU), on
+                  every CPU, one stream at a time and --concurrent at once: how batching pays
+                  when the model has the whole machine (on one core llama.cpp's batched
+                  kernels are compute-bound and gain little)
 
-Everything that runs the model is pinned to CPU 1 (the raw child, the whole `modelport serve`
-tree: server and worker, the llama-cpp-python server); the client (aiohttp on uvloop, this
-process) to CPU 0. Every run uses the same prompt, max_tokens and temperature 0 (greedy).
+Except modelport-wide (on every CPU), everything that runs the model is pinned to CPU 1 (the raw
+child, the whole `modelport serve` tree: server and worker, the llama-cpp-python server); the
+client (aiohttp on uvloop, this process) to CPU 0. Every run uses the same prompt, max_tokens
+and temperature 0 (greedy).
 
 Per stream: time to first token (TTFT: request sent -> first chunk with text; for raw, the
 create_completion call -> its first chunk with text), tokens (chunks with text; checked
@@ -40,7 +46,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +54,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness import Stat, rotated, stat, terminated_on_signal, to_jsonable
+from harness import (
+    ENVS,
+    Notes,
+    Stat,
+    add_output_arguments,
+    cli,
+    rotated,
+    stat,
+    terminated_on_signal,
+    to_jsonable,
+)
 from local_harness import (
     MODEL_PACKAGE,
     Goal,
@@ -87,11 +102,14 @@ from overhead import (
 
 MODELPORT_PORT = 18700
 SERVER_PORT = 18701
-PORTS = {"modelport": MODELPORT_PORT, "llama-server": SERVER_PORT}
+WIDE_PORT = 18706  # the second Modelport, threads on every CPU (--wide-threads)
+ALL_CPUS = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))  # before any pinning
+PORTS = {"modelport": MODELPORT_PORT, "llama-server": SERVER_PORT, "modelport-wide": WIDE_PORT}
 ROUTE = "local-chat"
-SERVER_VENV = BENCH / ".venv-llama-server"
+SERVER_VENV = ENVS / ".venv-llama-server"
 COMPLETIONS = "/v1/completions"
-TARGETS = ("raw", "modelport", "modelport-4", "llama-server")
+TARGETS = ("raw", "modelport", "modelport-4", "llama-server", "modelport-wide", "modelport-wide-4")
+CONCURRENT = ("modelport-4", "llama-server", "modelport-wide-4")  # --concurrent streams at once
 # A plain-text opening a base model continues (Gemma 3 270M here is the pre-trained model).
 GOAL_DECODE = 0.95  # Modelport's single-stream decode tokens/s over raw, at least
 GOAL_TTFT_MS = 5.0  # TTFT Modelport adds over raw, at most
@@ -263,6 +281,7 @@ class Setup:
     raw: RawChild | None = None
     modelport: Child | None = None
     server: Child | None = None
+    wide: Child | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -321,6 +340,13 @@ def measure(target: str, setup: Setup, rnd: int, args: argparse.Namespace) -> li
         url = f"http://{HOST}:{MODELPORT_PORT}{COMPLETIONS}"
         return [measure_http(setup.modelport, target, url, setup.body, rnd, args.concurrent, 1,
                              args)]  # fmt: skip
+    if target in ("modelport-wide", "modelport-wide-4"):
+        assert setup.wide is not None
+        url = f"http://{HOST}:{WIDE_PORT}{COMPLETIONS}"
+        at_once, one_by_one = (1, args.streams) if target == "modelport-wide" else (
+            args.concurrent, 1)  # fmt: skip
+        return [measure_http(setup.wide, target, url, setup.body, rnd, at_once, one_by_one,
+                             args)]  # fmt: skip
     assert setup.server is not None
     url = f"http://{HOST}:{SERVER_PORT}{COMPLETIONS}"
     return [measure_http(setup.server, target, url, setup.body, rnd, args.concurrent, 1, args)]
@@ -329,8 +355,9 @@ def measure(target: str, setup: Setup, rnd: int, args: argparse.Namespace) -> li
 # --------------------------------------------------------------------------- servers
 
 
-def modelport_config(workdir: Path, model: str, args: argparse.Namespace) -> Path:
-    path = workdir / "local-llm.yaml"
+def modelport_config(workdir: Path, model: str, args: argparse.Namespace,
+                     threads: int) -> Path:  # fmt: skip
+    path = workdir / f"local-llm-{threads}.yaml"
     path.write_text(f"""# written by bench/local_llm.py
 server:
   access_log: false
@@ -340,7 +367,7 @@ providers:
   gemma:
     kind: llama_cpp
     model_path: {json.dumps(model)}
-    threads: {args.threads}
+    threads: {threads}
     parallel: {args.parallel}
     n_ctx: {args.n_ctx}
 routes:
@@ -374,13 +401,17 @@ def probe_completion(base: str, health: str | None) -> Callable[[], tuple[bool, 
 
 
 def start_modelport(children: Children, workdir: Path, model: str, args: argparse.Namespace,
-                    pin: bool) -> Child:  # fmt: skip
-    config = modelport_config(workdir, model, args)
+                    pin: bool, wide: bool = False) -> Child:  # fmt: skip
+    """Modelport serving the model: on CPU 1 with --threads, or (wide) on every CPU with
+    --wide-threads."""
+    port = WIDE_PORT if wide else MODELPORT_PORT
+    config = modelport_config(workdir, model, args, args.wide_threads if wide else args.threads)
     argv = [str(modelport_bin()), "serve", "--config", str(config), "--host", HOST,
-            "--port", str(MODELPORT_PORT)]  # fmt: skip
+            "--port", str(port)]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    child = children.start("modelport-llm", pinned(GATEWAY_CPU, argv, pin), env)
-    wait_http(child, probe_completion(f"http://{HOST}:{MODELPORT_PORT}", "/health/ready"), 120)
+    name = "modelport-wide" if wide else "modelport-llm"
+    child = children.start(name, pinned(ALL_CPUS if wide else GATEWAY_CPU, argv, pin), env)
+    wait_http(child, probe_completion(f"http://{HOST}:{port}", "/health/ready"), 120)
     return child
 
 
@@ -488,6 +519,9 @@ def summarise(runs: Sequence[Run], targets: Sequence[str]) -> dict[str, Any]:
                 a.aggregate_tok_s, statistics.median(
                     s.tokens / (s.total_ms / 1e3) for s in b.streams
                     if s.kind == "long" and s.total_ms))),
+        "aggregate modelport-wide-4 / modelport-wide single decode": per_round(
+            "modelport-wide-4", "modelport-wide",
+            lambda a, b: ratio(a.aggregate_tok_s, b.decode_tok_s)),
         "aggregate modelport-4 / llama-server": per_round(
             "modelport-4", "llama-server",
             lambda a, b: ratio(a.aggregate_tok_s, b.aggregate_tok_s)),
@@ -495,7 +529,7 @@ def summarise(runs: Sequence[Run], targets: Sequence[str]) -> dict[str, Any]:
     return {"cells": cells, "compare": compare}
 
 
-def llm_goals(summary: dict[str, Any], concurrent: int) -> list[Goal]:
+def llm_goals(summary: dict[str, Any], args: argparse.Namespace) -> list[Goal]:
     c = summary["compare"]
 
     def goal(name: str, wanted: str, s: Stat | None, ok: Callable[[float], bool],
@@ -510,10 +544,15 @@ def llm_goals(summary: dict[str, Any], concurrent: int) -> list[Goal]:
              c["decode modelport/raw"], lambda v: v >= GOAL_DECODE, 3),
         goal("LLM: TTFT added by Modelport over raw", f"<= {GOAL_TTFT_MS:g} ms",
              c["ttft modelport-raw ms"], lambda v: v <= GOAL_TTFT_MS, 2, " ms"),
-        goal(f"LLM: {concurrent}-stream aggregate / Modelport single-stream decode",
+        goal(f"LLM: {args.concurrent}-stream aggregate / Modelport single-stream decode, "
+             f"{args.threads} thread(s) on one CPU",
              f">= {GOAL_AGGREGATE:g}x",
              c["aggregate modelport-4 / modelport single decode"],
              lambda v: v >= GOAL_AGGREGATE, 2, "x"),
+        *([goal(f"LLM: {args.concurrent}-stream aggregate / Modelport single-stream decode, "
+                f"{args.wide_threads} threads on every CPU", f">= {GOAL_AGGREGATE:g}x",
+                c["aggregate modelport-wide-4 / modelport-wide single decode"],
+                lambda v: v >= GOAL_AGGREGATE, 2, "x")] if wide_enabled(args) else []),
     ]  # fmt: skip
 
 
@@ -529,14 +568,21 @@ def render(summary: dict[str, Any], runs: Sequence[Run], goals: Sequence[Goal],
         f"temperature 0, n_ctx {args.n_ctx}, {args.threads} thread(s); Modelport "
         f"`parallel: {args.parallel}`; raw `flash_attn={args.raw_flash_attn}` and "
         "llama-cpp-python's other defaults (Modelport's engine makes its own llama.cpp "
-        "settings). Median (min-max) over rounds of each round's median.",
+        "settings). Median (min-max) over rounds of each round's median."
+        + (
+            f" modelport-wide and modelport-wide-4: a second Modelport with {args.wide_threads} "
+            f"threads on every CPU (beside the client), one stream at a "
+            f"time ({args.streams} per round) and {args.concurrent} at once."
+            if wide_enabled(args)
+            else ""
+        ),
         "",
         "| target | streams at once | requests | failed | TTFT ms | decode tokens/s per stream "
         "| aggregate tokens/s | tokens per stream | gateway CPU ms/token | serving CPU util |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in cells.items():
-        conc = args.concurrent if name in ("modelport-4", "llama-server") else 1
+        conc = args.concurrent if name in CONCURRENT else 1
         lines.append(
             f"| {name} | {conc} | {m['streams']} | {m['failed'] or 0} | {fmt(m['ttft_ms'], 1)} "
             f"| {fmt(m['decode_tok_s'], 1)} | {fmt(m['aggregate_tok_s'], 1)} "
@@ -597,6 +643,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--concurrent", type=int, default=4, help="concurrent streams (4)")
     g.add_argument("--threads", type=int, default=1, help="llama.cpp threads, T (1)")
     g.add_argument("--parallel", type=int, default=4, help="Modelport `parallel` (4)")
+    g.add_argument("--wide-threads", type=int, default=len(os.sched_getaffinity(0)),
+                   help="threads of a second Modelport on every CPU, measured with 1 and "
+                        "--concurrent streams: the batching gain when the model has the whole "
+                        "machine (default: every CPU here; 0 or --threads: left out)")  # fmt: skip
     g.add_argument("--n-ctx", type=int, default=2048, help="context per sequence (2048)")
     g.add_argument("--stream-timeout", type=float, default=120, help="seconds per stream (120)")
     g.add_argument(
@@ -616,20 +666,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if min(args.max_tokens, args.streams, args.concurrent, args.threads, args.parallel,
-           args.n_ctx) < 1 or args.stream_timeout <= 0 or args.ttft_samples < 0:  # fmt: skip
+    if (
+        min(args.max_tokens, args.streams, args.concurrent, args.threads, args.parallel, args.n_ctx)
+        < 1
+        or args.stream_timeout <= 0
+        or min(args.ttft_samples, args.wide_threads) < 0
+    ):
         parser.error("--max-tokens, --streams, --concurrent, --threads, --parallel, --n-ctx "
                      "and --stream-timeout must be positive")  # fmt: skip
 
 
+def wide_enabled(args: argparse.Namespace) -> bool:
+    return args.wide_threads > 0 and args.wide_threads != args.threads
+
+
 def ports(args: argparse.Namespace) -> set[int]:
-    return {MODELPORT_PORT, *(() if args.no_llama_server else (SERVER_PORT,))}
+    return {MODELPORT_PORT, *(() if args.no_llama_server else (SERVER_PORT,)),
+            *((WIDE_PORT,) if wide_enabled(args) else ())}  # fmt: skip
 
 
 def expected_seconds(args: argparse.Namespace) -> float:
     """A rough duration, for bench/run's time limit: ~20 tokens/s at worst."""
     stream_s = args.max_tokens / 20 + 1
     per_round = (2 * args.streams + 1 + args.concurrent) * stream_s + 10
+    if wide_enabled(args):
+        per_round += (args.streams + 1) * stream_s
     return 60 + args.rounds * per_round
 
 
@@ -637,8 +698,8 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
     """Start everything, measure, stop everything; the report section."""
     children = Children(workdir)
     runs: list[Run] = []
-    targets = list(TARGETS)
-    notes: list[str] = []
+    targets = [t for t in TARGETS if wide_enabled(args) or not t.startswith("modelport-wide")]
+    notes = Notes(strict=args.require_all)
     server_problem = None
     if args.no_llama_server:
         targets.remove("llama-server")
@@ -647,9 +708,8 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
         server_problem = ensure_llama_server()
         if server_problem:
             targets.remove("llama-server")
-            notes.append(f"llama-cpp-python's server left out: it could not be installed "
-                         f"({server_problem.splitlines()[0]})")  # fmt: skip
-            log(f"warning: {notes[-1]}")
+            notes.left_out(f"llama-cpp-python's server left out: it could not be installed "
+                           f"({server_problem})")  # fmt: skip
     model = model_path()
     setup = Setup(model, completion_body(args), notes=notes)
     try:
@@ -657,15 +717,16 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
         setup.raw = RawChild(model, args, pin, workdir)
         log("starting Modelport with the GGUF model (provider kind llama_cpp)")
         setup.modelport = start_modelport(children, workdir, model, args, pin)
+        if wide_enabled(args):
+            log(f"starting a second Modelport, {args.wide_threads} threads on every CPU")
+            setup.wide = start_modelport(children, workdir, model, args, pin, wide=True)
         if "llama-server" in targets:
             log("starting llama-cpp-python's server")
             try:
                 setup.server = start_llama_server(children, model, args, pin)
             except BenchError as exc:
                 targets.remove("llama-server")
-                notes.append(f"llama-cpp-python's server left out: it did not start "
-                             f"({str(exc).splitlines()[0]})")  # fmt: skip
-                log(f"warning: {notes[-1]}")
+                notes.left_out(f"llama-cpp-python's server left out: it did not start ({exc})")
                 for child in [c for c in children.items if c.name == "llama-server"]:
                     stop_child(children, child)
         log("warm-up: one short stream through each server")
@@ -674,6 +735,9 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
                     args.stream_timeout)  # fmt: skip
         if setup.server is not None:
             run_streams(f"http://{HOST}:{SERVER_PORT}{COMPLETIONS}", warm, 1, 1,
+                        args.stream_timeout)  # fmt: skip
+        if setup.wide is not None:
+            run_streams(f"http://{HOST}:{WIDE_PORT}{COMPLETIONS}", warm, args.concurrent, 1,
                         args.stream_timeout)  # fmt: skip
         steps = ["raw+modelport", *(t for t in targets if t not in ("raw", "modelport"))]
         for rnd in range(1, args.rounds + 1):
@@ -693,7 +757,7 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
             if noise:
                 notes.append(f"raw llama-cpp-python printed on stderr despite verbose=False: "
                              f"{noise[0][:160]!r}")  # fmt: skip
-    notes += log_findings(workdir, ["modelport-llm"], stopped_at)
+    notes += log_findings(workdir, ["modelport-llm", "modelport-wide"], stopped_at)
     for r in runs:
         for s in r.streams:
             if s.usage_tokens is not None and s.usage_tokens != s.tokens:
@@ -709,12 +773,12 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
                      "waits instead of cutting off the running one), and reuses the KV cache "
                      "of the previous request's matching prompt prefix.")  # fmt: skip
     summary = summarise(runs, targets)
-    goals = llm_goals(summary, args.concurrent)
+    goals = llm_goals(summary, args)
     markdown = render(summary, runs, goals, args, notes)
     raw = {
         "args": {k: getattr(args, k) for k in (
             "rounds", "max_tokens", "streams", "ttft_samples", "concurrent", "threads",
-            "parallel", "n_ctx", "raw_flash_attn")},
+            "parallel", "n_ctx", "raw_flash_attn", "wide_threads")},
         "prompt": PROMPT,
         "model": model,
         "targets": targets,
@@ -732,8 +796,7 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Local LLM benchmark (see bench/README.md)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
-    parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
-    parser.add_argument("--no-write", action="store_true", help="print only, write no files")
+    add_output_arguments(parser)
     add_arguments(parser)
     args = parser.parse_args(argv)
     if args.raw_serve:
@@ -770,11 +833,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        sys.exit(130)
+    cli(main)

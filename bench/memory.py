@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import git_info, terminated_on_signal
+from harness import add_output_arguments, cli, git_info, terminated_on_signal
 from overhead import (
     API_KEY,
     BENCH,
@@ -250,8 +250,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--config", type=Path, default=BENCH / "configs" / "bare.yaml",
                         help="Modelport config (bench/configs/bare.yaml)")  # fmt: skip
-    parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
-    parser.add_argument("--no-write", action="store_true", help="print only, write no files")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     if (args.soak_minutes <= 0 or args.idle_s < 0 or args.after_s < 0 or args.interval <= 0
             or args.connections < 1):  # fmt: skip
@@ -315,11 +314,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        sys.exit(130)
+    cli(main)

@@ -38,7 +38,7 @@ from typing import Any
 
 import aiohttp
 import uvloop
-from harness import git_info, rotated, terminated_on_signal
+from harness import add_output_arguments, cli, git_info, rotated, terminated_on_signal
 from overhead import (
     API_KEY,
     BENCH,
@@ -296,8 +296,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="direct,modelport",
         help=f"targets from {','.join(TARGETS)} (default direct,modelport)",
     )
-    parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
-    parser.add_argument("--no-write", action="store_true", help="print only, write no files")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.only.split(",") if t.strip()]
     if set(args.targets) - set(TARGETS) or not args.targets:
@@ -388,11 +387,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        sys.exit(130)
+    cli(main)

@@ -43,7 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    BenchError,
+    Notes,
     Stat,
+    add_output_arguments,
+    cli,
     git_info,
     rotated,
     stat,
@@ -86,10 +90,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROBE_BODY = json.dumps(
     {"model": ROUTE, "messages": [{"role": "user", "content": "Say hello"}]}
 ).encode()
-
-
-class BenchError(RuntimeError):
-    """A setup or measurement failure that stops the run with a clear message."""
 
 
 # --------------------------------------------------------------------------- processes
@@ -367,9 +367,10 @@ def stop_child(children: Children, child: Child) -> None:
 
 
 def start_targets(
-    names: Sequence[str], children: Children, pin: bool, notes: list[str]
+    names: Sequence[str], children: Children, pin: bool, notes: Notes
 ) -> dict[str, Target]:
-    """Start every target; LiteLLM is optional (a failure is noted in `notes`, not fatal)."""
+    """Start every target; a peer is optional (a failure is noted in `notes`, not fatal,
+    unless they are strict)."""
     from peers import start_litellm
 
     base = start_upstream(children, pin)
@@ -399,9 +400,7 @@ def start_targets(
                 children, "litellm", BENCH / "configs" / "litellm.yaml", LITELLM_PORT, pin
             )
         except BenchError as exc:
-            note = f"LiteLLM left out: it could not be started ({exc})"
-            print(f"warning: {note}", file=sys.stderr)
-            notes.append(note.splitlines()[0])
+            notes.left_out(f"LiteLLM left out: it could not be started ({exc})")
             for child in [c for c in children.items if c.name == "litellm"]:
                 stop_child(children, child)
         else:
@@ -414,9 +413,7 @@ def start_targets(
         try:
             portkey = start_portkey(children, base, pin)
         except BenchError as exc:
-            note = f"Portkey left out: it could not be started ({exc})"
-            print(f"warning: {note}", file=sys.stderr)
-            notes.append(note.splitlines()[0])
+            notes.left_out(f"Portkey left out: it could not be started ({exc})")
             for child in [c for c in children.items if c.name == "portkey"]:
                 stop_child(children, child)
         else:
@@ -659,9 +656,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated targets (default {','.join(TARGETS)})",
     )
     parser.add_argument("--concurrency", default="1,32", help="wrk connection counts (1,32)")
-    parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
-    parser.add_argument("--no-write", action="store_true", help="print only, write no files")
-    parser.add_argument("--note", action="append", default=[], help=argparse.SUPPRESS)
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.only.split(",") if t.strip()]
     unknown = set(args.targets) - set(TARGETS)
@@ -703,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="overhead-", dir=work_root))
     children = Children(workdir)
     runs: list[Run] = []
-    notes: list[str] = list(args.note)  # e.g. from bench/run: LiteLLM not installed
+    notes = Notes(args.note, strict=args.require_all)  # e.g. bench/run: LiteLLM not installed
     try:
         with terminated_on_signal():
             targets = start_targets(args.targets, children, pin, notes)
@@ -721,9 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         except BenchError as exc:
                             if name != "litellm":
                                 raise
-                            note = f"LiteLLM left out from round {rnd} on: {exc}"
-                            print(f"warning: {note}", file=sys.stderr)
-                            notes.append(note.splitlines()[0])
+                            notes.left_out(f"LiteLLM left out from round {rnd} on: {exc}")
                             del targets[name]
                             break
                         runs.append(run)
@@ -765,20 +758,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli() -> int:
-    try:
-        return main()
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        return 130
-
-
 if __name__ == "__main__":
     # Run this module under its own name, so that bench/peers.py (which imports it) shares
-    # its classes: a BenchError raised there is the one caught here.
+    # its module state (one Children registry, one set of classes).
     import overhead
 
-    sys.exit(overhead.cli())
+    cli(overhead.main)

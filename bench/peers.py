@@ -22,9 +22,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from harness import ENVS
 from overhead import (
     API_KEY,
-    BENCH,
     CHAT_PATH,
     GATEWAY_CPU,
     HOST,
@@ -36,8 +36,8 @@ from overhead import (
     wait_ready,
 )
 
-LITELLM_VENV = BENCH / ".venv-litellm"  # bench/run installs litellm[proxy] there
-PORTKEY_DIR = BENCH / ".node-portkey"
+LITELLM_VENV = ENVS / ".venv-litellm"  # bench/run installs litellm[proxy] there
+PORTKEY_DIR = ENVS / ".node-portkey"
 PORTKEY_PORT = 18450
 PORTKEY_PACKAGE = "@portkey-ai/gateway"
 

@@ -39,7 +39,16 @@ from typing import Any
 import aiohttp
 import orjson
 import uvloop
-from harness import Stat, git_info, rotated, stat, terminated_on_signal
+from harness import (
+    Notes,
+    Stat,
+    add_output_arguments,
+    cli,
+    git_info,
+    rotated,
+    stat,
+    terminated_on_signal,
+)
 from overhead import (
     API_KEY,
     BENCH,
@@ -182,7 +191,7 @@ class Target:
 
 def start_targets(
     names: Sequence[str], children: Children, pin: bool, args: argparse.Namespace,
-    notes: list[str],
+    notes: Notes,
 ) -> dict[str, Target]:  # fmt: skip
     argv = [sys.executable, str(BENCH / "fake_upstream.py"), "--host", HOST,
             "--port", str(FAKE_PORT), "--chunks", str(args.chunks),
@@ -202,9 +211,7 @@ def start_targets(
         try:
             gateway = start_litellm(children, "litellm", config, LITELLM_PORT, pin)
         except BenchError as exc:
-            note = f"LiteLLM left out: it could not be started ({exc})"
-            print(f"warning: {note}", file=sys.stderr)
-            notes.append(note.splitlines()[0])
+            notes.left_out(f"LiteLLM left out: it could not be started ({exc})")
             for child in [c for c in children.items if c.name == "litellm"]:
                 stop_child(children, child)
         else:
@@ -443,9 +450,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated targets (default {','.join(TARGETS)})",
     )
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
-    parser.add_argument("--out-dir", type=Path, default=BENCH / "results")
-    parser.add_argument("--no-write", action="store_true", help="print only, write no files")
-    parser.add_argument("--note", action="append", default=[], help=argparse.SUPPRESS)
+    add_output_arguments(parser)
     args = parser.parse_args(argv)  # fmt: skip
     args.targets = [t.strip() for t in args.only.split(",") if t.strip()]
     unknown = set(args.targets) - set(TARGETS)
@@ -487,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="streaming-", dir=work_root))
     children = Children(workdir)
     runs: list[Run] = []
-    notes: list[str] = list(args.note)  # e.g. from bench/run: LiteLLM not installed
+    notes = Notes(args.note, strict=args.require_all)  # e.g. bench/run: LiteLLM not installed
     try:
         with terminated_on_signal():
             targets = start_targets(args.targets, children, pin, args, notes)
@@ -508,9 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         except BenchError as exc:
                             if name != "litellm":
                                 raise
-                            note = f"LiteLLM left out from round {rnd} on: {exc}"
-                            print(f"warning: {note}", file=sys.stderr)
-                            notes.append(note.splitlines()[0])
+                            notes.left_out(f"LiteLLM left out from round {rnd} on: {exc}")
                             del targets[name]
                             break
                         runs.append(run)
@@ -579,11 +582,4 @@ def jsonable(value: Any) -> Any:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; children stopped", file=sys.stderr)
-        sys.exit(130)
+    cli(main)

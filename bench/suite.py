@@ -1,7 +1,7 @@
 """All of Modelport's serving benchmarks in one run, in order (run it through `bench/run`).
 
     overhead   bench/overhead.py   wrk against direct, nginx-proxy, floor, modelport,
-                                   modelport-prod and litellm at c=1 and c=32, interleaved
+                                   modelport-prod, litellm and portkey at c=1 and c=32
     streaming  bench/streaming.py  TTFT and inter-chunk gaps at 1 and 256 concurrent streams
     openloop   bench/openloop.py   fixed arrival rates (500 and 1000 requests/s)
     local      bench/local.py      local runtimes: GGUF LLM against raw llama-cpp-python,
@@ -9,12 +9,18 @@
     memory     bench/memory.py     worker RSS at idle, over a soak under load, and after
 
 Each part runs as its own process with a time limit, writes bench/results/<date>-<part>.md and
-.json and prints its table; a part that fails is reported and the next one runs. LiteLLM proxy
-(a peer in overhead and streaming) is installed on first use into bench/.venv-litellm, and the
-local part installs its peers the same way (MLServer into bench/.venv-mlserver,
-llama-cpp-python's server into bench/.venv-llama-server); if that fails the run says so and goes
-on without it. Exit status: 0 when every part ran clean, 2 when a part saw errors (failed
-requests or streams), 1 when a part could not run or timed out.
+.json and prints its table; a part that fails is reported and the next one runs.
+
+`bench/run --smoke` (about two minutes once the peers are installed; .ci/run runs it) runs every
+part briefly into bench/.work/smoke/ and checks that the harness works: every target answered,
+with no failed request, and every part wrote its numbers. It says nothing about speed.
+
+LiteLLM proxy (a peer in overhead and streaming) is installed on first use into
+bench/.venv-litellm, and the other parts install their peers the same way (MLServer, the
+llama-cpp-python server, Portkey; MODELPORT_BENCH_ENVS moves them all to another folder); if that
+fails the run says so and goes on without it (with --smoke it fails). Exit status: 0 when every
+part ran clean, 2 when a part saw errors (failed requests or streams), 1 when a part could not
+run or timed out.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -35,10 +42,16 @@ import local
 import openloop
 import overhead
 import streaming
+from harness import cli
+from local_harness import install_venv
 from overhead import BENCH, BenchError, ensure_port_free
 from peers import LITELLM_VENV, litellm_bin
 
 PARTS = ("overhead", "streaming", "openloop", "local", "memory")
+# --smoke: the defaults it sets (flags given explicitly still win)
+SMOKE = {"rounds": 1, "duration": 2, "warmup": 1, "stream_concurrency": "1,32",
+         "rates": "200", "openloop_duration": 4, "soak_minutes": 0.25,
+         "out_dir": BENCH / ".work" / "smoke"}  # fmt: skip
 PYTHON = sys.executable
 
 
@@ -109,57 +122,14 @@ def run_part(name: str, argv: Sequence[str], timeout: float) -> int:
 # --------------------------------------------------------------------------- LiteLLM
 
 
-@contextlib.contextmanager
-def removed_unless_done(path: Path) -> Iterator[None]:
-    """Delete a half-made install when it is interrupted, so the next run starts afresh."""
-    try:
-        yield
-    except BaseException:
-        shutil.rmtree(path, ignore_errors=True)
-        raise
-
-
 def ensure_litellm() -> str | None:
-    """Install litellm[proxy] into bench/.venv-litellm unless it is there; None when usable,
-    else why not."""
-    if litellm_bin().exists():
-        return None
-    log = BENCH / ".work" / "litellm-install.log"
-    log.parent.mkdir(exist_ok=True)
-    print(
-        f"installing LiteLLM proxy into {shown(LITELLM_VENV)} "
-        "(pip install 'litellm[proxy]', a minute or two)",
-        file=sys.stderr,
-        flush=True,
-    )
-    # subprocess.run kills the install if this process is interrupted (Ctrl-C, SIGTERM)
-    steps = [
-        ([PYTHON, "-m", "venv", str(LITELLM_VENV)], 180),
-        ([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], 1200),
-    ]
-    with log.open("w") as out, removed_unless_done(LITELLM_VENV):
-        for argv, limit in steps:
-            try:
-                done = subprocess.run(
-                    argv,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    timeout=limit,
-                    check=False,
-                )
-                failed = f"exit status {done.returncode}" if done.returncode else None
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                failed = str(exc)
-            if failed:
-                shutil.rmtree(LITELLM_VENV, ignore_errors=True)  # so the next run tries again
-                tail = log.read_text(errors="replace").splitlines()[-15:]
-                errors = [line for line in tail if "WARNING: Location" not in line]
-                return (f"`{' '.join(argv[-3:])}` failed ({failed}); see {log}:\n  "
-                        + "\n  ".join(errors))  # fmt: skip
-    if not litellm_bin().exists():
-        return f"{litellm_bin()} missing after the install; see {log}"
-    return None
+    """Install litellm[proxy] into its virtual environment unless it is there; None when
+    usable, else why not."""
+    problem = install_venv(LITELLM_VENV, "LiteLLM proxy", ["litellm[proxy]"],
+                           "litellm-install.log", ["-c", "import litellm"])  # fmt: skip
+    if problem is None and not litellm_bin().exists():
+        return f"{litellm_bin()} missing after the install"
+    return problem
 
 
 # --------------------------------------------------------------------------- main
@@ -173,6 +143,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--parts", default=",".join(PARTS), help=f"which parts, in order ({','.join(PARTS)})")
     add("--skip", default="", help="parts to leave out, e.g. --skip streaming,memory")
     add("--no-litellm", action="store_true", help="leave LiteLLM out everywhere (no install)")
+    add(
+        "--smoke",
+        action="store_true",
+        help="check the harness, about 2 minutes: every part briefly, every target must answer "
+        "(a peer that cannot be installed is an error), results in bench/.work/smoke/",
+    )
     add("--out-dir", type=Path, default=BENCH / "results")
     add("--no-write", action="store_true", help="print the reports, write no files")
     g = parser.add_argument_group("overhead (bench/overhead.py)")
@@ -226,6 +202,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     g = parser.add_argument_group("memory (bench/memory.py)")
     g.add_argument("--soak-minutes", type=float, default=10, help="minutes under load (10)")
+    if "--smoke" in (sys.argv[1:] if argv is None else argv):
+        parser.set_defaults(**SMOKE)
     args = parser.parse_args(argv)  # fmt: skip
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     skip = {p.strip() for p in args.skip.split(",") if p.strip()}
@@ -256,6 +234,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def local_argv(args: argparse.Namespace) -> list[str]:
     """bench/local.py's command line (without --out-dir, --no-write, --note)."""
+    if args.smoke:  # local.py's own short settings
+        return [PYTHON, str(BENCH / "local.py"), "--smoke", "--only", args.local_only,
+                *(["--no-mlserver"] if args.no_mlserver else []),
+                *(["--no-llama-server"] if args.no_llama_server else [])]  # fmt: skip
     return [PYTHON, str(BENCH / "local.py"), "--rounds", str(args.rounds or 3),
             "--only", args.local_only, "--max-tokens", str(args.max_tokens),
             "--duration", f"{args.local_duration:g}",
@@ -266,7 +248,8 @@ def local_argv(args: argparse.Namespace) -> list[str]:
 
 def commands(args: argparse.Namespace) -> dict[str, tuple[list[str], float]]:
     """Each selected part's command line and its time limit in seconds."""
-    common = ["--out-dir", str(args.out_dir), *(["--no-write"] if args.no_write else [])]
+    common = ["--out-dir", str(args.out_dir), *(["--no-write"] if args.no_write else []),
+              *(["--require-all"] if args.smoke else [])]  # fmt: skip
     peers = ["--note", args.litellm_problem] if args.litellm_problem else []
     out: dict[str, tuple[list[str], float]] = {}
     rounds = args.rounds or 3
@@ -295,8 +278,10 @@ def commands(args: argparse.Namespace) -> dict[str, tuple[list[str], float]]:
         # + 10 minutes: installing MLServer and the llama-cpp-python server the first time
         out["local"] = ([*local_argv(args), *common],
                         local.expected_seconds(args.local_args) * 1.5 + 900)  # fmt: skip
+    short = ["--idle-s", "2", "--after-s", "2", "--settle-s", "0", "--interval", "1"]
     out["memory"] = (
-        [PYTHON, str(BENCH / "memory.py"), "--soak-minutes", f"{args.soak_minutes:g}", *common],
+        [PYTHON, str(BENCH / "memory.py"), "--soak-minutes", f"{args.soak_minutes:g}",
+         *(short if args.smoke else []), *common],
         args.soak_minutes * 60 + 400,
     )  # fmt: skip
     return {part: out[part] for part in args.part_list}
@@ -340,8 +325,12 @@ def run_all(args: argparse.Namespace) -> int:
         or "streaming" in args.part_list
     )
     args.litellm_problem = None
+    if args.smoke and args.out_dir == SMOKE["out_dir"]:
+        shutil.rmtree(args.out_dir, ignore_errors=True)  # only this run's files, checked below
     if wants_litellm:
         problem = ensure_litellm()
+        if problem and args.smoke:
+            raise BenchError(f"LiteLLM could not be installed: {problem}")
         if problem:
             first = problem.splitlines()[0]
             args.litellm_problem = f"LiteLLM left out: it could not be installed ({first})"
@@ -372,17 +361,40 @@ def run_all(args: argparse.Namespace) -> int:
     print(f"  total {(time.time() - started) / 60:.1f} min, finished "
           f"{dt.datetime.now().astimezone():%Y-%m-%d %H:%M}", file=sys.stderr)  # fmt: skip
     codes = [rc for rc, _ in results.values()]
+    if args.smoke:
+        return smoke_verdict(args, results, started)
     if any(rc not in (0, 2) for rc in codes):
         return 1
     return 2 if 2 in codes else 0
 
 
+def smoke_verdict(args: argparse.Namespace, results: dict[str, tuple[int, float]],
+                  started: float) -> int:  # fmt: skip
+    """--smoke passes when every part exited 0 (every target answered every request; with
+    --require-all no peer was left out) and wrote a readable report and JSON in this run."""
+    problems = []
+    for part, (rc, _) in results.items():
+        if rc != 0:
+            problems.append(f"{part}: exit status {rc}")
+        if args.no_write:
+            continue
+        for suffix in (".md", ".json"):
+            written = [p for p in args.out_dir.glob(f"*-{part}{suffix}")
+                       if p.stat().st_mtime >= started and p.stat().st_size > 0]  # fmt: skip
+            if not written:
+                problems.append(f"{part}: no {suffix} written in {shown(args.out_dir)}")
+            elif suffix == ".json":
+                try:
+                    json.loads(written[-1].read_text())
+                except ValueError as exc:
+                    problems.append(f"{part}: {shown(written[-1])} is not JSON ({exc})")
+    if problems:
+        print("bench/run --smoke: FAILED\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    print(f"bench/run --smoke: ok, every target answered; results in {shown(args.out_dir)}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; every part stopped", file=sys.stderr)
-        sys.exit(130)
+    cli(main)
