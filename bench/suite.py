@@ -49,8 +49,8 @@ from peers import LITELLM_VENV, litellm_bin
 
 PARTS = ("overhead", "streaming", "openloop", "local", "memory")
 # --smoke: the defaults it sets (flags given explicitly still win)
-SMOKE = {"rounds": 1, "duration": 2, "warmup": 1, "stream_concurrency": "1,32",
-         "rates": "200", "openloop_duration": 4, "soak_minutes": 0.25,
+SMOKE = {"rounds": 1, "duration": 1, "warmup": 1, "stream_concurrency": "1,32",
+         "rates": "200", "openloop_duration": 2, "soak_minutes": 0.1,
          "out_dir": BENCH / ".work" / "smoke"}  # fmt: skip
 PYTHON = sys.executable
 
@@ -263,14 +263,18 @@ def commands(args: argparse.Namespace) -> dict[str, tuple[list[str], float]]:
     )  # fmt: skip
     s_rounds = args.rounds or 2
     out["streaming"] = (
-        [PYTHON, str(BENCH / "streaming.py"), "--rounds", str(s_rounds), "--concurrency",
+        [PYTHON, str(BENCH / "streaming.py"), "--rounds", str(s_rounds),
+         *(["--min-streams", "2", "--streams-per-client", "1", "--chunks", "16"]
+           if args.smoke else []),
+         "--concurrency",
          args.stream_concurrency, *(["--no-litellm"] if args.no_litellm else []), *peers,
          *common],
         s_rounds * 3 * len(args.stream_concurrency.split(",")) * 150 + 600,
     )  # fmt: skip
     rates = [r for r in args.rates.split(",") if r.strip()]
     out["openloop"] = (
-        [PYTHON, str(BENCH / "openloop.py"), "--rates", args.rates, "--duration",
+        [PYTHON, str(BENCH / "openloop.py"), "--rates", args.rates,
+         *(["--warmup", "1"] if args.smoke else []), "--duration",
          f"{args.openloop_duration:g}", *common],
         len(rates) * 2 * (args.openloop_duration + 30) + 300,
     )  # fmt: skip
