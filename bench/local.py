@@ -56,7 +56,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"which sections ({','.join(SECTIONS)})")  # fmt: skip
     add_output_arguments(parser)
     parser.add_argument("--smoke", action="store_true",
-                        help="a short check, about 2 minutes: the defaults become " + ", ".join(
+                        help="a short check, about a minute, in which every peer must answer "
+                             "(as with --require-all); the defaults become " + ", ".join(
                             f"--{k.replace('_', '-')} {v}" for k, v in SMOKE.items())
                         + " (flags given explicitly still win)")  # fmt: skip
     local_llm.add_arguments(parser)
