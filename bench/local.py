@@ -41,8 +41,8 @@ from overhead import (
 )
 
 SECTIONS = ("llm", *tensors.SECTIONS)
-SMOKE = {"rounds": 1, "max_tokens": 16, "streams": 1, "ttft_samples": 2, "duration": 2,
-         "warmup": 1, "openloop_duration": 3}  # fmt: skip
+SMOKE = {"rounds": 1, "max_tokens": 16, "streams": 1, "ttft_samples": 2, "duration": 1,
+         "warmup": 0, "openloop_duration": 2, "mlp_hidden": 2048, "mlp_features": 256}  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -649,7 +649,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Gateway-overhead benchmark (see bench/README.md)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (10)")
-    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per target (3)")
+    parser.add_argument(
+        "--warmup", type=float, default=3, help="warm-up seconds per target (3; 0: none)"
+    )
     parser.add_argument(
         "--only",
         default=",".join(TARGETS),
@@ -703,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with terminated_on_signal():
             targets = start_targets(args.targets, children, pin, notes)
             args.targets = [t for t in args.targets if t in targets]
-            for target in targets.values():
+            for target in targets.values() if args.warmup > 0 else ():
                 print(f"warm-up {target.name} ({args.warmup:g}s)", file=sys.stderr)
                 run_wrk(target.url, max(args.levels), args.warmup, pin)
             for rnd in range(1, args.rounds + 1):

@@ -49,8 +49,8 @@ from peers import LITELLM_VENV, litellm_bin
 
 PARTS = ("overhead", "streaming", "openloop", "local", "memory")
 # --smoke: the defaults it sets (flags given explicitly still win)
-SMOKE = {"rounds": 1, "duration": 1, "warmup": 1, "stream_concurrency": "1,32",
-         "rates": "200", "openloop_duration": 2, "soak_minutes": 0.1,
+SMOKE = {"rounds": 1, "duration": 1, "warmup": 0, "stream_concurrency": "1,32",
+         "rates": "200", "openloop_duration": 2, "soak_minutes": 0.05,
          "out_dir": BENCH / ".work" / "smoke"}  # fmt: skip
 PYTHON = sys.executable
 

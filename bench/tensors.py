@@ -613,7 +613,7 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
                 iris_targets.remove("mlserver")
                 notes.left_out(f"MLServer left out: it did not start ({exc})")
         if "iris" in sections:
-            for name in iris_targets:
+            for name in iris_targets if args.warmup > 0 else ():
                 log(f"warm-up iris {name} ({args.warmup:g}s)")
                 run_wrk(servers[name][1], IRIS_BODY, args.connections, args.warmup, pin)
             for rnd in range(1, args.rounds + 1):
@@ -647,7 +647,7 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
             rows = rows.round(4).tolist()
             body = v2_body("x", rows)
             names = ["mlp", "mlp-unbatched"]
-            for name in names:
+            for name in names if args.warmup > 0 else ():
                 log(f"warm-up {name} ({args.warmup:g}s)")
                 run_wrk(f"{base}/v2/models/{name}/infer", body, args.batch_connections,
                         args.warmup, pin)  # fmt: skip

@@ -32,7 +32,10 @@ def bench() -> Iterator[dict[str, ModuleType]]:
 def test_smoke_sets_short_defaults_and_explicit_flags_win(bench: dict[str, ModuleType]) -> None:
     suite = bench["suite"]
     args = suite.parse_args(["--smoke", "--parts", "overhead"])
-    assert (args.rounds, args.duration, args.soak_minutes) == (1, 1, 0.1)
+    smoke = suite.SMOKE
+    assert (args.rounds, args.duration, args.soak_minutes) == (
+        smoke["rounds"], smoke["duration"], smoke["soak_minutes"])
+    assert args.soak_minutes < 1 and args.duration < 10
     assert args.out_dir == (BENCH / ".work" / "smoke").resolve()
     assert suite.parse_args(["--smoke", "--duration", "7", "--parts", "overhead"]).duration == 7
     plain = suite.parse_args(["--parts", "overhead"])
