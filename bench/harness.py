@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
+import json
 import os
 import platform
 import re
@@ -69,6 +71,35 @@ def cli(main: Callable[[], int]) -> NoReturn:
         print("interrupted; children stopped", file=sys.stderr)
         code = 130
     sys.exit(code)
+
+
+def run_facts(started: dt.datetime, pin: bool, machine: dict[str, Any],
+              **part: Any) -> dict[str, Any]:  # fmt: skip
+    """What every report's JSON holds: when it ran, whether pinned, the machine, the commit,
+    then the part's own facts (its arguments, warnings, ...)."""
+    return {
+        "date": started.date().isoformat(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "pinned": pin,
+        "machine": machine,
+        "git": git_info(),
+        **part,
+    }
+
+
+def write_report(args: argparse.Namespace, info: dict[str, Any], name: str, report: str,
+                 raw: dict[str, Any]) -> None:  # fmt: skip
+    """Print a part's report; unless --no-write, write it to <out-dir>/<date>-<name>.md and
+    its facts and raw numbers to .json."""
+    print(report)
+    if args.no_write:
+        return
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.out_dir / f"{info['date']}-{name}"
+    stem.with_suffix(".md").write_text(report)
+    stem.with_suffix(".json").write_text(json.dumps({**info, **raw}, indent=1) + "\n")
+    print(f"wrote {stem}.md and {stem}.json", file=sys.stderr)
 
 
 @dataclass

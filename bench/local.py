@@ -31,8 +31,8 @@ from typing import Any
 
 import local_llm
 import tensors
-from harness import add_output_arguments, cli, terminated_on_signal
-from local_harness import Meter, goals_table, header, load_line, log, preflight, run_info, write
+from harness import add_output_arguments, cli, terminated_on_signal, write_report
+from local_harness import Meter, goals_table, header, load_line, log, preflight, run_info
 from overhead import (
     BENCH,
     GATEWAY_CPU,
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "goals": [g.__dict__ for g in goals],
         "sections": {s.title: s.raw for s in sections},
     }
-    write(args, info, "local", report, raw)
+    write_report(args, info, "local", report, raw)
     return 2 if any(s.errors for s in sections) else 0
 
 

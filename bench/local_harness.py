@@ -4,10 +4,8 @@ the results. No benchmark logic of its own."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -22,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness import Stat, git_info
+from harness import Stat, run_facts
 from overhead import (
     BENCH,
     GATEWAY_CPU,
@@ -308,24 +306,4 @@ def run_info(started: dt.datetime, pin: bool, meter: Meter) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             machine["versions"][package] = None
     machine["loadavg_at_end"] = os.getloadavg()
-    return {
-        "date": started.date().isoformat(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "pinned": pin,
-        "machine": machine,
-        "load": load,
-        "git": git_info(),
-    }
-
-
-def write(args: argparse.Namespace, info: dict[str, Any], name: str, report: str,
-          raw: dict[str, Any]) -> None:  # fmt: skip
-    print(report)
-    if args.no_write:
-        return
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.out_dir / f"{info['date']}-{name}"
-    stem.with_suffix(".md").write_text(report)
-    stem.with_suffix(".json").write_text(json.dumps({**info, **raw}, indent=1) + "\n")
-    log(f"wrote {stem}.md and {stem}.json")
+    return run_facts(started, pin, machine, load=load)

@@ -64,6 +64,7 @@ from harness import (
     stat,
     terminated_on_signal,
     to_jsonable,
+    write_report,
 )
 from local_harness import (
     MODEL_PACKAGE,
@@ -83,7 +84,6 @@ from local_harness import (
     run_info,
     utc_stamp,
     wait_http,
-    write,
 )
 from local_raw import PROMPT, RawChild, raw_serve
 from overhead import (
@@ -828,7 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     info = run_info(started, pin, meter)
     report = "\n".join([*header("Local LLM", info), section.markdown])
-    write(args, info, "local-llm", report, section.raw)
+    write_report(args, info, "local-llm", report, section.raw)
     return 2 if section.errors else 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import subprocess
@@ -31,7 +30,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import add_output_arguments, cli, git_info, terminated_on_signal
+from harness import (
+    add_output_arguments,
+    cli,
+    run_facts,
+    terminated_on_signal,
+    write_report,
+)
 from overhead import (
     API_KEY,
     BENCH,
@@ -282,31 +287,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     wrk = measured["wrk"]
     analysis = analyse(measured["samples"], wrk.requests, args.settle_s)
-    info: dict[str, Any] = {
-        "date": started.date().isoformat(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "args": {"soak_minutes": args.soak_minutes, "idle_s": args.idle_s,
-                 "after_s": args.after_s, "settle_s": args.settle_s, "interval": args.interval,
-                 "connections": args.connections, "config": str(args.config)},
-        "pinned": pin,
-        "machine": machine_info(),
-        "git": git_info(),
-        "wrk": {"requests": wrk.requests, "seconds": wrk.seconds, "rps": wrk.rps,
-                "p50_ms": wrk.p50_ms, "p99_ms": wrk.p99_ms, "errors": wrk.errors},
-        "cpu_s": measured["cpu_s"],
-    }  # fmt: skip
-    report = render(analysis, info)
-    print(report)
-    if not args.no_write:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        stem = args.out_dir / f"{info['date']}-memory"
-        stem.with_suffix(".md").write_text(report)
-        raw = {**info, "analysis": analysis,
-               "verdict": verdict(analysis, args.soak_minutes, args.settle_s),
-               "samples": [asdict(s) for s in measured["samples"]]}  # fmt: skip
-        stem.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
-        print(f"wrote {stem}.md and {stem}.json", file=sys.stderr)
+    info = run_facts(
+        started, pin, machine_info(),
+        args={"soak_minutes": args.soak_minutes, "idle_s": args.idle_s,
+              "after_s": args.after_s, "settle_s": args.settle_s, "interval": args.interval,
+              "connections": args.connections, "config": str(args.config)},
+        wrk={"requests": wrk.requests, "seconds": wrk.seconds, "rps": wrk.rps,
+             "p50_ms": wrk.p50_ms, "p99_ms": wrk.p99_ms, "errors": wrk.errors},
+        cpu_s=measured["cpu_s"],
+    )  # fmt: skip
+    write_report(args, info, "memory", render(analysis, info),
+                 {"analysis": analysis,
+                  "verdict": verdict(analysis, args.soak_minutes, args.settle_s),
+                  "samples": [asdict(s) for s in measured["samples"]]})  # fmt: skip
     if wrk.errors:
         print("error: the load saw non-2xx responses or socket errors", file=sys.stderr)
         return 2

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import math
 import os
 import shutil
@@ -38,7 +37,14 @@ from typing import Any
 
 import aiohttp
 import uvloop
-from harness import add_output_arguments, cli, git_info, rotated, terminated_on_signal
+from harness import (
+    add_output_arguments,
+    cli,
+    rotated,
+    run_facts,
+    terminated_on_signal,
+    write_report,
+)
 from overhead import (
     API_KEY,
     BENCH,
@@ -359,27 +365,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         children.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    info: dict[str, Any] = {
-        "date": started.date().isoformat(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "args": {"rates": args.rate_list, "duration": args.duration, "warmup": args.warmup,
-                 "max_inflight": args.max_inflight, "timeout": args.timeout,
-                 "targets": args.targets},
-        "pinned": pin,
-        "machine": machine_info(),
-        "git": git_info(),
-        "warnings": [],
-    }  # fmt: skip
-    report = render(runs, info)
-    print(report)
-    if not args.no_write:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        stem = args.out_dir / f"{info['date']}-openloop"
-        stem.with_suffix(".md").write_text(report)
-        raw = {**info, "runs": [asdict(r) for r in runs]}
-        stem.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
-        print(f"wrote {stem}.md and {stem}.json", file=sys.stderr)
+    info = run_facts(
+        started, pin, machine_info(),
+        args={"rates": args.rate_list, "duration": args.duration, "warmup": args.warmup,
+              "max_inflight": args.max_inflight, "timeout": args.timeout,
+              "targets": args.targets},
+        warnings=[],
+    )  # fmt: skip
+    write_report(args, info, "openloop", render(runs, info),
+                 {"runs": [asdict(r) for r in runs]})  # fmt: skip
     if any(r.failures for r in runs):
         print("error: some requests failed", file=sys.stderr)
         return 2

@@ -48,11 +48,12 @@ from harness import (
     Stat,
     add_output_arguments,
     cli,
-    git_info,
     rotated,
+    run_facts,
     stat,
     terminated_on_signal,
     to_jsonable,
+    write_report,
 )
 from harness import machine_info as harness_machine_info
 
@@ -733,27 +734,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         children.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    info: dict[str, Any] = {
-        "date": started.date().isoformat(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "args": {"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
-                 "targets": args.targets, "concurrency": args.levels},
-        "pinned": pin,
-        "machine": machine_info(),
-        "git": git_info(),
-        "warnings": [*notes, *nagle_warnings(runs)],
-    }  # fmt: skip
+    info = run_facts(
+        started, pin, machine_info(),
+        args={"rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
+              "targets": args.targets, "concurrency": args.levels},
+        warnings=[*notes, *nagle_warnings(runs)],
+    )  # fmt: skip
     summary = summarise(runs, args.targets, args.levels)
-    report = render(summary, runs, info)
-    print(report)
-    if not args.no_write:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        stem = args.out_dir / f"{info['date']}-overhead"
-        stem.with_suffix(".md").write_text(report)
-        raw = {**info, "summary": to_jsonable(summary), "runs": [asdict(r) for r in runs]}
-        stem.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
-        print(f"wrote {stem}.md and {stem}.json", file=sys.stderr)
+    write_report(args, info, "overhead", render(summary, runs, info),
+                 {"summary": to_jsonable(summary), "runs": [asdict(r) for r in runs]})  # fmt: skip
     if any(r.errors for r in runs):
         print("error: some runs had non-2xx responses or socket errors", file=sys.stderr)
         return 2

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import datetime as dt
 import itertools
-import json
 import math
 import os
 import shutil
@@ -44,10 +43,11 @@ from harness import (
     Stat,
     add_output_arguments,
     cli,
-    git_info,
     rotated,
+    run_facts,
     stat,
     terminated_on_signal,
+    write_report,
 )
 from overhead import (
     API_KEY,
@@ -532,29 +532,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         children.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    info: dict[str, Any] = {
-        "date": started.date().isoformat(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "args": {"rounds": args.rounds, "concurrency": args.levels, "targets": args.targets,
-                 "chunks": args.chunks, "interval_ms": args.interval_ms,
-                 "min_streams": args.min_streams, "streams_per_client": args.streams_per_client,
-                 "stall_s": args.stall_s, "stream_timeout": args.stream_timeout},
-        "pinned": pin,
-        "machine": machine_info(),
-        "git": git_info(),
-        "warnings": notes,
-    }  # fmt: skip
+    info = run_facts(
+        started, pin, machine_info(),
+        args={"rounds": args.rounds, "concurrency": args.levels, "targets": args.targets,
+              "chunks": args.chunks, "interval_ms": args.interval_ms,
+              "min_streams": args.min_streams, "streams_per_client": args.streams_per_client,
+              "stall_s": args.stall_s, "stream_timeout": args.stream_timeout},
+        warnings=list(notes),
+    )  # fmt: skip
     summary = summarise(runs, args.targets, args.levels)
-    report = render(summary, runs, info)
-    print(report)
-    if not args.no_write:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        stem = args.out_dir / f"{info['date']}-streaming"
-        stem.with_suffix(".md").write_text(report)
-        raw = {**info, "summary": jsonable(summary), "runs": [run_json(r) for r in runs]}
-        stem.with_suffix(".json").write_text(json.dumps(raw, indent=1) + "\n")
-        print(f"wrote {stem}.md and {stem}.json", file=sys.stderr)
+    write_report(args, info, "streaming", render(summary, runs, info),
+                 {"summary": jsonable(summary), "runs": [run_json(r) for r in runs]})  # fmt: skip
     if any(r.failed for r in runs):
         print("error: some streams failed", file=sys.stderr)
         return 2

@@ -60,6 +60,7 @@ from harness import (
     stat,
     terminated_on_signal,
     to_jsonable,
+    write_report,
 )
 from local_harness import (
     Goal,
@@ -77,7 +78,6 @@ from local_harness import (
     run_info,
     utc_stamp,
     wait_http,
-    write,
 )
 from overhead import (
     BENCH,
@@ -824,7 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = run_info(started, pin, meter)
     info["machine"]["versions"]["mlserver"] = mlserver_version()
     report = "\n".join([*header("Tensor models over V2", info), section.markdown])
-    write(args, info, "local-tensors", report, section.raw)
+    write_report(args, info, "local-tensors", report, section.raw)
     return 2 if section.errors else 0
 
 
