@@ -96,7 +96,7 @@ from overhead import (
     Children,
     modelport_bin,
     pinned,
-    stop_child,
+    start_peer,
     tree_cpu_seconds,
 )
 
@@ -722,13 +722,15 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
             setup.wide = start_modelport(children, workdir, model, args, pin, wide=True)
         if "llama-server" in targets:
             log("starting llama-cpp-python's server")
-            try:
-                setup.server = start_llama_server(children, model, args, pin)
-            except BenchError as exc:
+            setup.server = start_peer(
+                children,
+                notes,
+                "llama-server",
+                "llama-cpp-python's server",
+                lambda: start_llama_server(children, model, args, pin),
+            )
+            if setup.server is None:
                 targets.remove("llama-server")
-                notes.left_out(f"llama-cpp-python's server left out: it did not start ({exc})")
-                for child in [c for c in children.items if c.name == "llama-server"]:
-                    stop_child(children, child)
         log("warm-up: one short stream through each server")
         warm = completion_body(args, 16)
         run_streams(f"http://{HOST}:{MODELPORT_PORT}{COMPLETIONS}", warm, args.concurrent, 1,

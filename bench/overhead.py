@@ -367,12 +367,25 @@ def stop_child(children: Children, child: Child) -> None:
         children.items.remove(child)
 
 
+def start_peer(children: Children, notes: Notes, name: str, label: str,
+               start: Callable[[], Child]) -> Child | None:  # fmt: skip
+    """Start a peer (a process named `name`); if it cannot start, stop what it left running
+    and leave it out with a note (an error when the notes are strict). None when left out."""
+    try:
+        return start()
+    except BenchError as exc:
+        for child in [c for c in children.items if c.name == name]:
+            stop_child(children, child)
+        notes.left_out(f"{label} left out: it could not be started ({exc})")
+        return None
+
+
 def start_targets(
     names: Sequence[str], children: Children, pin: bool, notes: Notes
 ) -> dict[str, Target]:
     """Start every target; a peer is optional (a failure is noted in `notes`, not fatal,
     unless they are strict)."""
-    from peers import start_litellm
+    from peers import litellm_peer
 
     base = start_upstream(children, pin)
     targets = {"direct": Target("direct", base + CHAT_PATH, None)}
@@ -395,29 +408,19 @@ def start_targets(
         gateway = start_modelport(children, name, BENCH / "configs" / config, port, pin)
         targets[name] = Target(name, f"http://{HOST}:{port}{CHAT_PATH}", gateway)
     if "litellm" in names:
-        print("starting LiteLLM proxy (takes a few seconds)", file=sys.stderr)
-        try:
-            litellm = start_litellm(
-                children, "litellm", BENCH / "configs" / "litellm.yaml", LITELLM_PORT, pin
-            )
-        except BenchError as exc:
-            notes.left_out(f"LiteLLM left out: it could not be started ({exc})")
-            for child in [c for c in children.items if c.name == "litellm"]:
-                stop_child(children, child)
-        else:
+        config = BENCH / "configs" / "litellm.yaml"
+        litellm = litellm_peer(children, notes, config, LITELLM_PORT, pin)
+        if litellm is not None:
             targets["litellm"] = Target(
                 "litellm", f"http://{HOST}:{LITELLM_PORT}{CHAT_PATH}", litellm
             )
     if "portkey" in names:
         from peers import PORTKEY_PORT, start_portkey, wrk_env
 
-        try:
-            portkey = start_portkey(children, base, pin)
-        except BenchError as exc:
-            notes.left_out(f"Portkey left out: it could not be started ({exc})")
-            for child in [c for c in children.items if c.name == "portkey"]:
-                stop_child(children, child)
-        else:
+        portkey = start_peer(
+            children, notes, "portkey", "Portkey", lambda: start_portkey(children, base, pin)
+        )
+        if portkey is not None:
             targets["portkey"] = Target(
                 "portkey", f"http://{HOST}:{PORTKEY_PORT}{CHAT_PATH}", portkey, wrk_env(base)
             )

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from harness import ENVS
+from harness import ENVS, Notes
 from overhead import (
     API_KEY,
     CHAT_PATH,
@@ -33,6 +33,7 @@ from overhead import (
     Child,
     Children,
     pinned,
+    start_peer,
     wait_ready,
 )
 
@@ -138,6 +139,14 @@ def litellm_env() -> dict[str, str]:
     )
     env.pop("DATABASE_URL", None)  # no database: LiteLLM as a plain proxy
     return env
+
+
+def litellm_peer(children: Children, notes: Notes, config: Path, port: int,
+                 pin: bool) -> Child | None:  # fmt: skip
+    """LiteLLM as a peer of a part: started, or left out with a note (see start_peer)."""
+    print("starting LiteLLM proxy (takes a few seconds)", file=sys.stderr)
+    return start_peer(children, notes, "litellm", "LiteLLM",
+                      lambda: start_litellm(children, "litellm", config, port, pin))  # fmt: skip
 
 
 def start_litellm(

@@ -65,11 +65,10 @@ from overhead import (
     modelport_bin,
     pinned,
     start_modelport,
-    stop_child,
     tree_cpu_seconds,
     wait_ready,
 )
-from peers import start_litellm
+from peers import litellm_peer
 
 FAKE_PORT = 18600
 MODELPORT_PORT = 18302
@@ -206,17 +205,11 @@ def start_targets(
             "modelport", f"http://{HOST}:{MODELPORT_PORT}{CHAT_PATH}", gateway
         )
     if "litellm" in names:
-        print("starting LiteLLM proxy (takes a few seconds)", file=sys.stderr)
         config = BENCH / "configs" / "litellm-streaming.yaml"
-        try:
-            gateway = start_litellm(children, "litellm", config, LITELLM_PORT, pin)
-        except BenchError as exc:
-            notes.left_out(f"LiteLLM left out: it could not be started ({exc})")
-            for child in [c for c in children.items if c.name == "litellm"]:
-                stop_child(children, child)
-        else:
+        litellm = litellm_peer(children, notes, config, LITELLM_PORT, pin)
+        if litellm is not None:
             targets["litellm"] = Target(
-                "litellm", f"http://{HOST}:{LITELLM_PORT}{CHAT_PATH}", gateway
+                "litellm", f"http://{HOST}:{LITELLM_PORT}{CHAT_PATH}", litellm
             )
     return {name: targets[name] for name in names if name in targets}
 

@@ -92,6 +92,7 @@ from overhead import (
     parse_wrk,
     pinned,
     rotated,
+    start_peer,
     stop_child,
     tree_cpu_seconds,
 )
@@ -606,12 +607,17 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
         }
         if "mlserver" in iris_targets:
             log("starting MLServer (takes a few seconds)")
-            try:
-                mls = start_mlserver(children, workdir, built["iris"], args, pin)
-                servers["mlserver"] = (mls, f"http://{HOST}:{MLSERVER_PORT}/v2/models/iris/infer")
-            except BenchError as exc:
+            mls = start_peer(
+                children,
+                notes,
+                "mlserver",
+                "MLServer",
+                lambda: start_mlserver(children, workdir, built["iris"], args, pin),
+            )
+            if mls is None:
                 iris_targets.remove("mlserver")
-                notes.left_out(f"MLServer left out: it did not start ({exc})")
+            else:
+                servers["mlserver"] = (mls, f"http://{HOST}:{MLSERVER_PORT}/v2/models/iris/infer")
         if "iris" in sections:
             for name in iris_targets if args.warmup > 0 else ():
                 log(f"warm-up iris {name} ({args.warmup:g}s)")
