@@ -123,3 +123,37 @@ def test_peer_environments_follow_modelport_bench_envs(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", f"import json; {code}"], cwd=BENCH, env=env,
                           capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
     assert all(Path(p).parent == BENCH for p in json.loads(done.stdout)[1:])
+
+
+def test_a_peer_that_cannot_start_is_stopped_and_left_out(
+    bench: dict[str, ModuleType], tmp_path: Path
+) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import overhead
+    finally:
+        sys.path.remove(str(BENCH))
+    harness = bench["harness"]
+    children = overhead.Children(tmp_path)
+
+    def start_then_fail() -> object:
+        children.start("peer", [sys.executable, "-c", "import time; time.sleep(60)"])
+        raise harness.BenchError("not ready within 1 s")
+
+    try:
+        notes = harness.Notes()
+        assert overhead.start_peer(children, notes, "peer", "The peer", start_then_fail) is None
+        assert notes == ["The peer left out: it could not be started (not ready within 1 s)"]
+        assert children.items == []  # its process was stopped and forgotten
+
+        strict = harness.Notes(strict=True)
+        with pytest.raises(harness.BenchError, match="The peer left out"):
+            overhead.start_peer(children, strict, "peer", "The peer", start_then_fail)
+        assert children.items == []
+
+        started = overhead.start_peer(
+            children, notes, "ok", "OK", lambda: children.start("ok", [sys.executable, "-V"])
+        )
+        assert started is not None and started.name == "ok"
+    finally:
+        children.stop_all()
