@@ -42,3 +42,20 @@ def test_import_contracts_hold() -> None:
     result = subprocess.run([str(lint)], capture_output=True, text=True,
                             cwd=SRC.parents[1], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_server_without_local_models_does_not_load_numpy() -> None:
+    """NumPy (~12 MB) is for tensor models and local runtimes only: an app built from a config
+    with neither must not import it, /v2 errors included."""
+    code = (
+        "import sys\n"
+        "from modelport.config.load import load_data\n"
+        "from modelport.api.app import create_app\n"
+        "create_app(load_data({'providers': {'up': {'kind': 'openai', "
+        "'base_url': 'http://127.0.0.1:9/v1'}}, 'routes': {'r': {'targets': "
+        "[{'provider': 'up', 'model': 'm'}]}}}, 'test', {}))\n"
+        "print(sorted(m for m in sys.modules if m == 'numpy' or m.startswith('numpy.'))[:3])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]", done.stdout

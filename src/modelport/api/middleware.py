@@ -32,8 +32,8 @@ from modelport.errors import (
     RequestError,
 )
 from modelport.observability.tracing import RequestSpan
-from modelport.protocol import v2
 from modelport.protocol.openai.errors import error_body
+from modelport.protocol.v2_errors import render_error as render_v2_error
 
 log = logging.getLogger("modelport.api")
 
@@ -139,7 +139,7 @@ class RequestMiddleware:
         ctx.error_code = exc.code
         if ctx.status:
             return  # the response had started; a stream reports its own error event
-        body = v2.render_error(exc.message) if ctx.path.startswith("/v2") else error_body(exc)
+        body = render_v2_error(exc.message) if ctx.path.startswith("/v2") else error_body(exc)
         headers = [_JSON, (b"content-length", str(len(body)).encode())]
         if isinstance(exc, (RateLimited, Overloaded)):
             headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelport import __version__
 from modelport.config.settings import Settings
@@ -35,7 +35,9 @@ from modelport.store.ledger import LedgerWriter
 from modelport.store.requests import RequestStore
 from modelport.store.retention import BodyRetention
 from modelport.store.usage import UsageStore
-from modelport.tensors.service import TensorService
+
+if TYPE_CHECKING:
+    from modelport.tensors.service import TensorService
 
 STATE_KEY = "modelport.services"
 
@@ -98,6 +100,10 @@ async def build_services(
                     provider.propagate_traces(tracing)
         tensors = None
         if settings.model_repository is not None:
+            # Imported here: NumPy and the V2 codec cost ~12 MB that a server without tensor
+            # models does not need.
+            from modelport.tensors.service import TensorService
+
             tensors = TensorService(Path(settings.model_repository), metrics)
             stack.push_async_callback(tensors.close)
         for provider in providers.values():

@@ -10,7 +10,7 @@ as if it were a route; its limits apply.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Route
 
@@ -20,8 +20,9 @@ from modelport.api.body import header, read_body
 from modelport.api.responses import send_json
 from modelport.api.services import Services, services_of
 from modelport.errors import AuthError, Forbidden, MethodNotAllowed, NotFound, RequestError
-from modelport.protocol.v2 import parse_infer_request, render_infer_response
-from modelport.tensors.service import TensorService
+
+if TYPE_CHECKING:
+    from modelport.tensors.service import TensorService
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 _CONFIG_TYPES = {
@@ -112,6 +113,8 @@ async def _infer(services: Services, tensors: TensorService, scope: Scope, recei
         except ValueError:
             raise RequestError("Inference-Header-Content-Length must be an integer.") from None
     body = await read_body(scope, receive, services.settings.server.max_body_bytes)
+    from modelport.protocol.v2 import parse_infer_request, render_infer_response
+
     request = parse_infer_request(body, header_length)
     admission = None
     if principal is not None and principal.scopes:

@@ -33,6 +33,7 @@ import numpy.typing as npt
 import orjson
 
 from modelport.errors import MalformedBody, RequestError
+from modelport.protocol.v2_errors import render_error as render_error
 
 Array = npt.NDArray[Any]
 
@@ -194,11 +195,6 @@ def render_infer_response(
     if not blobs:
         return header, None
     return b"".join((header, *blobs)), len(header)
-
-
-def render_error(message: str) -> bytes:
-    """The protocol's error body: ``{"error": message}``."""
-    return orjson.dumps({"error": message})
 
 
 def _load(header: memoryview, *, binary_form: bool) -> dict[str, Any]:
