@@ -20,6 +20,7 @@ import pytest
 from modelport.api.services import STATE_KEY, Services
 from modelport.dashboard.headers import CONTENT_SECURITY_POLICY
 from modelport.dashboard.sessions import MAX_SESSIONS, SESSION_COOKIE
+from modelport.dashboard.throttle import MAX_FAILURES
 from tests.fakes.upstream import FakeUpstream, Reply
 from tests.gateway import InProcessGateway, basic_config, start_gateway
 from tests.integration.access_setup import (
@@ -127,6 +128,21 @@ def test_anything_but_the_admin_key_is_the_same_401_without_a_cookie(
     form = keyed.client.post("/dashboard/login", data={"key": "wrong"})
     assert form.status_code == 401 and form.json() == reply.json()
     assert not keyed.client.cookies
+
+
+def test_repeated_failures_pause_sign_in_from_the_address(keyed: Keyed) -> None:
+    for _ in range(MAX_FAILURES - 1):
+        assert _login(keyed.client, "wrong").status_code == 401
+    assert _login(keyed.client).status_code == 200  # a success forgets the failures
+    for _ in range(MAX_FAILURES):
+        assert _login(keyed.client, "wrong").status_code == 401
+    refused = _login(keyed.client)  # the right key too, until the window has passed
+    assert refused.status_code == 429, refused.text
+    assert "set-cookie" not in refused.headers
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    # the API itself, with the admin key as a bearer token, is not affected
+    assert keyed.client.get("/admin/keys", headers=ADMIN).status_code == 200
 
 
 def test_logout_ends_the_session(keyed: Keyed) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class Services:
     readiness: Readiness = field(default_factory=Readiness)
     # dashboard session id -> expiry (monotonic); read and written by dashboard.sessions only
     dashboard_sessions: dict[str, float] = field(default_factory=dict)
+    # failed dashboard sign-ins per client address (dashboard.throttle)
+    dashboard_failures: dict[str, deque[float]] = field(default_factory=dict)
 
 
 @asynccontextmanager

@@ -3,14 +3,16 @@
 
 The admin key is typed into the page's form and posted (form or JSON body), never put in a
 URL; it is checked with ``AccessPolicy.is_admin`` (constant time). Every failure is the same
-401. In open mode (no admin key and no keys: the server listens on loopback only) anyone who
-reaches the server may sign in, as they may call everything else, but only through a loopback
-host name, so that a web page whose own name was made to point at 127.0.0.1 (DNS rebinding)
-cannot.
+401; after five in a minute from one address, sign-ins from it get 429 with Retry-After for
+the rest of that minute (``dashboard.throttle``). In open mode (no admin key and no keys: the
+server listens on loopback only) anyone who reaches the server may sign in, as they may call
+everything else, but only through a loopback host name, so that a web page whose own name was
+made to point at 127.0.0.1 (DNS rebinding) cannot.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,7 +32,8 @@ from modelport.dashboard.sessions import (
     session_cookie,
     session_id,
 )
-from modelport.errors import AuthError, Forbidden
+from modelport.dashboard.throttle import SignInThrottle
+from modelport.errors import AuthError, Forbidden, RateLimited
 from modelport.protocol.openai.request import parse_body
 
 _BODY_LIMIT = 8 * 1024
@@ -76,10 +79,19 @@ async def login(scope: Scope, receive: Receive, send: Send) -> None:
     """JSON for the page's script; a plain form post is sent back to the page."""
     protect(scope)
     services = services_of(scope)
+    throttle = SignInThrottle(services.dashboard_failures)
+    client = scope.get("client") or ("",)
+    address: str = client[0]
+    wait = throttle.retry_after(address)
+    if wait is not None:
+        raise RateLimited("Too many failed sign-ins from this address; try again later.",
+                          headers={"Retry-After": str(math.ceil(wait))})
     form = _is_form(scope)
     key = _typed_key(await read_body(scope, receive, _BODY_LIMIT), form)
     if not _may_sign_in(services, scope, key):
+        throttle.failed(address)
         raise AuthError(_FAILED)
+    throttle.succeeded(address)
     new_session = Sessions(services.dashboard_sessions).open()
     add_header(scope, b"set-cookie", session_cookie(new_session, secure=over_https(scope)))
     if form:
