@@ -147,8 +147,9 @@ def test_feedback_attaches_to_the_keys_own_request(gateway):
                           json={"request_id": request_id, **body})
 
     # right after the answer: found in memory before the ledger has it
-    made = feedback(KEY_ALL, outcome="edited", correction="Better answer", score=0.5,
-                    comment="too terse")
+    made = feedback(KEY_ALL, outcome="edited", score=0.5,
+                    correction="Better answer; write to ann@example.com",
+                    comment=f"too terse (my key is {KEY_R1})")
     assert made.status_code == 201, made.text
     assert made.json()["model_version"] == "m1-2026-11"
     assert feedback(KEY_R1, outcome="accepted").status_code == 404  # another key's request
@@ -166,7 +167,10 @@ def test_feedback_attaches_to_the_keys_own_request(gateway):
     assert feedback(KEY_ALL, outcome="accepted").status_code == 201
     record = _record(gw, request_id)
     assert [f["outcome"] for f in record["feedback"]] == ["edited", "rejected", "accepted"]
-    assert record["feedback"][0]["correction"] == "Better answer"
+    # masked like captured bodies before they are stored
+    assert record["feedback"][0]["correction"] == "Better answer; write to [MASKED:email]"
+    assert KEY_R1 not in record["feedback"][0]["comment"]
+    assert "[MASKED:" in record["feedback"][0]["comment"]
     metrics = httpx.get(f"{gw.url}/metrics").text
     assert ('modelport_feedback_total{model_version="m1-2026-11",outcome="edited",'
             'route="r1"} 1.0') in metrics

@@ -4,7 +4,9 @@ The key that sends feedback must be the key that made the request (another key's
 is a 404, as if it did not exist); in open mode anyone may. The request is found among the
 recent ones in memory first, so feedback sent right after an answer does not wait for the
 ledger, then in the ledger. Each verdict counts in ``modelport_feedback_total`` by route,
-model version and outcome: edited plus rejected over all is the correction rate.
+model version and outcome: edited plus rejected over all is the correction rate. The
+correction and the comment are masked like captured bodies (secrets, keys, e-mail addresses,
+card and phone numbers) before they are stored.
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ async def send_feedback(scope: Scope, receive: Receive, send: Send) -> None:
         key_id, route, version = found
     if principal is not None and key_id != principal.key_id:
         raise NotFound(f"There is no request '{spec.request_id}' to give feedback on.")
+    mask = services.masker.text
     await asyncio.to_thread(services.requests.add_feedback, Feedback(
         request_id=spec.request_id, key_id=key_id, route=route, model_version=version,
-        outcome=spec.outcome, score=spec.score, correction=spec.correction,
-        comment=spec.comment,
+        outcome=spec.outcome, score=spec.score,
+        correction=None if spec.correction is None else mask(spec.correction),
+        comment=None if spec.comment is None else mask(spec.comment),
     ))
     services.metrics.feedback.labels(route or UNKNOWN, version or UNKNOWN, spec.outcome).inc()
     await send_json(send, {"object": "feedback", "request_id": spec.request_id,

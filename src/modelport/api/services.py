@@ -62,6 +62,7 @@ class Services:
     usage: UsageStore
     requests: RequestStore
     idempotency: IdempotencyCache
+    masker: Masker = field(default_factory=Masker)  # captured bodies and feedback text
     tensors: TensorService | None = None
     tracing: Tracing | None = None  # None: tracing is off
     started_at: int = field(default_factory=lambda: int(time.time()))
@@ -126,6 +127,7 @@ async def build_services(
             await access_log.start()
             stack.push_async_callback(access_log.stop)
         routes = RouteTable(settings, providers, metrics)
+        masker = Masker(settings.secrets())
         services = Services(
             settings=settings,
             metrics=metrics,
@@ -134,13 +136,14 @@ async def build_services(
             proxy=ProxyService(routes, access, metrics, tracing=tracing),
             recorder=Recorder(metrics, ledger, settings.config_version, access_log,
                               versions=model_versions(settings),
-                              masker=Masker(settings.secrets())),
+                              masker=masker),
             ledger=ledger,
             access=access,
             keys=keys,
             usage=usage,
             requests=requests,
             idempotency=IdempotencyCache(settings.server.idempotency_ttl_s),
+            masker=masker,
             tensors=tensors,
             tracing=tracing,
         )
