@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import local_llm
+import local_peers
 import tensors
 from harness import add_output_arguments, cli, terminated_on_signal, write_report
 from local_harness import Meter, goals_table, header, load_line, log, preflight, run_info
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         section.raw["load"] = load
         section.markdown = f"{load_line(load)}\n\n{section.markdown}"
     info = run_info(started, pin, meter)
-    info["machine"]["versions"]["mlserver"] = tensors.mlserver_version()
+    info["machine"]["versions"]["mlserver"] = local_peers.mlserver_version()
     info["args"] = {"rounds": args.rounds, "sections": args.sections}
     goals = [g for s in sections for g in s.goals]
     lines = [

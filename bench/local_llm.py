@@ -50,12 +50,10 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from harness import (
-    ENVS,
     Notes,
     Stat,
     add_output_arguments,
@@ -75,7 +73,6 @@ from local_harness import (
     goals_table,
     header,
     http,
-    install_venv,
     log,
     log_findings,
     num,
@@ -85,6 +82,7 @@ from local_harness import (
     utc_stamp,
     wait_http,
 )
+from local_peers import SERVER_PORT, ensure_llama_server, start_llama_server
 from local_raw import PROMPT, RawChild, raw_serve
 from overhead import (
     BENCH,
@@ -101,12 +99,10 @@ from overhead import (
 )
 
 MODELPORT_PORT = 18700
-SERVER_PORT = 18701
 WIDE_PORT = 18706  # the second Modelport, threads on every CPU (--wide-threads)
 ALL_CPUS = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))  # before any pinning
 PORTS = {"modelport": MODELPORT_PORT, "llama-server": SERVER_PORT, "modelport-wide": WIDE_PORT}
 ROUTE = "local-chat"
-SERVER_VENV = ENVS / ".venv-llama-server"
 COMPLETIONS = "/v1/completions"
 TARGETS = ("raw", "modelport", "modelport-4", "llama-server", "modelport-wide", "modelport-wide-4")
 CONCURRENT = ("modelport-4", "llama-server", "modelport-wide-4")  # --concurrent streams at once
@@ -415,50 +411,6 @@ def start_modelport(children: Children, workdir: Path, model: str, args: argpars
     return child
 
 
-def ensure_llama_server() -> str | None:
-    """llama-cpp-python's server in bench/.venv-llama-server, reusing the repo's own
-    llama-cpp-python build (no compile): the venv gets only the server's extra dependencies
-    (fastapi, uvicorn, sse-starlette, ...) and a .pth line that puts the repo's site-packages
-    after its own, so `llama_cpp` is the very module the raw run and Modelport use."""
-    try:
-        requires = metadata.requires("llama_cpp_python") or []
-    except metadata.PackageNotFoundError:
-        return "llama-cpp-python is not installed in this Python"
-    extras = [r.split(";")[0].strip() for r in requires
-              if "extra ==" in r and "server" in r.split(";")[1]]  # fmt: skip
-    import llama_cpp
-
-    site = Path(llama_cpp.__file__).resolve().parent.parent
-
-    def add_pth() -> None:
-        found = sorted(SERVER_VENV.glob("lib/python*/site-packages"))
-        if not found:
-            raise BenchError(f"no site-packages in {SERVER_VENV}")
-        (found[0] / "zz-modelport-repo-venv.pth").write_text(f"{site}\n")
-
-    return install_venv(
-        SERVER_VENV,
-        "llama-cpp-python's OpenAI server (its [server] extra)",
-        extras,
-        "llama-server-install.log",
-        ["-c", "import llama_cpp.server.app"],
-        after=add_pth,
-        limit_s=600,
-    )
-
-
-def start_llama_server(children: Children, model: str, args: argparse.Namespace,
-                       pin: bool) -> Child:  # fmt: skip
-    argv = [str(SERVER_VENV / "bin" / "python"), "-m", "llama_cpp.server", "--model", model,
-            "--host", HOST, "--port", str(SERVER_PORT), "--n_ctx", str(args.n_ctx),
-            "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads),
-            "--interrupt_requests", "False", "--verbose", "False"]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    child = children.start("llama-server", pinned(GATEWAY_CPU, argv, pin), env)
-    wait_http(child, probe_completion(f"http://{HOST}:{SERVER_PORT}", None), 120)
-    return child
-
-
 # --------------------------------------------------------------------------- reporting
 
 
@@ -722,13 +674,11 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
             setup.wide = start_modelport(children, workdir, model, args, pin, wide=True)
         if "llama-server" in targets:
             log("starting llama-cpp-python's server")
+            ready = probe_completion(f"http://{HOST}:{SERVER_PORT}", None)
             setup.server = start_peer(
-                children,
-                notes,
-                "llama-server",
-                "llama-cpp-python's server",
-                lambda: start_llama_server(children, model, args, pin),
-            )
+                children, notes, "llama-server", "llama-cpp-python's server",
+                lambda: start_llama_server(children, model, args.n_ctx, args.threads, pin, ready),
+            )  # fmt: skip
             if setup.server is None:
                 targets.remove("llama-server")
         log("warm-up: one short stream through each server")

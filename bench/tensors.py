@@ -24,9 +24,7 @@ Three measurements over the Open Inference Protocol (V2) REST API, side by side 
 CPU budget: each server's whole process tree (Modelport's gateway and its model workers;
 MLServer's main process and its inference-pool worker) is pinned to CPU 1 with taskset, so
 both get one core; wrk and the open-loop generator run on CPU 0. MLServer is installed on
-first use into bench/.venv-mlserver (`pip install mlserver mlserver-sklearn`, with uvloop < 0.22:
-MLServer 1.7's workers fail on uvloop 0.22's get_event_loop, and scikit-learn pinned to this
-repo's version, so both servers unpickle the file with the same library). Writes
+first use (bench/local_peers.py). Writes
 bench/results/<date>-local-tensors.md and .json when run alone (bench/local.py runs it as part
 of the `local` report). Only 127.0.0.1 is contacted.
 """
@@ -47,12 +45,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from harness import (
-    ENVS,
     Notes,
     Stat,
     add_output_arguments,
@@ -70,7 +66,6 @@ from local_harness import (
     goals_table,
     header,
     http,
-    install_venv,
     log,
     log_findings,
     num,
@@ -78,6 +73,14 @@ from local_harness import (
     run_info,
     utc_stamp,
     wait_http,
+)
+from local_peers import (
+    MLSERVER_GRPC_PORT,
+    MLSERVER_METRICS_PORT,
+    MLSERVER_PORT,
+    ensure_mlserver,
+    mlserver_version,
+    start_mlserver,
 )
 from overhead import (
     BENCH,
@@ -99,10 +102,6 @@ from overhead import (
 from streaming import pct
 
 MODELPORT_PORT = 18702
-MLSERVER_PORT = 18703
-MLSERVER_GRPC_PORT = 18704
-MLSERVER_METRICS_PORT = 18705
-MLSERVER_VENV = ENVS / ".venv-mlserver"
 SECTIONS = ("iris", "openloop", "batching")
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 GOAL_IRIS = 1.5  # Modelport / MLServer requests/s, at least
@@ -203,46 +202,6 @@ def start_modelport(children: Children, workdir: Path, repo: Path, models: Seque
             if status != 200:
                 return False, f"{name}: {status} {body[:200]!r}"
         return True, "ready"
-
-    wait_http(child, probe, 180)
-    return child
-
-
-def ensure_mlserver() -> str | None:
-    sklearn = metadata.version("scikit-learn")
-    return install_venv(
-        MLSERVER_VENV, "MLServer with its scikit-learn runtime",
-        ["mlserver", "mlserver-sklearn", "uvloop<0.22", f"scikit-learn=={sklearn}"],
-        "mlserver-install.log", ["-c", "import mlserver, mlserver_sklearn"],
-    )  # fmt: skip
-
-
-def start_mlserver(children: Children, workdir: Path, iris_file: str, args: argparse.Namespace,
-                   pin: bool) -> Child:  # fmt: skip
-    root = workdir / "mlserver"
-    (root / "iris").mkdir(parents=True)
-    (root / "settings.json").write_text(json.dumps({
-        "host": HOST, "http_port": MLSERVER_PORT, "grpc_port": MLSERVER_GRPC_PORT,
-        "metrics_port": MLSERVER_METRICS_PORT, "parallel_workers": args.mlserver_workers,
-        "debug": False,
-    }, indent=1))  # fmt: skip
-    (root / "iris" / "model-settings.json").write_text(json.dumps({
-        "name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
-        "max_batch_size": 64, "max_batch_time": 0.001,
-        "parameters": {"uri": iris_file, "version": "1"},
-    }, indent=1))  # fmt: skip
-    argv = [str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(root)]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("VIRTUAL_ENV", "PYTHONPATH") and not k.startswith("MLSERVER")
-    }
-    child = children.start("mlserver", pinned(GATEWAY_CPU, argv, pin), env)
-    base = f"http://{HOST}:{MLSERVER_PORT}"
-
-    def probe() -> tuple[bool, str]:
-        status, body = http("POST", f"{base}/v2/models/iris/infer", IRIS_BODY, 5)
-        return status == 200 and b'"outputs"' in body, f"infer -> {status} {body[:200]!r}"
 
     wait_http(child, probe, 180)
     return child
@@ -612,7 +571,9 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path,
                 notes,
                 "mlserver",
                 "MLServer",
-                lambda: start_mlserver(children, workdir, built["iris"], args, pin),
+                lambda: start_mlserver(
+                    children, workdir, built["iris"], args.mlserver_workers, pin, IRIS_BODY
+                ),
             )
             if mls is None:
                 iris_targets.remove("mlserver")
@@ -832,11 +793,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = "\n".join([*header("Tensor models over V2", info), section.markdown])
     write_report(args, info, "local-tensors", report, section.raw)
     return 2 if section.errors else 0
-
-
-def mlserver_version() -> str | None:
-    found = sorted(MLSERVER_VENV.glob("lib/python*/site-packages/mlserver-*.dist-info"))
-    return found[-1].name.removeprefix("mlserver-").removesuffix(".dist-info") if found else None
 
 
 if __name__ == "__main__":

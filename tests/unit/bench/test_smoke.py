@@ -110,9 +110,9 @@ def test_smoke_ignores_reports_from_an_earlier_run(
 
 
 def test_peer_environments_follow_modelport_bench_envs(tmp_path: Path) -> None:
-    code = "import harness, peers, tensors, local_llm; print(json.dumps([str(harness.ENVS), " \
-        "str(peers.LITELLM_VENV), str(peers.PORTKEY_DIR), str(tensors.MLSERVER_VENV), " \
-        "str(local_llm.SERVER_VENV)]))"  # fmt: skip
+    code = "import harness, peers, local_peers; print(json.dumps([str(harness.ENVS), " \
+        "str(peers.LITELLM_VENV), str(peers.PORTKEY_DIR), str(local_peers.MLSERVER_VENV), " \
+        "str(local_peers.SERVER_VENV)]))"  # fmt: skip
     env = {**os.environ, "MODELPORT_BENCH_ENVS": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", f"import json; {code}"], cwd=BENCH, env=env,
                           capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
