@@ -85,16 +85,29 @@ class Outcome:
     offsets_s: list[float] = field(default_factory=list)  # their scheduled time from start
     failures: dict[str, int] = field(default_factory=dict)
     lag_ms: list[float] = field(default_factory=list)  # how late the generator sent each
+    rejected_ms: list[float] = field(default_factory=list)  # answered with rejected_status
     max_inflight_seen: int = 0
     seconds: float = 0.0
 
 
 async def open_loop(
-    url: str, rate: float, duration: float, max_inflight: int, timeout: float
+    url: str,
+    rate: float,
+    duration: float,
+    max_inflight: int,
+    timeout: float,
+    *,
+    body: bytes = PROBE_BODY,
+    headers: dict[str, str] | None = None,
+    rejected_status: int | None = None,
 ) -> Outcome:
+    """POST ``body`` to ``url``: request i at start + i/rate whatever happened to the earlier
+    ones, its latency from that scheduled time. A 200 is ok; ``rejected_status`` (e.g. 503
+    for a full queue) is an answer too, kept apart; anything else is a failure."""
     count = max(1, round(rate * duration))
     out = Outcome(scheduled=count)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    if headers is None:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
     connector = aiohttp.TCPConnector(limit=max_inflight, keepalive_timeout=60)
     inflight = 0
     results: list[tuple[float, float] | None] = [None] * count  # (offset, latency) if ok
@@ -107,11 +120,13 @@ async def open_loop(
         inflight += 1
         out.max_inflight_seen = max(out.max_inflight_seen, inflight)
         try:
-            async with session.post(url, data=PROBE_BODY, headers=headers) as resp:
+            async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
                 status = resp.status
             if status == 200:
                 results[i] = (due - start, (time.perf_counter() - due) * 1e3)
+            elif status == rejected_status:
+                out.rejected_ms.append((time.perf_counter() - due) * 1e3)
             else:
                 fail(f"HTTP {status}")
         except TimeoutError:

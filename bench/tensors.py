@@ -32,7 +32,6 @@ of the `local` report). Only 127.0.0.1 is contacted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import math
@@ -42,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,6 +80,7 @@ from local_peers import (
     mlserver_version,
     start_mlserver,
 )
+from openloop import open_loop
 from overhead import (
     BENCH,
     GATEWAY_CPU,
@@ -324,82 +323,18 @@ class OpenLoop:
         return not self.failures and self.ok + self.rejected_503 == self.scheduled
 
 
-async def open_loop(url: str, body: bytes, rate: float, duration: float, max_inflight: int,
-                    timeout: float) -> dict[str, Any]:  # fmt: skip
-    """Request i at start + i/rate whatever happened before (openloop.py's method); latency
-    from the scheduled time. 200 and 503 are answers; anything else is a failure."""
-    import aiohttp
-
-    count = max(1, round(rate * duration))
-    ok: list[tuple[float, float]] = []  # (offset s, latency ms)
-    rejected: list[float] = []
-    failures: dict[str, int] = {}
-    lag: list[float] = []
-    inflight = 0
-
-    def fail(kind: str) -> None:
-        failures[kind] = failures.get(kind, 0) + 1
-
-    async def one(due: float, start: float, session: aiohttp.ClientSession) -> None:
-        nonlocal inflight
-        inflight += 1
-        try:
-            async with session.post(
-                url, data=body, headers={"Content-Type": "application/json"}
-            ) as resp:
-                await resp.read()
-                status = resp.status
-            latency = (time.perf_counter() - due) * 1e3
-            if status == 200:
-                ok.append((due - start, latency))
-            elif status == 503:
-                rejected.append(latency)
-            else:
-                fail(f"HTTP {status}")
-        except TimeoutError:
-            fail("timeout")
-        except aiohttp.ClientError as exc:
-            fail(type(exc).__name__)
-        finally:
-            inflight -= 1
-
-    connector = aiohttp.TCPConnector(limit=max_inflight, keepalive_timeout=60)
-    client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
-        tasks: set[asyncio.Task[None]] = set()
-        start = time.perf_counter() + 0.05
-        for i in range(count):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            lag.append(max(0.0, (time.perf_counter() - due) * 1e3))
-            if inflight >= max_inflight:
-                fail("dropped (in-flight cap)")
-                continue
-            task = asyncio.create_task(one(due, start, session))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.wait(list(tasks), timeout=timeout + 10)
-        for task in list(tasks):
-            task.cancel()
-            fail("lost")
-        seconds = time.perf_counter() - start
-    return {"count": count, "ok": ok, "rejected": rejected, "failures": failures, "lag": lag,
-            "seconds": seconds}  # fmt: skip
-
-
 def measure_open_loop(child: Child, url: str, rate: float, duration: float,
                       args: argparse.Namespace) -> OpenLoop:  # fmt: skip
     import uvloop
 
     pid = child.proc.pid
     before = tree_cpu_seconds(pid)
-    out = uvloop.run(open_loop(url, IRIS_BODY, rate, duration, args.max_inflight, 10.0))
+    out = uvloop.run(open_loop(url, rate, duration, args.max_inflight, 10.0, body=IRIS_BODY,
+                               headers={"Content-Type": "application/json"},
+                               rejected_status=503))  # fmt: skip
     cpu = tree_cpu_seconds(pid) - before
-    ok = out["ok"]
-    latencies = [lat for _, lat in ok]
+    ok = list(zip(out.offsets_s, out.latencies_ms, strict=True))
+    latencies = out.latencies_ms
 
     def third(which: int) -> float | None:
         lo, hi = duration * which / 3, duration * (which + 1) / 3
@@ -409,14 +344,14 @@ def measure_open_loop(child: Child, url: str, rate: float, duration: float,
     for off, lat in ok:
         buckets[min(len(buckets) - 1, int(off))].append(lat)
     return OpenLoop(
-        rate=rate, duration=duration, scheduled=out["count"], ok=len(ok),
-        rejected_503=len(out["rejected"]), failures=out["failures"],
-        achieved_rps=len(ok) / out["seconds"] if out["seconds"] else 0.0,
+        rate=rate, duration=duration, scheduled=out.scheduled, ok=len(ok),
+        rejected_503=len(out.rejected_ms), failures=out.failures,
+        achieved_rps=len(ok) / out.seconds if out.seconds else 0.0,
         p50_ms=pct(latencies, 50), p99_ms=pct(latencies, 99),
         max_ms=max(latencies, default=None), p99_first_third_ms=third(0),
-        p99_last_third_ms=third(2), rejected_max_ms=max(out["rejected"], default=None),
-        lag_p99_ms=pct(out["lag"], 99),
-        gateway_cpu_util=cpu / out["seconds"] if out["seconds"] else None,
+        p99_last_third_ms=third(2), rejected_max_ms=max(out.rejected_ms, default=None),
+        lag_p99_ms=pct(out.lag_ms, 99),
+        gateway_cpu_util=cpu / out.seconds if out.seconds else None,
         per_second=[{"second": i, "ok": len(b), "p50_ms": pct(b, 50), "p99_ms": pct(b, 99),
                      "max_ms": max(b, default=None)} for i, b in enumerate(buckets)],
     )  # fmt: skip
