@@ -1,12 +1,15 @@
 """Worker processes: where local models run, away from the event loop.
 
 A ``Worker`` owns one child process (started with ``spawn``) and one pipe to it. The event
-loop sends requests down the pipe; a reader thread receives replies and hands them to the
-loop in batches. A request is either a call (one reply) or a stream (parts, then a final
-reply). When the child dies, every request it held fails with ``RuntimeCrashed`` (retryable,
-so a route can fall back to another target) and the child is started again after a backoff;
-requests that arrive meanwhile fail at once with ``RuntimeUnavailable``. Nothing waits on a
-dead process.
+loop sends requests down the pipe and reads the replies itself: the pipe is one of the fds
+the loop watches, and each time it is readable one ``read`` takes what has arrived, and every
+whole message in it is delivered at once (``_ReplyReader``). No thread sits between the child
+and the loop, so a streamed token costs no thread switch or GIL hand-off on its way.
+
+A request is either a call (one reply) or a stream (parts, then a final reply). When the
+child dies, every request it held fails with ``RuntimeCrashed`` (retryable, so a route can
+fall back to another target) and the child is started again after a backoff; requests that
+arrive meanwhile fail at once with ``RuntimeUnavailable``. Nothing waits on a dead process.
 
 The child runs ``entry(channel, spec)``: it loads its model, calls ``channel.ready(info)``
 (or raises, and the reason is reported) and then serves messages from ``channel.recv()``
@@ -23,8 +26,10 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
+import pickle
 import signal
-import threading
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
@@ -121,6 +126,56 @@ def _child_main(entry: Entry, conn: Connection, spec: Any) -> None:
         raise SystemExit(1) from None
 
 
+class _ReplyReader:
+    """The child's messages, parsed on the event loop from the bytes each readable event
+    brings: ``multiprocessing.Connection``'s framing (a 4-byte big-endian signed length, or
+    -1 and then an 8-byte length for a message over 2 GiB, then the pickled message).
+
+    The socket stays blocking (the loop thread also sends on it with ``Connection.send``), and
+    that is safe here: ``read`` is called only when the loop says the socket is readable, so
+    it returns at once with what is there, and a message split across reads waits in the
+    buffer for the rest."""
+
+    __slots__ = ("_buffer", "_chunk", "_view", "fd")
+
+    def __init__(self, fd: int, read_size: int = 1 << 18) -> None:
+        self.fd = fd
+        self._buffer = bytearray()
+        # Read into one buffer kept for the worker's life: a fresh bytes object per read
+        # would be a large allocation (an mmap and munmap) per streamed token.
+        self._chunk = bytearray(read_size)
+        self._view = memoryview(self._chunk)
+
+    def read(self) -> list[tuple[int, str, Any]] | None:
+        """The whole messages that have arrived; ``None`` at end of file (the child is
+        gone). Raises for a message that cannot be unpickled."""
+        try:
+            n = os.readv(self.fd, [self._chunk])
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError:
+            return None
+        if not n:
+            return None
+        buffer = self._buffer
+        buffer += self._view[:n]
+        messages: list[tuple[int, str, Any]] = []
+        while len(buffer) >= 4:
+            (size,) = struct.unpack_from("!i", buffer)
+            start = 4
+            if size == -1:
+                if len(buffer) < 12:
+                    break
+                (size,) = struct.unpack_from("!Q", buffer, 4)
+                start = 12
+            end = start + size
+            if len(buffer) < end:
+                break
+            messages.append(pickle.loads(buffer[start:end]))
+            del buffer[:end]
+        return messages
+
+
 class _Pending:
     __slots__ = ("future", "queue")
 
@@ -181,11 +236,8 @@ class Worker:
         process.start()
         child.close()
         self._process, self._conn = process, parent
-        reader = threading.Thread(
-            target=self._read, args=(parent, loop, generation),
-            name=f"modelport-{self.name}-reader", daemon=True,
-        )
-        reader.start()
+        reader = _ReplyReader(parent.fileno())
+        loop.add_reader(reader.fd, self._on_readable, reader, generation)
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), self._start_timeout_s)
         except TimeoutError:
@@ -207,6 +259,7 @@ class Worker:
                 process.kill()
                 await asyncio.to_thread(process.join, 5.0)
         if conn is not None:
+            self._stop_reading(conn)
             conn.close()
         self._fail_all(RuntimeUnavailable(f"Local model '{self.name}' was stopped."))
         self._set_state("stopped")
@@ -291,25 +344,26 @@ class Worker:
             return f"Local model '{self.name}' is loading or restarting; try again shortly."
         return f"Local model '{self.name}' is not running."
 
-    # -- replies (reader thread -> loop) -----------------------------------------------
+    # -- replies (read on the loop) ----------------------------------------------------
 
-    def _read(self, conn: Connection, loop: asyncio.AbstractEventLoop, generation: int) -> None:
-        while True:
-            try:
-                batch = [conn.recv()]
-                while len(batch) < 256 and conn.poll():
-                    batch.append(conn.recv())
-            except (EOFError, OSError):
-                break
-            except Exception:  # an unpicklable reply: the child is broken
-                log.exception("runtime_reply_unreadable", extra={"runtime": self.name})
-                break
-            try:
-                loop.call_soon_threadsafe(self._deliver, batch, generation)
-            except RuntimeError:  # the loop has closed
-                return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._on_exit, generation)
+    def _on_readable(self, reader: _ReplyReader, generation: int) -> None:
+        try:
+            batch = reader.read()
+        except Exception:  # an unpicklable reply: the child is broken
+            log.exception("runtime_reply_unreadable", extra={"runtime": self.name})
+            batch = None
+            if generation == self._generation:
+                self._kill()
+        if batch is None:
+            asyncio.get_running_loop().remove_reader(reader.fd)
+            self._on_exit(generation)
+        elif batch:
+            self._deliver(batch, generation)
+
+    @staticmethod
+    def _stop_reading(conn: Connection) -> None:
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            asyncio.get_running_loop().remove_reader(conn.fileno())
 
     def _deliver(self, batch: list[tuple[int, str, Any]], generation: int) -> None:
         if generation != self._generation:
@@ -356,6 +410,7 @@ class Worker:
         was_ready = self.state == "ready"
         self._fail_all(RuntimeCrashed(f"Local model '{self.name}' crashed; try again."))
         if self._conn is not None:
+            self._stop_reading(self._conn)
             self._conn.close()
             self._conn = None
         if not was_ready:

@@ -71,3 +71,45 @@ async def test_a_model_that_cannot_load_leaves_a_reason():
     with pytest.raises(RuntimeUnavailable, match="failed to load"):
         await w.call("echo", 1)
     await w.close()
+
+
+async def test_large_replies_arrive_whole(worker):
+    # Far more than one read (1 MiB) and than the socket's buffer: the reply is reassembled
+    # from many readable events on the loop.
+    blob = bytes(range(256)) * 20_000  # 5 MB
+    assert await worker.call("echo", blob) == blob
+    parts = [p async for p in worker.stream("count", 300)]
+    assert parts == list(range(300))
+
+
+def test_reply_reader_keeps_split_messages_until_they_are_whole():
+    import os
+    import pickle
+    import struct
+    from multiprocessing import Pipe
+
+    from modelport.runtimes.workers import _ReplyReader
+
+    parent, child = Pipe(duplex=True)
+    reader = _ReplyReader(parent.fileno())
+    first, second = (1, "part", "a" * 10), (1, "reply", {"n": 2})
+    framed = b"".join(struct.pack("!i", len(p)) + p
+                      for p in (pickle.dumps(first), pickle.dumps(second)))
+    # The 8-byte form Connection uses for a message over 2 GiB, for a small one.
+    huge_form = pickle.dumps((2, "part", "b"))
+    framed += struct.pack("!i", -1) + struct.pack("!Q", len(huge_form)) + huge_form
+    fd = child.fileno()
+    os.write(fd, framed[:3])
+    assert reader.read() == []  # not even a whole length yet
+    os.write(fd, framed[3:10])
+    assert reader.read() == []
+    os.write(fd, framed[10:])
+    assert reader.read() == [first, second, (2, "part", "b")]
+    child.send((3, "reply", None))  # Connection's own framing
+    assert reader.read() == [(3, "reply", None)]
+    os.write(fd, struct.pack("!i", 3) + b"bad")
+    with pytest.raises(pickle.UnpicklingError):
+        reader.read()
+    child.close()
+    assert reader.read() is None  # end of file: the child is gone
+    parent.close()
