@@ -19,22 +19,28 @@ in one run, interleaved over rounds:
                   every CPU, one stream at a time and --concurrent at once: how batching pays
                   when the model has the whole machine (on one core llama.cpp's batched
                   kernels are compute-bound and gain little)
+    engine, engine-4, engine-wide, engine-wide-4
+                  Modelport's batching engine alone in a child process (bench/local_raw.py
+                  --engine; no server, worker, pipe or HTTP), 1 stream then --concurrent at
+                  once, with --threads on CPU 1 and --wide-threads on every CPU: the kernels'
+                  ceiling for the batching gain, in the same run
 
-Except modelport-wide (on every CPU), everything that runs the model is pinned to CPU 1 (the raw
-child, the whole `modelport serve` tree: server and worker, the llama-cpp-python server); the
-client (aiohttp on uvloop, this process) to CPU 0. Every run uses the same prompt, max_tokens
-and temperature 0 (greedy).
+Except modelport-wide and engine-wide (on every CPU), everything that runs the model is pinned
+to CPU 1 (the raw child, the engine child, the whole `modelport serve` tree: server and worker,
+the llama-cpp-python server); the client (aiohttp on uvloop, this process) to CPU 0. Every run
+uses the same prompt, max_tokens and temperature 0 (greedy).
 
 Per stream: time to first token (TTFT: request sent -> first chunk with text; for raw, the
 create_completion call -> its first chunk with text), tokens (chunks with text; checked
-against usage.completion_tokens where the server sends it) and decode tokens/s (tokens after
-the first / time after the first). For concurrent streams: aggregate tokens/s (all streams'
-tokens / time from sending them to the last token).
+against usage.completion_tokens where the server sends it), decode tokens/s (tokens after
+the first / time after the first) and aggregate tokens/s (tokens / time from sending the
+request to the last token; for concurrent streams, all of them).
 
 Goals (PASS/FAIL in the report): Modelport's single-stream decode tokens/s >= 95% of raw; the
-TTFT Modelport adds over raw <= 5 ms; 4-stream aggregate >= 1.5x Modelport's single-stream
-decode tokens/s. Writes bench/results/<date>-local-llm.md and .json when run alone
-(bench/local.py runs it as a section of the `local` report). Only 127.0.0.1 is contacted.
+TTFT Modelport adds over raw <= 5 ms; 4-stream aggregate tokens/s >= 1.5x the single-stream
+aggregate (the same measure on both sides; bench/local_llm_report.py). Writes
+bench/results/<date>-local-llm.md and .json when run alone (bench/local.py runs it as a
+section of the `local` report). Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
@@ -45,7 +51,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -55,22 +60,17 @@ from typing import Any
 
 from harness import (
     Notes,
-    Stat,
     add_output_arguments,
     cli,
     rotated,
-    stat,
     terminated_on_signal,
     to_jsonable,
     write_report,
 )
 from local_harness import (
     MODEL_PACKAGE,
-    Goal,
     Meter,
     Section,
-    fmt,
-    goals_table,
     header,
     http,
     log,
@@ -82,8 +82,9 @@ from local_harness import (
     utc_stamp,
     wait_http,
 )
+from local_llm_report import Run, llm_goals, render, summarise, to_run
 from local_peers import SERVER_PORT, ensure_llama_server, start_llama_server
-from local_raw import PROMPT, RawChild, raw_serve
+from local_raw import PROMPT, EngineChild, RawChild, raw_serve
 from overhead import (
     BENCH,
     GATEWAY_CPU,
@@ -104,12 +105,9 @@ ALL_CPUS = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))  # before a
 PORTS = {"modelport": MODELPORT_PORT, "llama-server": SERVER_PORT, "modelport-wide": WIDE_PORT}
 ROUTE = "local-chat"
 COMPLETIONS = "/v1/completions"
-TARGETS = ("raw", "modelport", "modelport-4", "llama-server", "modelport-wide", "modelport-wide-4")
-CONCURRENT = ("modelport-4", "llama-server", "modelport-wide-4")  # --concurrent streams at once
+TARGETS = ("raw", "modelport", "modelport-4", "llama-server", "modelport-wide", "modelport-wide-4",
+           "engine", "engine-4", "engine-wide", "engine-wide-4")  # fmt: skip
 # A plain-text opening a base model continues (Gemma 3 270M here is the pre-trained model).
-GOAL_DECODE = 0.95  # Modelport's single-stream decode tokens/s over raw, at least
-GOAL_TTFT_MS = 5.0  # TTFT Modelport adds over raw, at most
-GOAL_AGGREGATE = 1.5  # 4-stream aggregate over Modelport's single-stream decode, at least
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -210,67 +208,6 @@ def run_streams(url: str, body: bytes, concurrent: int, sequential: int,
 
 
 @dataclass
-class Stream:
-    kind: str  # "long": max_tokens; "ttft": max_tokens 1, for the time to first token only
-    ttft_ms: float | None
-    tokens: int
-    usage_tokens: int | None
-    decode_tok_s: float | None
-    total_ms: float
-    error: str | None
-
-
-@dataclass
-class Run:
-    round: int
-    target: str
-    concurrency: int
-    streams: list[Stream]
-    aggregate_tok_s: float | None  # all tokens / (last token - first request sent)
-    ttft_ms: float | None  # median over the run's streams
-    decode_tok_s: float | None  # median over the run's streams
-    seconds: float
-    server_cpu_s: float | None = None  # the serving process itself (Modelport: the gateway)
-    tree_cpu_s: float | None = None  # it and its descendants (Modelport: + the worker)
-    text: str = ""  # the first stream's text (greedy, so every target should agree)
-    load_s: float | None = None
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for s in self.streams if s.error)
-
-    @property
-    def tokens(self) -> int:
-        return sum(s.tokens for s in self.streams if s.kind == "long")
-
-
-def to_run(rnd: int, target: str, concurrency: int, raw: list[dict[str, Any]]) -> Run:
-    streams_out = []
-    for s in raw:
-        ttft = (s["first"] - s["start"]) * 1e3 if s["first"] is not None else None
-        decode = None
-        if s["first"] is not None and s["tokens"] > 1 and s["last"] > s["first"]:
-            decode = (s["tokens"] - 1) / (s["last"] - s["first"])
-        streams_out.append(Stream(s["kind"], ttft, s["tokens"], s["usage_tokens"], decode,
-                                  (s["end"] - s["start"]) * 1e3, s["error"]))  # fmt: skip
-    long = [s for s in raw if s["kind"] == "long"]
-    start = min(s["start"] for s in long)
-    lasts = [s["last"] for s in long if s["last"] is not None]
-    total = sum(s["tokens"] for s in long)
-    aggregate = total / (max(lasts) - start) if lasts and max(lasts) > start else None
-    ttfts = [s.ttft_ms for s in streams_out if s.ttft_ms is not None]
-    decodes = [s.decode_tok_s for s in streams_out if s.decode_tok_s is not None]
-    return Run(
-        round=rnd, target=target, concurrency=concurrency, streams=streams_out,
-        aggregate_tok_s=aggregate,
-        ttft_ms=statistics.median(ttfts) if ttfts else None,
-        decode_tok_s=statistics.median(decodes) if decodes else None,
-        seconds=max(s["end"] for s in long) - start,
-        text=long[0]["text"],
-    )  # fmt: skip
-
-
-@dataclass
 class Setup:
     model: str
     body: bytes
@@ -278,6 +215,8 @@ class Setup:
     modelport: Child | None = None
     server: Child | None = None
     wide: Child | None = None
+    engine: EngineChild | None = None
+    engine_wide: EngineChild | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -311,7 +250,6 @@ def measure_pair(setup: Setup, rnd: int, args: argparse.Namespace) -> list[Run]:
     mp_run = to_run(rnd, "modelport", 1, streams["modelport"])
     mp_run.tree_cpu_s, mp_run.server_cpu_s = tree_s, own_s
     mp_run.seconds = sum(s["end"] - s["start"] for s in streams["modelport"])
-    raw_run.aggregate_tok_s = mp_run.aggregate_tok_s = None  # one stream at a time: no aggregate
     return [raw_run, mp_run]
 
 
@@ -328,9 +266,23 @@ def measure_http(child: Child, name: str, url: str, body: bytes, rnd: int, concu
     return run
 
 
+def measure_engine(engine: EngineChild, name: str, rnd: int,
+                   args: argparse.Namespace) -> list[Run]:  # fmt: skip
+    """The engine alone: --streams single completions one after another, then --concurrent
+    at once."""
+    single = [s for _ in range(args.streams) for s in engine.generate(1, args.max_tokens)]
+    together = engine.generate(args.concurrent, args.max_tokens)
+    return [to_run(rnd, name, 1, single),
+            to_run(rnd, f"{name}-{args.concurrent}", args.concurrent, together)]  # fmt: skip
+
+
 def measure(target: str, setup: Setup, rnd: int, args: argparse.Namespace) -> list[Run]:
     if target == "raw+modelport":
         return measure_pair(setup, rnd, args)
+    if target in ("engine", "engine-wide"):
+        engine = setup.engine if target == "engine" else setup.engine_wide
+        assert engine is not None
+        return measure_engine(engine, target, rnd, args)
     if target == "modelport-4":
         assert setup.modelport is not None
         url = f"http://{HOST}:{MODELPORT_PORT}{COMPLETIONS}"
@@ -414,165 +366,6 @@ def start_modelport(children: Children, workdir: Path, model: str, args: argpars
 # --------------------------------------------------------------------------- reporting
 
 
-def summarise(runs: Sequence[Run], targets: Sequence[str]) -> dict[str, Any]:
-    def of(name: str) -> list[Run]:
-        return [r for r in runs if r.target == name]
-
-    def pooled(name: str, attr: str) -> Stat | None:
-        return stat([getattr(s, attr) for r in of(name) for s in r.streams])
-
-    def per_round(a: str, b: str, fn: Callable[[Run, Run], float | None]) -> Stat | None:
-        values = []
-        for rnd in sorted({r.round for r in runs}):
-            ra = [r for r in of(a) if r.round == rnd]
-            rb = [r for r in of(b) if r.round == rnd]
-            if ra and rb:
-                values.append(fn(ra[0], rb[0]))
-        return stat(values)
-
-    cells = {}
-    for name in targets:
-        mine = of(name)
-        if not mine:
-            continue
-        cells[name] = {
-            "runs": len(mine),
-            "streams": sum(len(r.streams) for r in mine),
-            "failed": sum(r.failed for r in mine),
-            "ttft_ms": stat([r.ttft_ms for r in mine]),
-            "decode_tok_s": stat([r.decode_tok_s for r in mine]),
-            "aggregate_tok_s": stat([r.aggregate_tok_s for r in mine]),
-            "tokens_per_stream": stat([s.tokens for r in mine for s in r.streams
-                                       if s.kind == "long"]),
-            "stream_ttft_ms": pooled(name, "ttft_ms"),
-            "gateway_cpu_ms_per_token": stat([
-                r.server_cpu_s * 1e3 / r.tokens if r.server_cpu_s is not None and r.tokens
-                else None for r in mine]),
-            "tree_cpu_util": stat([
-                r.tree_cpu_s / r.seconds if r.tree_cpu_s is not None and r.seconds else None
-                for r in mine]),
-        }  # fmt: skip
-
-    def ratio(x: float | None, y: float | None) -> float | None:
-        return x / y if x is not None and y else None
-
-    def diff(x: float | None, y: float | None) -> float | None:
-        return x - y if x is not None and y is not None else None
-
-    compare = {
-        "decode modelport/raw": per_round(
-            "modelport", "raw", lambda a, b: ratio(a.decode_tok_s, b.decode_tok_s)),
-        "ttft modelport-raw ms": per_round(
-            "modelport", "raw", lambda a, b: diff(a.ttft_ms, b.ttft_ms)),
-        "aggregate modelport-4 / modelport single decode": per_round(
-            "modelport-4", "modelport", lambda a, b: ratio(a.aggregate_tok_s, b.decode_tok_s)),
-        "aggregate modelport-4 / modelport single end-to-end": per_round(
-            "modelport-4", "modelport", lambda a, b: ratio(
-                a.aggregate_tok_s, statistics.median(
-                    s.tokens / (s.total_ms / 1e3) for s in b.streams
-                    if s.kind == "long" and s.total_ms))),
-        "aggregate modelport-wide-4 / modelport-wide single decode": per_round(
-            "modelport-wide-4", "modelport-wide",
-            lambda a, b: ratio(a.aggregate_tok_s, b.decode_tok_s)),
-        "aggregate modelport-4 / llama-server": per_round(
-            "modelport-4", "llama-server",
-            lambda a, b: ratio(a.aggregate_tok_s, b.aggregate_tok_s)),
-    }  # fmt: skip
-    return {"cells": cells, "compare": compare}
-
-
-def llm_goals(summary: dict[str, Any], args: argparse.Namespace) -> list[Goal]:
-    c = summary["compare"]
-
-    def goal(name: str, wanted: str, s: Stat | None, ok: Callable[[float], bool],
-             digits: int, unit: str = "") -> Goal:  # fmt: skip
-        if s is None:
-            return Goal(name, wanted, "-", None)
-        return Goal(name, wanted, f"{s.median:.{digits}f}{unit} ({s.low:.{digits}f}-"
-                    f"{s.high:.{digits}f})", ok(s.median))  # fmt: skip
-
-    return [
-        goal("LLM: single-stream decode tokens/s, Modelport / raw", f">= {GOAL_DECODE:.2f}",
-             c["decode modelport/raw"], lambda v: v >= GOAL_DECODE, 3),
-        goal("LLM: TTFT added by Modelport over raw", f"<= {GOAL_TTFT_MS:g} ms",
-             c["ttft modelport-raw ms"], lambda v: v <= GOAL_TTFT_MS, 2, " ms"),
-        goal(f"LLM: {args.concurrent}-stream aggregate / Modelport single-stream decode, "
-             f"{args.threads} thread(s) on one CPU",
-             f">= {GOAL_AGGREGATE:g}x",
-             c["aggregate modelport-4 / modelport single decode"],
-             lambda v: v >= GOAL_AGGREGATE, 2, "x"),
-        *([goal(f"LLM: {args.concurrent}-stream aggregate / Modelport single-stream decode, "
-                f"{args.wide_threads} threads on every CPU", f">= {GOAL_AGGREGATE:g}x",
-                c["aggregate modelport-wide-4 / modelport-wide single decode"],
-                lambda v: v >= GOAL_AGGREGATE, 2, "x")] if wide_enabled(args) else []),
-    ]  # fmt: skip
-
-
-def render(summary: dict[str, Any], runs: Sequence[Run], goals: Sequence[Goal],
-           args: argparse.Namespace, notes: Sequence[str]) -> str:  # fmt: skip
-    cells = summary["cells"]
-    lines = [
-        f"{args.rounds} round(s), interleaved; each round: raw and Modelport alternately, one "
-        f"stream at a time ({args.streams} long streams each, then {args.ttft_samples} "
-        f"max_tokens=1 requests each for the TTFT), Modelport {args.concurrent} streams at "
-        f"once, llama-cpp-python's server {args.concurrent} streams at once. Prompt of "
-        f"{len(PROMPT)} characters, max_tokens {args.max_tokens}, "
-        f"temperature 0, n_ctx {args.n_ctx}, {args.threads} thread(s); Modelport "
-        f"`parallel: {args.parallel}`; raw `flash_attn={args.raw_flash_attn}` and "
-        "llama-cpp-python's other defaults (Modelport's engine makes its own llama.cpp "
-        "settings). Median (min-max) over rounds of each round's median."
-        + (
-            f" modelport-wide and modelport-wide-4: a second Modelport with {args.wide_threads} "
-            f"threads on every CPU (beside the client), one stream at a "
-            f"time ({args.streams} per round) and {args.concurrent} at once."
-            if wide_enabled(args)
-            else ""
-        ),
-        "",
-        "| target | streams at once | requests | failed | TTFT ms | decode tokens/s per stream "
-        "| aggregate tokens/s | tokens per stream | gateway CPU ms/token | serving CPU util |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, m in cells.items():
-        conc = args.concurrent if name in CONCURRENT else 1
-        lines.append(
-            f"| {name} | {conc} | {m['streams']} | {m['failed'] or 0} | {fmt(m['ttft_ms'], 1)} "
-            f"| {fmt(m['decode_tok_s'], 1)} | {fmt(m['aggregate_tok_s'], 1)} "
-            f"| {fmt(m['tokens_per_stream'], 0)} "
-            f"| {fmt(m['gateway_cpu_ms_per_token'], 3) if name.startswith('modelport') else '-'} "
-            f"| {fmt(m['tree_cpu_util'], 2)} |"
-        )
-    lines += ["", "Side by side, per round (median (min-max) over rounds):", ""]
-    for label, s in summary["compare"].items():
-        lines.append(f"- {label}: {fmt(s, 3)}")
-    lines += ["", *goals_table(goals)]
-    lines += [
-        "",
-        "TTFT: request sent to the first chunk with text (raw: the create_completion "
-        "call to its first chunk). Decode tokens/s: tokens after the first / time after "
-        "the first. Aggregate: all streams' tokens / (last token - requests sent), "
-        "prefill included, compared with the single stream's decode rate (prefill "
-        "excluded), so the ratio is conservative. Gateway CPU ms/token: CPU time of the "
-        "`modelport serve` process itself (not its worker) per token; serving CPU util: "
-        "the whole serving tree's CPU seconds per wall second (1.00 = CPU 1 saturated).",
-    ]
-    texts = {r.target: r.text for r in runs if r.round == 1 and r.text}
-    if "raw" in texts and "modelport" in texts:
-        a, b = texts["raw"], texts["modelport"]
-        common = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
-                      min(len(a), len(b)))  # fmt: skip
-        lines.append("")
-        lines.append("Greedy output, raw and Modelport single stream: " + (
-            "identical." if a == b else
-            f"the same for the first {common} characters, then different (the two set llama.cpp "
-            "up differently, e.g. flash attention or weight repacking, and kernels that round "
-            f"differently can flip a near-tie between two tokens): raw "
-            f"{a[common:common + 40]!r}..., Modelport "
-            f"{b[common:common + 40]!r}..."))  # fmt: skip
-    lines += [*(f"Note: {n}" for n in notes)]
-    return "\n".join(lines).rstrip() + "\n"
-
-
 # --------------------------------------------------------------------------- the section
 
 
@@ -640,9 +433,9 @@ def ports(args: argparse.Namespace) -> set[int]:
 def expected_seconds(args: argparse.Namespace) -> float:
     """A rough duration, for bench/run's time limit: ~20 tokens/s at worst."""
     stream_s = args.max_tokens / 20 + 1
-    per_round = (2 * args.streams + 1 + args.concurrent) * stream_s + 10
+    per_round = (3 * args.streams + 2 + 2 * args.concurrent) * stream_s + 10
     if wide_enabled(args):
-        per_round += (args.streams + 1) * stream_s
+        per_round += 2 * (args.streams + 1) * stream_s
     return 60 + args.rounds * per_round
 
 
@@ -650,7 +443,7 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
     """Start everything, measure, stop everything; the report section."""
     children = Children(workdir)
     runs: list[Run] = []
-    targets = [t for t in TARGETS if wide_enabled(args) or not t.startswith("modelport-wide")]
+    targets = [t for t in TARGETS if wide_enabled(args) or "-wide" not in t]
     notes = Notes(strict=args.require_all)
     server_problem = None
     if args.no_llama_server:
@@ -667,6 +460,11 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
     try:
         log("starting the raw llama-cpp-python process")
         setup.raw = RawChild(model, args, pin, workdir)
+        log("starting Modelport's engine alone")
+        setup.engine = EngineChild(model, args, args.threads, GATEWAY_CPU, pin, workdir)
+        if wide_enabled(args):
+            setup.engine_wide = EngineChild(model, args, args.wide_threads, ALL_CPUS, pin,
+                                            workdir)  # fmt: skip
         log("starting Modelport with the GGUF model (provider kind llama_cpp)")
         setup.modelport = start_modelport(children, workdir, model, args, pin)
         if wide_enabled(args):
@@ -691,7 +489,8 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
         if setup.wide is not None:
             run_streams(f"http://{HOST}:{WIDE_PORT}{COMPLETIONS}", warm, args.concurrent, 1,
                         args.stream_timeout)  # fmt: skip
-        steps = ["raw+modelport", *(t for t in targets if t not in ("raw", "modelport"))]
+        steps = ["raw+modelport", *(t for t in targets if t not in (
+            "raw", "modelport", "engine-4", "engine-wide-4"))]  # fmt: skip
         for rnd in range(1, args.rounds + 1):
             for step in rotated(steps, rnd - 1):
                 for result in measure(step, setup, rnd, args):
@@ -703,6 +502,9 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
     finally:
         stopped_at = utc_stamp()
         children.stop_all()
+        for engine in (setup.engine, setup.engine_wide):
+            if engine is not None:
+                engine.close()
         if setup.raw is not None:
             setup.raw.close()
             noise = setup.raw.stderr_lines()
@@ -725,8 +527,8 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
                      "waits instead of cutting off the running one), and reuses the KV cache "
                      "of the previous request's matching prompt prefix.")  # fmt: skip
     summary = summarise(runs, targets)
-    goals = llm_goals(summary, args)
-    markdown = render(summary, runs, goals, args, notes)
+    goals = llm_goals(summary, args, wide_enabled(args))
+    markdown = render(summary, runs, goals, args, notes, wide_enabled(args))
     raw = {
         "args": {k: getattr(args, k) for k in (
             "rounds", "max_tokens", "streams", "ttft_samples", "concurrent", "threads",
