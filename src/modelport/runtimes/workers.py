@@ -1,10 +1,13 @@
 """Worker processes: where local models run, away from the event loop.
 
-A ``Worker`` owns one child process (started with ``spawn``) and one pipe to it. The event
-loop sends requests down the pipe and reads the replies itself: the pipe is one of the fds
-the loop watches, and each time it is readable one ``read`` takes what has arrived, and every
-whole message in it is delivered at once (``_ReplyReader``). No thread sits between the child
-and the loop, so a streamed token costs no thread switch or GIL hand-off on its way.
+A ``Worker`` owns one child process (started with ``spawn``) and one pipe to it, a socket
+that the event loop watches in both directions, never blocking on it: each time it is
+readable one ``read`` takes what has arrived and every whole reply in it is delivered at once
+(``_ReplyReader``), and a request the child is too busy to take in whole waits in a buffer
+that the loop writes out as the child reads (``_RequestWriter``), so a large request to a busy
+model never stalls other requests. No thread sits between the child and the loop, so a
+streamed token costs no thread switch or GIL hand-off on its way. Both ends speak
+``multiprocessing.Connection``'s framing, which the child reads and writes as usual.
 
 A request is either a call (one reply) or a stream (parts, then a final reply). When the
 child dies, every request it held fails with ``RuntimeCrashed`` (retryable, so a route can
@@ -126,15 +129,69 @@ def _child_main(entry: Entry, conn: Connection, spec: Any) -> None:
         raise SystemExit(1) from None
 
 
+def _frame(message: Any) -> tuple[bytes, bytes]:
+    """``multiprocessing.Connection``'s framing: a 4-byte big-endian signed length (or -1 and
+    an 8-byte length for a message over 2 GiB), then the pickled message."""
+    data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    size = len(data)
+    header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
+    return header, data
+
+
+class _RequestWriter:
+    """Requests to the child on the parent's non-blocking end of the pipe. What the socket
+    does not take at once is kept, in order, and written by the loop as the socket drains
+    (``add_writer``); later requests queue behind it."""
+
+    __slots__ = ("_loop", "_pending", "fd")
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.fd = fd
+        self._loop = loop
+        self._pending = bytearray()
+
+    def send(self, message: Any) -> None:
+        """Write one message, or keep what does not fit; raises OSError when the child's end
+        is closed."""
+        header, data = _frame(message)
+        if self._pending:
+            self._pending += header
+            self._pending += data
+            return
+        try:
+            sent = os.writev(self.fd, [header, data])
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent == len(header) + len(data):
+            return
+        if sent < len(header):
+            self._pending += header[sent:]
+            self._pending += data
+        else:
+            self._pending += memoryview(data)[sent - len(header):]
+        self._loop.add_writer(self.fd, self._flush)
+
+    def _flush(self) -> None:
+        try:
+            sent = os.write(self.fd, self._pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # the child is gone: its end of file reaches the reader
+            sent = len(self._pending)
+        del self._pending[:sent]
+        if not self._pending:
+            self._loop.remove_writer(self.fd)
+
+    def stop(self) -> None:
+        if self._pending:
+            self._pending.clear()
+            self._loop.remove_writer(self.fd)
+
+
 class _ReplyReader:
     """The child's messages, parsed on the event loop from the bytes each readable event
-    brings: ``multiprocessing.Connection``'s framing (a 4-byte big-endian signed length, or
-    -1 and then an 8-byte length for a message over 2 GiB, then the pickled message).
-
-    The socket stays blocking (the loop thread also sends on it with ``Connection.send``), and
-    that is safe here: ``read`` is called only when the loop says the socket is readable, so
-    it returns at once with what is there, and a message split across reads waits in the
-    buffer for the rest."""
+    brings (``_frame``'s framing); a message split across reads waits in the buffer for the
+    rest."""
 
     __slots__ = ("_buffer", "_chunk", "_view", "fd")
 
@@ -209,6 +266,7 @@ class Worker:
         self._ctx = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._conn: Connection | None = None
+        self._writer: _RequestWriter | None = None
         self._pending: dict[int, _Pending] = {}
         self._next_id = 0
         self._ready: asyncio.Future[None] | None = None
@@ -236,6 +294,8 @@ class Worker:
         process.start()
         child.close()
         self._process, self._conn = process, parent
+        os.set_blocking(parent.fileno(), False)
+        self._writer = _RequestWriter(parent.fileno(), loop)
         reader = _ReplyReader(parent.fileno())
         loop.add_reader(reader.fd, self._on_readable, reader, generation)
         try:
@@ -250,17 +310,16 @@ class Worker:
         if self._restart_task is not None:
             self._restart_task.cancel()
         conn, process = self._conn, self._process
-        if conn is not None:
+        if conn is not None and self._writer is not None:
             with contextlib.suppress(OSError):
-                conn.send((0, "stop", None))
+                self._writer.send((0, "stop", None))
         if process is not None:
             await asyncio.to_thread(process.join, 5.0)
             if process.is_alive():
                 process.kill()
                 await asyncio.to_thread(process.join, 5.0)
         if conn is not None:
-            self._stop_reading(conn)
-            conn.close()
+            self._disconnect(conn)
         self._fail_all(RuntimeUnavailable(f"Local model '{self.name}' was stopped."))
         self._set_state("stopped")
 
@@ -320,22 +379,22 @@ class Worker:
         return len(self._pending)
 
     def _send(self, op: str, payload: Any, pending: _Pending) -> int:
-        if self.state != "ready" or self._conn is None:
+        if self.state != "ready" or self._writer is None:
             raise RuntimeUnavailable(self._unavailable_message())
         self._next_id += 1
         request_id = self._next_id
         self._pending[request_id] = pending
         try:
-            self._conn.send((request_id, op, payload))
+            self._writer.send((request_id, op, payload))
         except (OSError, ValueError) as exc:
             del self._pending[request_id]
             raise RuntimeCrashed(f"Local model '{self.name}' is not reachable.") from exc
         return request_id
 
     def _withdraw(self, request_id: int) -> None:
-        if self._pending.pop(request_id, None) is not None and self._conn is not None:
+        if self._pending.pop(request_id, None) is not None and self._writer is not None:
             with contextlib.suppress(OSError, ValueError):
-                self._conn.send((request_id, "cancel", None))
+                self._writer.send((request_id, "cancel", None))
 
     def _unavailable_message(self) -> str:
         if self.state == "failed":
@@ -360,10 +419,14 @@ class Worker:
         elif batch:
             self._deliver(batch, generation)
 
-    @staticmethod
-    def _stop_reading(conn: Connection) -> None:
+    def _disconnect(self, conn: Connection) -> None:
+        """Stop watching the pipe, drop what was not written, and close it."""
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
         with contextlib.suppress(OSError, ValueError, RuntimeError):
             asyncio.get_running_loop().remove_reader(conn.fileno())
+        conn.close()
 
     def _deliver(self, batch: list[tuple[int, str, Any]], generation: int) -> None:
         if generation != self._generation:
@@ -410,8 +473,7 @@ class Worker:
         was_ready = self.state == "ready"
         self._fail_all(RuntimeCrashed(f"Local model '{self.name}' crashed; try again."))
         if self._conn is not None:
-            self._stop_reading(self._conn)
-            self._conn.close()
+            self._disconnect(self._conn)
             self._conn = None
         if not was_ready:
             if self.state != "failed":

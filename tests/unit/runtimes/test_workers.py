@@ -113,3 +113,23 @@ def test_reply_reader_keeps_split_messages_until_they_are_whole():
     child.close()
     assert reader.read() is None  # end of file: the child is gone
     parent.close()
+
+
+async def test_a_large_request_to_a_busy_worker_does_not_block_the_loop(worker):
+    # While the child sleeps it reads nothing, so a request larger than the pipe's buffer
+    # cannot be written at once; the loop must go on serving (a blocking write would stall
+    # every other request until the child finishes).
+    busy = asyncio.ensure_future(worker.call("sleep", 1.0))
+    await asyncio.sleep(0.05)
+    blob = b"x" * 8_000_000
+    loop = asyncio.get_running_loop()
+    echoed = asyncio.ensure_future(worker.call("echo", blob))
+    gaps, last = [], loop.time()
+    while not echoed.done():
+        await asyncio.sleep(0.01)
+        now = loop.time()
+        gaps.append(now - last)
+        last = now
+    assert max(gaps) < 0.2
+    assert await busy == "slept"
+    assert await echoed == blob
