@@ -154,22 +154,18 @@ class _RequestWriter:
         """Write one message, or keep what does not fit; raises OSError when the child's end
         is closed."""
         header, data = _frame(message)
-        if self._pending:
-            self._pending += header
-            self._pending += data
-            return
-        try:
-            sent = os.writev(self.fd, [header, data])
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        if sent == len(header) + len(data):
-            return
+        sent = 0
+        if not self._pending:  # else it queues behind what is already waiting
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                sent = os.writev(self.fd, [header, data])
+            if sent == len(header) + len(data):
+                return
+            self._loop.add_writer(self.fd, self._flush)
         if sent < len(header):
             self._pending += header[sent:]
             self._pending += data
         else:
             self._pending += memoryview(data)[sent - len(header):]
-        self._loop.add_writer(self.fd, self._flush)
 
     def _flush(self) -> None:
         try:
@@ -193,15 +189,14 @@ class _ReplyReader:
     brings (``_frame``'s framing); a message split across reads waits in the buffer for the
     rest."""
 
-    __slots__ = ("_buffer", "_chunk", "_view", "fd")
+    __slots__ = ("_buffer", "_chunk", "fd")
 
     def __init__(self, fd: int, read_size: int = 1 << 18) -> None:
         self.fd = fd
         self._buffer = bytearray()
         # Read into one buffer kept for the worker's life: a fresh bytes object per read
         # would be a large allocation (an mmap and munmap) per streamed token.
-        self._chunk = bytearray(read_size)
-        self._view = memoryview(self._chunk)
+        self._chunk = memoryview(bytearray(read_size))
 
     def read(self) -> list[tuple[int, str, Any]] | None:
         """The whole messages that have arrived; ``None`` at end of file (the child is
@@ -215,7 +210,7 @@ class _ReplyReader:
         if not n:
             return None
         buffer = self._buffer
-        buffer += self._view[:n]
+        buffer += self._chunk[:n]
         messages: list[tuple[int, str, Any]] = []
         while len(buffer) >= 4:
             (size,) = struct.unpack_from("!i", buffer)

@@ -1,9 +1,13 @@
 import asyncio
+import os
+import pickle
+import struct
+from multiprocessing import Pipe
 
 import pytest
 
 from modelport.errors import RequestError, RuntimeCrashed, RuntimeUnavailable
-from modelport.runtimes.workers import Worker
+from modelport.runtimes.workers import Worker, _ReplyReader
 from tests.fakes import workers as entries
 
 
@@ -83,13 +87,6 @@ async def test_large_replies_arrive_whole(worker):
 
 
 def test_reply_reader_keeps_split_messages_until_they_are_whole():
-    import os
-    import pickle
-    import struct
-    from multiprocessing import Pipe
-
-    from modelport.runtimes.workers import _ReplyReader
-
     parent, child = Pipe(duplex=True)
     reader = _ReplyReader(parent.fileno())
     first, second = (1, "part", "a" * 10), (1, "reply", {"n": 2})
