@@ -46,16 +46,22 @@ def shown(path: Path) -> str:
     return str(path)
 
 
-def install_venv(venv: Path, what: str, packages: Sequence[str], log_name: str,
+LOCKS = BENCH / "locks"  # the peers' pinned requirements (bench/locks/update makes them)
+
+
+def install_venv(venv: Path, what: str, lock: Path, log_name: str,
                  check: Sequence[str], after: Callable[[], None] | None = None,
                  limit_s: float = 1200) -> str | None:  # fmt: skip
-    """Create `venv` and pip install `packages` into it unless `check` (argv run with the
-    venv's python) already succeeds. None when usable, else why not; a failed or interrupted
-    install is removed so the next run tries again."""
+    """Create `venv` and pip install the pinned requirements `lock` into it unless `check`
+    (argv run with the venv's python) already succeeds there with this very lock. None when
+    usable, else why not; a failed or interrupted install is removed so the next run tries
+    again, and an environment installed from another version of the lock is replaced."""
     python = venv / "bin" / "python"
+    marker = venv / ".modelport-lock"
+    pinned = lock.read_text()
 
     def usable() -> bool:
-        if not python.exists():
+        if not python.exists() or not marker.exists() or marker.read_text() != pinned:
             return False
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             done = subprocess.run([str(python), *check], capture_output=True, timeout=120,
@@ -71,10 +77,10 @@ def install_venv(venv: Path, what: str, packages: Sequence[str], log_name: str,
     logfile = BENCH / ".work" / log_name
     logfile.parent.mkdir(exist_ok=True)
     shutil.rmtree(venv, ignore_errors=True)
-    log(f"installing {what} into {shown(venv)} (pip install {' '.join(packages)}; "
+    log(f"installing {what} into {shown(venv)} (pip install -r {shown(lock)}; "
         "a minute or two)")  # fmt: skip
     steps = [([sys.executable, "-m", "venv", str(venv)], 180.0),
-             ([str(venv / "bin" / "pip"), "install", "-q", *packages], limit_s)]  # fmt: skip
+             ([str(venv / "bin" / "pip"), "install", "-q", "-r", str(lock)], limit_s)]  # fmt: skip
     try:
         with logfile.open("w") as out:
             for argv, limit in steps:
@@ -96,6 +102,7 @@ def install_venv(venv: Path, what: str, packages: Sequence[str], log_name: str,
                     tail = [line for line in tail if "WARNING: Location" not in line]
                     return (f"`{' '.join(argv[-3:])}` failed ({failed}); see {shown(logfile)}:"
                             "\n  " + "\n  ".join(tail))  # fmt: skip
+        marker.write_text(pinned)
         if after is not None:
             after()
     except BaseException:

@@ -84,7 +84,7 @@ from local_harness import (
 )
 from local_llm_report import Run, llm_goals, render, summarise, to_run
 from local_peers import SERVER_PORT, ensure_llama_server, start_llama_server
-from local_raw import PROMPT, EngineChild, RawChild, raw_serve
+from local_raw import PROMPT, EngineChild, RawChild, cpu_has_amx, raw_serve
 from overhead import (
     BENCH,
     GATEWAY_CPU,
@@ -445,6 +445,10 @@ def run(args: argparse.Namespace, pin: bool, workdir: Path) -> Section:
     runs: list[Run] = []
     targets = [t for t in TARGETS if wide_enabled(args) or "-wide" not in t]
     notes = Notes(strict=args.require_all)
+    if cpu_has_amx():
+        notes.append("this CPU has AMX: raw llama-cpp-python and its server load the model "
+                     "without extra buffer types (use_extra_bufts=False, as Modelport's engine "
+                     "does); with them, llama-cpp-python 0.3.36 crashes on the first completion")
     server_problem = None
     if args.no_llama_server:
         targets.remove("llama-server")

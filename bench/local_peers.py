@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 from harness import ENVS
-from local_harness import http, install_venv, wait_http
+from local_harness import LOCKS, http, install_venv, wait_http
+from local_raw import NO_EXTRA_BUFFERS, cpu_has_amx
 from overhead import GATEWAY_CPU, HOST, BenchError, Child, Children, pinned
 
 SERVER_PORT = 18701
@@ -29,15 +29,13 @@ MLSERVER_VENV = ENVS / ".venv-mlserver"
 def ensure_llama_server() -> str | None:
     """llama-cpp-python's server in bench/.venv-llama-server, reusing the repo's own
     llama-cpp-python build (no compile): the venv gets only the server's extra dependencies
-    (fastapi, uvicorn, sse-starlette, ...) and a .pth line that puts the repo's site-packages
-    after its own, so `llama_cpp` is the very module the raw run and Modelport use."""
+    (fastapi, uvicorn, sse-starlette, ..., pinned in bench/locks/llama-server.txt) and a .pth
+    line that puts the repo's site-packages after its own, so `llama_cpp` is the very module
+    the raw run and Modelport use."""
     try:
-        requires = metadata.requires("llama_cpp_python") or []
-    except metadata.PackageNotFoundError:
+        import llama_cpp
+    except ImportError:
         return "llama-cpp-python is not installed in this Python"
-    extras = [r.split(";")[0].strip() for r in requires
-              if "extra ==" in r and "server" in r.split(";")[1]]  # fmt: skip
-    import llama_cpp
 
     site = Path(llama_cpp.__file__).resolve().parent.parent
 
@@ -50,7 +48,7 @@ def ensure_llama_server() -> str | None:
     return install_venv(
         SERVER_VENV,
         "llama-cpp-python's OpenAI server (its [server] extra)",
-        extras,
+        LOCKS / "llama-server.txt",
         "llama-server-install.log",
         ["-c", "import llama_cpp.server.app"],
         after=add_pth,
@@ -61,7 +59,11 @@ def ensure_llama_server() -> str | None:
 def start_llama_server(children: Children, model: str, n_ctx: int, threads: int, pin: bool,
                        ready: Callable[[], tuple[bool, str]]) -> Child:  # fmt: skip
     """The server on SERVER_PORT, pinned like the other servers; ``ready`` probes it."""
-    argv = [str(SERVER_VENV / "bin" / "python"), "-m", "llama_cpp.server", "--model", model,
+    launch = ["-m", "llama_cpp.server"]
+    if cpu_has_amx():  # the same workaround as the raw baseline's
+        launch = ["-c", NO_EXTRA_BUFFERS + "import runpy, sys\nsys.argv[0] = 'llama_cpp.server'\n"
+                  "runpy.run_module('llama_cpp.server', run_name='__main__')\n", "x"]
+    argv = [str(SERVER_VENV / "bin" / "python"), *launch, "--model", model,
             "--host", HOST, "--port", str(SERVER_PORT), "--n_ctx", str(n_ctx),
             "--n_threads", str(threads), "--n_threads_batch", str(threads),
             "--interrupt_requests", "False", "--verbose", "False"]  # fmt: skip
@@ -75,13 +77,12 @@ def start_llama_server(children: Children, model: str, n_ctx: int, threads: int,
 
 
 def ensure_mlserver() -> str | None:
-    """`pip install mlserver mlserver-sklearn` with uvloop < 0.22 (MLServer 1.7's workers fail
-    on uvloop 0.22's get_event_loop) and scikit-learn pinned to this repo's version, so both
-    servers unpickle the model file with the same library; None when usable, else why not."""
-    sklearn = metadata.version("scikit-learn")
+    """MLServer with its scikit-learn runtime, pinned in bench/locks/mlserver.txt: uvloop
+    < 0.22 (MLServer 1.7's workers fail on uvloop 0.22's get_event_loop) and the scikit-learn
+    of the repo's own lock, so both servers unpickle the model file with the same library;
+    None when usable, else why not."""
     return install_venv(
-        MLSERVER_VENV, "MLServer with its scikit-learn runtime",
-        ["mlserver", "mlserver-sklearn", "uvloop<0.22", f"scikit-learn=={sklearn}"],
+        MLSERVER_VENV, "MLServer with its scikit-learn runtime", LOCKS / "mlserver.txt",
         "mlserver-install.log", ["-c", "import mlserver, mlserver_sklearn"],
     )  # fmt: skip
 

@@ -37,6 +37,34 @@ PROMPT = (
 # --------------------------------------------------------------------------- raw (child)
 
 
+def cpu_has_amx() -> bool:
+    """Intel AMX on this CPU: llama.cpp then puts weights in its AMX buffer type, whose matmul
+    crashes llama-cpp-python's high-level ``Llama`` on the first completion (signal 11, seen
+    with 0.3.36 on a Xeon with AMX; llama.cpp issue 20824). Modelport's engine loads models
+    without extra buffer types and is not affected."""
+    with contextlib.suppress(OSError):
+        return " amx_int8" in Path("/proc/cpuinfo").read_text()
+    return False
+
+
+NO_EXTRA_BUFFERS = (
+    "import llama_cpp.llama_cpp as c\n"
+    "_defaults = c.llama_model_default_params\n"
+    "def _no_extra_buffers():\n"
+    "    params = _defaults()\n"
+    "    params.use_extra_bufts = False\n"
+    "    return params\n"
+    "c.llama_model_default_params = _no_extra_buffers\n"
+)
+
+
+def without_extra_buffers() -> None:
+    """Load models the way Modelport's engine does (no repacked or AMX weight buffers): the
+    workaround for ``cpu_has_amx``, applied to the raw baseline and llama-cpp-python's
+    server on such CPUs only, and said in the report."""
+    exec(NO_EXTRA_BUFFERS, {})
+
+
 def raw_serve(args: argparse.Namespace) -> int:
     """The raw child, pinned to the model's CPU: load and warm up, say so on stdout, then run
     one completion per line on stdin ({"max_tokens": N}) and answer each with one JSON line;
@@ -44,6 +72,8 @@ def raw_serve(args: argparse.Namespace) -> int:
     the one before (Modelport does not reuse one either): a fresh prefill every time."""
     from llama_cpp import Llama
 
+    if cpu_has_amx():
+        without_extra_buffers()
     t0 = time.perf_counter()
     llm = Llama(model_path=args.raw_model, n_ctx=args.n_ctx, n_threads=args.threads,
                 n_threads_batch=args.threads, flash_attn=args.raw_flash_attn,

@@ -1,10 +1,11 @@
 """The peers Modelport is measured against, LiteLLM proxy and Portkey's open-source gateway.
 
-LiteLLM: installed by bench/run into bench/.venv-litellm; one worker, no database, quiet and
-offline (see litellm_env).
+LiteLLM: installed by bench/run into bench/.venv-litellm from bench/locks/litellm.txt; one
+worker, no database, quiet and offline (see litellm_env).
 
-Portkey: `npm install @portkey-ai/gateway` into bench/.node-portkey on first use (Node.js from the
-machine), then `node build/start-server.js --port=... --headless`, one Node process pinned to
+Portkey: `npm ci` of the version pinned in bench/locks/portkey into bench/.node-portkey on
+first use (Node.js from the machine), then `node build/start-server.js --port=...
+--headless`, one Node process pinned to
 the gateway's core like every other gateway. Portkey routes by request headers: the provider
 (`openai`) and a custom host (the nginx upstream), which wrk sends through chat.lua's
 BENCH_EXTRA_HEADERS.
@@ -25,6 +26,7 @@ from pathlib import Path
 from harness import ENVS, Notes
 from overhead import (
     API_KEY,
+    BENCH,
     CHAT_PATH,
     GATEWAY_CPU,
     HOST,
@@ -55,16 +57,23 @@ def portkey_version() -> str | None:
 
 
 def ensure_portkey() -> None:
-    """Install the gateway with npm unless it is there; BenchError if that cannot be done."""
-    if portkey_server().exists():
+    """Install the gateway with `npm ci` from bench/locks/portkey (its package.json and
+    package-lock.json pin every package) unless that version is there; BenchError if that
+    cannot be done."""
+    lock = BENCH / "locks" / "portkey"
+    pinned = json.loads((lock / "package.json").read_text())["dependencies"][PORTKEY_PACKAGE]
+    if portkey_server().exists() and portkey_version() == pinned:
         return
     npm = shutil.which("npm")
     if npm is None:
         raise BenchError("npm is not installed (Node.js is needed for Portkey)")
-    PORTKEY_DIR.mkdir(parents=True, exist_ok=True)
-    print(f"installing {PORTKEY_PACKAGE} into {PORTKEY_DIR}", file=sys.stderr)
+    shutil.rmtree(PORTKEY_DIR, ignore_errors=True)
+    PORTKEY_DIR.mkdir(parents=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(lock / name, PORTKEY_DIR / name)
+    print(f"installing {PORTKEY_PACKAGE}@{pinned} into {PORTKEY_DIR}", file=sys.stderr)
     done = subprocess.run(
-        [npm, "install", "--prefix", str(PORTKEY_DIR), "--no-audit", "--no-fund", PORTKEY_PACKAGE],
+        [npm, "ci", "--prefix", str(PORTKEY_DIR), "--no-audit", "--no-fund"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -72,7 +81,7 @@ def ensure_portkey() -> None:
     )
     if done.returncode != 0 or not portkey_server().exists():
         shutil.rmtree(PORTKEY_DIR, ignore_errors=True)
-        raise BenchError(f"npm install {PORTKEY_PACKAGE} failed: {done.stderr[-500:]}")
+        raise BenchError(f"npm ci {PORTKEY_PACKAGE} failed: {done.stderr[-500:]}")
 
 
 def portkey_headers(upstream_base: str) -> dict[str, str]:

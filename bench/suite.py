@@ -43,7 +43,7 @@ import openloop
 import overhead
 import streaming
 from harness import cli
-from local_harness import install_venv
+from local_harness import LOCKS, install_venv
 from overhead import BENCH, BenchError, ensure_port_free
 from peers import LITELLM_VENV, litellm_bin
 
@@ -125,7 +125,7 @@ def run_part(name: str, argv: Sequence[str], timeout: float) -> int:
 def ensure_litellm() -> str | None:
     """Install litellm[proxy] into its virtual environment unless it is there; None when
     usable, else why not."""
-    problem = install_venv(LITELLM_VENV, "LiteLLM proxy", ["litellm[proxy]"],
+    problem = install_venv(LITELLM_VENV, "LiteLLM proxy", LOCKS / "litellm.txt",
                            "litellm-install.log", ["-c", "import litellm"])  # fmt: skip
     if problem is None and not litellm_bin().exists():
         return f"{litellm_bin()} missing after the install"

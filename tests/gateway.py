@@ -18,6 +18,7 @@ import orjson
 import uvicorn
 import yaml
 
+from modelport.api.connections import ConnectionLimits, guarded_protocol
 from modelport.app import build_app
 from modelport.config import Settings, load_settings
 
@@ -63,7 +64,8 @@ class InProcessGateway:
         self.access = io.BytesIO()
         config = uvicorn.Config(
             build_app(settings, self.access), host="127.0.0.1", port=self.port, loop="asyncio",
-            http="httptools", lifespan="on", access_log=False, log_config=None,
+            http=guarded_protocol(ConnectionLimits.of(settings.server)), lifespan="on",
+            access_log=False, log_config=None,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, daemon=True)
@@ -72,14 +74,23 @@ class InProcessGateway:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 10) -> InProcessGateway:
-        """Start, and wait until it serves (local models load during start-up)."""
+    def start(self, timeout_s: float = 10, *, ready_timeout_s: float = 300) -> InProcessGateway:
+        """Start, and wait until it is ready (local models load in the background after the
+        server starts; readiness waits for them)."""
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("gateway did not start")
             time.sleep(0.01)
+        has_runtimes = self.settings.model_repository is not None or any(
+            p.local is not None for p in self.settings.providers.values())
+        deadline = time.monotonic() + ready_timeout_s
+        while has_runtimes and httpx.get(f"{self.url}/health/ready",
+                                         timeout=5).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway did not become ready")
+            time.sleep(0.02)
         return self
 
     def stop(self) -> None:

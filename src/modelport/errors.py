@@ -17,9 +17,14 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- ContextTooLong            400     context_length_exceeded
     |   +-- NotFound                  404     not_found
     |   +-- MethodNotAllowed          405     method_not_allowed
+    |   +-- RequestTimeout            408     request_timeout          (headers or body too slow)
+    |   +-- UnsupportedMediaType      415     unsupported_media_type
+    |   +-- HeadersTooLarge           431     headers_too_large
+    |   +-- UntrustedOrigin           403     untrusted_origin         (open mode: Host, Origin)
     +-- AuthError                     401     invalid_api_key          no
     +-- Forbidden                     403     permission_denied        no
     +-- RateLimited                   429     rate_limit_exceeded      yes  (carries headers)
+    |   +-- TooManyConnections        429     too_many_connections     yes  (per client address)
     |   +-- BudgetExceeded            429     budget_exceeded          no
     |   +-- OverShare                 429     over_share               yes  (a full queue)
     +-- Overloaded                    503     overloaded               yes  (carries headers)
@@ -31,7 +36,7 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- UpstreamRateLimited       429     upstream_rate_limited    yes
     |   +-- UpstreamTimeout           504     upstream_timeout         yes
     |   +-- RuntimeCrashed            502     runtime_crashed          yes  (a local worker died)
-    |   +-- RuntimeUnavailable        503     runtime_unavailable      yes  (loading, restarting)
+    |   +-- RuntimeUnavailable        503     runtime_unavailable      yes  (loading: Retry-After)
     +-- ServiceUnavailable            503     not_ready                yes
     +-- ClientDisconnected            499     client_closed_request    no   (nothing is sent)
     +-- InternalError                 500     internal_error           no
@@ -42,6 +47,10 @@ passed back to the client with its status, after secrets are scrubbed from it.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+
 
 class ModelportError(Exception):
     """Base of every error Modelport raises on purpose."""
@@ -50,6 +59,7 @@ class ModelportError(Exception):
     code: str = "internal_error"
     type: str = "server_error"
     retryable: bool = False
+    headers: Mapping[str, str] = MappingProxyType({})  # sent with the error (Retry-After)
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -111,6 +121,37 @@ class MethodNotAllowed(RequestError):
     status = 405
     code = "method_not_allowed"
 
+    def __init__(self, message: str, *, allow: str | None = None) -> None:
+        super().__init__(message)
+        if allow:
+            self.headers = {"Allow": allow}
+
+
+class RequestTimeout(RequestError):
+    """The client sent its headers or its body too slowly; the connection is closed."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class HeadersTooLarge(RequestError):
+    status = 431
+    code = "headers_too_large"
+
+
+class UntrustedOrigin(RequestError):
+    """In open mode, a request naming a host or a web origin that is not this machine's:
+    what a web page would send to reach a gateway on 127.0.0.1 (cross-site requests, DNS
+    rebinding)."""
+
+    status = 403
+    code = "untrusted_origin"
+
 
 class AuthError(ModelportError):
     """No key, or one that is unknown, expired or revoked: never says which."""
@@ -146,6 +187,12 @@ class RateLimited(ModelportError):
 class BudgetExceeded(RateLimited):
     code = "budget_exceeded"
     retryable = False
+
+
+class TooManyConnections(RateLimited):
+    """One client address holds more open connections than ``server.max_connections_per_client``."""
+
+    code = "too_many_connections"
 
 
 class OverShare(RateLimited):
@@ -204,6 +251,8 @@ class UpstreamRateLimited(UpstreamError):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        if retry_after_s is not None:  # passed on to the client when this is the answer
+            self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
 class UpstreamTimeout(UpstreamError):
@@ -222,6 +271,11 @@ class RuntimeUnavailable(UpstreamError):
 
     status = 503
     code = "runtime_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after_s is not None:
+            self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class ServiceUnavailable(ModelportError):

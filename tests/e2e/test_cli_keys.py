@@ -149,11 +149,19 @@ def test_a_blank_name_is_refused(workdir: Path) -> None:
 
 
 def test_a_missing_config_file_is_reported_as_serve_reports_it(tmp_path: Path) -> None:
-    result = modelport(tmp_path, "keys", "list")
+    result = modelport(tmp_path, "keys", "list", "--config", "modelport.yaml")
 
     assert result.returncode == 2
     assert "modelport.yaml: file not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_without_any_config_the_offline_default_store_is_used(tmp_path: Path) -> None:
+    result = modelport(tmp_path, "keys", "list")
+
+    assert result.returncode == 0, result.stderr
+    assert "No keys yet" in result.stdout
+    assert (tmp_path / ".modelport" / "modelport.db").exists()
 
 
 def test_an_unusable_store_url_exits_2_naming_store_url(tmp_path: Path) -> None:

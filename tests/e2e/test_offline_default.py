@@ -71,6 +71,29 @@ def test_local_chat_and_embeddings_through_the_sdk(server):
     assert len(vectors.data[0].embedding) == 384
 
 
+def test_the_local_chat_answers_a_plain_question_sensibly(server):
+    """A 270M base model in the plain question-and-answer format, at temperature 0."""
+    url, _ = server
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+    reply = client.chat.completions.create(
+        model="local-chat", temperature=0, max_tokens=32,
+        messages=[{"role": "user", "content": "What is the capital of France?"}])
+    answer = reply.choices[0].message.content
+    assert "Paris" in answer, answer
+    assert "\n" not in answer and reply.choices[0].finish_reason == "stop"
+
+
+def test_the_local_chat_keeps_to_the_conversation_with_a_default_temperature(server):
+    url, _ = server
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+    answers = [client.chat.completions.create(
+        model="local-chat", max_tokens=32, seed=seed,
+        messages=[{"role": "system", "content": "Answer in a few words."},
+                  {"role": "user", "content": "What is the capital of France?"}],
+    ).choices[0].message.content for seed in (1, 2, 3)]
+    assert sum("Paris" in a for a in answers) >= 2, answers
+
+
 def test_iris_over_v2(server):
     url, _ = server
     client = httpclient.InferenceServerClient(url=url.removeprefix("http://"))

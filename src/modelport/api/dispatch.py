@@ -33,7 +33,8 @@ class Dispatch:
             if methods is not None:
                 handler = methods.get(scope["method"])
                 if handler is None:
-                    raise MethodNotAllowed("This method is not allowed on this path.")
+                    raise MethodNotAllowed("This method is not allowed on this path.",
+                                           allow=", ".join(sorted(methods)))
                 await handler(scope, receive, send)
                 return
         await self._router(scope, receive, send)

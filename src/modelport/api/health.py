@@ -5,8 +5,11 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
+from modelport.api.body import header
 from modelport.api.responses import send_bytes, send_json
 from modelport.api.services import services_of
+from modelport.errors import AuthError
+from modelport.providers.base import HostedRuntime
 
 
 async def live(scope: Scope, receive: Receive, send: Send) -> None:
@@ -14,17 +17,24 @@ async def live(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def ready(scope: Scope, receive: Receive, send: Send) -> None:
+    """200 once every local model has finished loading; each one's state either way."""
     services = services_of(scope)
+    runtimes = {name: p.state for name, p in services.providers.items()
+                if isinstance(p, HostedRuntime)}
+    if services.tensors is not None:
+        runtimes.update({f"v2/{name}": state for name, state in services.tensors.states().items()})
+    body: dict[str, object] = {"status": "ready" if services.readiness.ready else "loading"}
     if services.readiness.ready:
-        await send_json(
-            send, {"status": "ready", "config_version": services.settings.config_version}
-        )
-    else:
-        await send_json(send, {"status": "not ready"}, status=503)
+        body["config_version"] = services.settings.config_version
+    if runtimes:
+        body["runtimes"] = runtimes
+    await send_json(send, body, status=200 if services.readiness.ready else 503)
 
 
 async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
     services = services_of(scope)
+    if not services.access.may_scrape(header(scope, b"authorization")):
+        raise AuthError("/metrics needs the admin key or the metrics token (metrics_token).")
     m = services.metrics
     m.ledger_pending.set(services.ledger.pending)
     m.ledger_lag.set(services.ledger.lag_s())

@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from modelport.api.origins import OriginGuard
 from modelport.api.services import Services, services_of
 from modelport.core.context import RequestContext
 from modelport.errors import (
@@ -27,8 +28,6 @@ from modelport.errors import (
     MethodNotAllowed,
     ModelportError,
     NotFound,
-    Overloaded,
-    RateLimited,
     RequestError,
 )
 from modelport.observability.tracing import RequestSpan
@@ -62,8 +61,9 @@ def _valid_request_id(value: bytes) -> bool:
 
 
 class RequestMiddleware:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, origins: OriginGuard | None = None) -> None:
         self.app = app
+        self.origins = origins
         self.new_request_id = RequestIds()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -116,6 +116,8 @@ class RequestMiddleware:
                     "X-Request-ID must be 1 to 128 printable ASCII characters.",
                     param="X-Request-ID",
                 )
+            if self.origins is not None:
+                self.origins.check(scope)
             await self.app(scope, receive, send_with_headers)
         except ClientDisconnected:
             ctx.status = ctx.status or 499
@@ -141,8 +143,7 @@ class RequestMiddleware:
             return  # the response had started; a stream reports its own error event
         body = render_v2_error(exc.message) if ctx.path.startswith("/v2") else error_body(exc)
         headers = [_JSON, (b"content-length", str(len(body)).encode())]
-        if isinstance(exc, (RateLimited, Overloaded)):
-            headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())
+        headers.extend((k.lower().encode(), v.encode()) for k, v in exc.headers.items())
         if isinstance(exc, AuthError):
             headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
@@ -178,5 +179,6 @@ def _route_template(scope: dict[str, Any]) -> str | None:
 def _from_http_exception(exc: HTTPException) -> ModelportError:
     """The router's own 404/405, in the same error shape as everything else."""
     if exc.status_code == 405:
-        return MethodNotAllowed("This method is not allowed on this path.")
+        return MethodNotAllowed("This method is not allowed on this path.",
+                                allow=(exc.headers or {}).get("Allow"))
     return NotFound("There is nothing at this path.")

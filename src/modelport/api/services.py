@@ -8,6 +8,8 @@ no module-level state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -41,11 +43,20 @@ if TYPE_CHECKING:
     from modelport.tensors.service import TensorService
 
 STATE_KEY = "modelport.services"
+log = logging.getLogger("modelport.services")
 
 
 @dataclass(slots=True)
 class Readiness:
-    ready: bool = False
+    """Ready once the app serves and every local model has finished loading (a model that
+    failed to load is reported, and its routes answer 503, but does not hold readiness)."""
+
+    serving: bool = False
+    loaded: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.serving and self.loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +123,12 @@ async def build_services(
             stack.push_async_callback(tensors.close)
         for provider in providers.values():
             stack.push_async_callback(provider.close)
-        # Side by side: local models load in their own processes, each taking seconds.
-        await asyncio.gather(*(provider.start() for provider in providers.values()),
-                             *([tensors.start()] if tensors is not None else []))
+        readiness = Readiness()
+        # Side by side and in the background: local models load in their own processes,
+        # each taking seconds, while the server already answers (their routes with 503
+        # and Retry-After until they are loaded; readiness says which are loading).
+        loading = asyncio.create_task(_load_runtimes(providers, tensors, readiness))
+        stack.push_async_callback(_stop_loading, loading)
         stack.callback(engine.dispose)
         await ledger.start()
         stack.push_async_callback(ledger.stop)
@@ -146,12 +160,30 @@ async def build_services(
             masker=masker,
             tensors=tensors,
             tracing=tracing,
+            readiness=readiness,
         )
-        services.readiness.ready = True
+        readiness.serving = True
         try:
             yield services
         finally:
-            services.readiness.ready = False
+            readiness.serving = False
+
+
+async def _load_runtimes(providers: Mapping[str, Provider], tensors: TensorService | None,
+                         readiness: Readiness) -> None:
+    results = await asyncio.gather(*(provider.start() for provider in providers.values()),
+                                   *([tensors.start()] if tensors is not None else []),
+                                   return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):  # that runtime stays unavailable; the rest serve
+            log.error("runtime_start_failed", exc_info=result)
+    readiness.loaded = True
+
+
+async def _stop_loading(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def model_versions(settings: Settings) -> dict[tuple[str, str], str]:

@@ -2,8 +2,9 @@
 
 A new key is printed once, on stdout, and never again: the store keeps only its SHA-256.
 Bad input exits with status 2 and a one-line reason, an unknown key id with status 1;
-never a traceback. The config file is read through the loader ``cli.main`` hands in, so
-its problems print exactly as for ``modelport serve``. No SQL here: ``modelport.store`` does it.
+never a traceback. Settings come from ``cli.source``, as for ``modelport serve``, so its
+problems print the same way and the store is the one ``serve`` would use. No SQL here:
+``modelport.store`` does it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import click
 
+from modelport.cli.source import settings_serve_would_use
 from modelport.config import Settings
 from modelport.config.settings import key_route_problem
 from modelport.errors import ConfigError, ServiceUnavailable
@@ -34,13 +36,12 @@ EXIT_USAGE = 2
 
 @dataclass(frozen=True, slots=True)
 class ConfigSource:
-    """How a command finds its settings: ``cli.main``'s loader and default path."""
+    """How a command finds its settings (``cli.source``; a test may hand in another)."""
 
-    load: Callable[[str], Settings]
-    default_path: str
+    load: Callable[[str | None], Settings] = settings_serve_would_use
 
     def settings(self, path: str | None) -> Settings:
-        return self.load(path or self.default_path)
+        return self.load(path)
 
 
 def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -88,12 +89,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def keys_group(load: Callable[[str], Settings], default_config: str) -> click.Group:
-    """The ``keys`` command group, reading config files with ``load``."""
+def command() -> click.Group:
+    """The ``keys`` command group."""
     return click.Group(
         "keys", commands=[create, list_keys, revoke, rotate],
         help="Create, list, revoke and rotate API keys (kept, hashed, in the store).",
-        context_settings={"obj": ConfigSource(load, default_config)},
+        context_settings={"obj": ConfigSource()},
     )
 
 

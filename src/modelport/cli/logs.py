@@ -4,22 +4,20 @@ shows it: a page of requests with filters, or one request in full (``--id``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from modelport.cli.keys import ConfigSource, config_option, store_errors, table
-from modelport.config import Settings
 from modelport.errors import RequestError
 from modelport.protocol.admin import parse_status, parse_time
 from modelport.store.requests import RequestFilter, RequestStore
 
 
-def logs_command(load: Callable[[str], Settings], default_config: str) -> click.Command:
-    """The ``logs`` command, reading config files with ``load``."""
+def command() -> click.Command:
+    """The ``logs`` command."""
 
-    @click.command("logs", context_settings={"obj": ConfigSource(load, default_config)})
+    @click.command("logs", context_settings={"obj": ConfigSource()})
     @click.option("--id", "request_id", default=None, help="One request, in full.")
     @click.option("--route", default=None)
     @click.option("--key", "key_id", default=None, help="A key id (key_...).")

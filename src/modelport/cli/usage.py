@@ -4,7 +4,6 @@ or month, read from the request ledger. No SQL here: ``modelport.store`` does it
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -21,10 +20,10 @@ def period_start(period: str, now: datetime) -> datetime:
     return day if period == "day" else day.replace(day=1)
 
 
-def usage_command(load: Callable[[str], Settings], default_config: str) -> click.Command:
-    """The ``usage`` command, reading config files with ``load``."""
+def command() -> click.Command:
+    """The ``usage`` command."""
 
-    @click.command("usage", context_settings={"obj": ConfigSource(load, default_config)})
+    @click.command("usage", context_settings={"obj": ConfigSource()})
     @click.option("--by", type=click.Choice(["key", "route"]), default="key", show_default=True)
     @click.option("--period", type=click.Choice(["day", "month"]), default="month",
                   show_default=True, help="The current UTC day or month.")

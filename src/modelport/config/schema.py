@@ -39,6 +39,11 @@ class RawServer(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
     idempotency_ttl_s: float = Field(default=600.0, gt=0, le=7 * 86_400)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    max_connections_per_client: int = Field(default=1000, ge=0, le=1_000_000)
+    allowed_hosts: list[NonEmpty] = Field(default_factory=list)
 
 
 class RawStore(_Strict):
@@ -92,13 +97,16 @@ class RawLlamaCppProvider(_RawLocalModel):
     n_ctx: int = Field(default=2048, gt=0, le=1_048_576)
     parallel: int = Field(default=4, gt=0, le=256)
     n_batch: int = Field(default=512, gt=0, le=65_536)
-    chat_template: str | None = None
+    chat_template: NonEmpty | None = None
+    temperature: float = Field(default=1.0, ge=0, le=2)
 
 
 class RawEmbeddingsProvider(_RawLocalModel):
-    """A sentence-embedding model run by sentence-transformers in a worker process."""
+    """A sentence-embedding model run in a worker process, by llama.cpp (no PyTorch) or by
+    sentence-transformers."""
 
     kind: Literal["embeddings"]
+    engine: Literal["llama_cpp", "sentence_transformers"] = "llama_cpp"
     max_batch_size: int = Field(default=64, gt=0, le=100_000)
     max_batch_delay_ms: float = Field(default=0.0, ge=0, le=10_000)
     max_inputs: int = Field(default=2048, gt=0, le=100_000)
@@ -190,6 +198,7 @@ class RawKey(_Strict):
 class RawConfig(_Strict):
     admin_key: str | None = None
     token_secret: str | None = None
+    metrics_token: str | None = None
     server: RawServer = Field(default_factory=RawServer)
     store: RawStore = Field(default_factory=RawStore)
     providers: dict[NonEmpty, RawProvider] = Field(default_factory=dict)
@@ -197,4 +206,5 @@ class RawConfig(_Strict):
     keys: dict[NonEmpty, RawKey] = Field(default_factory=dict)
     model_repository: NonEmpty | None = None
 
-    _admin_ref = field_validator("admin_key", "token_secret")(_check_secret_ref)
+    _admin_ref = field_validator("admin_key", "token_secret", "metrics_token")(
+        _check_secret_ref)

@@ -41,6 +41,11 @@ class ServerSettings:
     log_level: str = "info"
     access_log: bool = True
     idempotency_ttl_s: float = 600.0
+    max_header_bytes: int = 64 * 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    max_connections_per_client: int = 1000  # 0: no limit
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,9 @@ class LocalModelSettings:
     n_ctx: int = 2048  # llama_cpp: context per sequence
     parallel: int = 4  # llama_cpp: sequences decoded together
     n_batch: int = 512
-    chat_template: str | None = None
+    chat_template: str | None = None  # llama_cpp: a built-in format's name, or a template
+    temperature: float = 1.0  # llama_cpp: for requests that name none
+    engine: str = "llama_cpp"  # embeddings: llama_cpp or sentence_transformers
     max_batch_size: int = 64  # embeddings
     max_batch_delay_s: float = 0.0
     max_inputs: int = 2048
@@ -221,6 +228,7 @@ class Settings:
     keys: Mapping[str, KeySettings] = field(default_factory=lambda: MappingProxyType({}))
     admin_key: Secret | None = None
     token_secret: Secret | None = None
+    metrics_token: Secret | None = None  # with keys, /metrics needs it or the admin key
     model_repository: str | None = None
     source: str = "<defaults>"
     tracing: TracingSettings = field(default_factory=TracingSettings)
@@ -237,6 +245,7 @@ class Settings:
         """Every secret value in force, for the log and response redactors."""
         values = [p.api_key.reveal() for p in self.providers.values() if p.api_key]
         values += [k.key.reveal() for k in self.keys.values()]
-        values += [s.reveal() for s in (self.admin_key, self.token_secret) if s]
+        values += [s.reveal() for s in (self.admin_key, self.token_secret, self.metrics_token)
+                   if s]
         values += [s.reveal() for s in self.tracing.otlp_headers.values()]
         return tuple(values)

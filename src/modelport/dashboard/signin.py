@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.body import header, read_body
+from modelport.api.origins import host_of, is_loopback_name
 from modelport.api.responses import send_bytes, send_json
 from modelport.api.services import Services, services_of
 from modelport.dashboard.headers import add_header, protect
@@ -38,19 +39,11 @@ from modelport.protocol.openai.request import parse_body
 
 _BODY_LIMIT = 8 * 1024
 _FAILED = "Sign-in failed."
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "[::1]"})
 _FORM = b"application/x-www-form-urlencoded"
 
 
 def open_mode(services: Services) -> bool:
     return not services.settings.auth_required and services.settings.admin_key is None
-
-
-def _host_name(value: bytes | None) -> str:
-    host = (value or b"").decode("latin-1").strip().lower()
-    if host.startswith("["):
-        return host[: host.find("]") + 1]
-    return host.partition(":")[0]
 
 
 def _is_form(scope: Scope) -> bool:
@@ -71,7 +64,8 @@ def _typed_key(raw: bytes, form: bool) -> str | None:
 
 def _may_sign_in(services: Services, scope: Scope, key: str | None) -> bool:
     if open_mode(services):
-        return _host_name(header(scope, b"host")) in _LOOPBACK
+        host = (header(scope, b"host") or b"").decode("latin-1")
+        return is_loopback_name(host_of(host))
     return key is not None and services.access.is_admin(b"Bearer " + key.encode())
 
 

@@ -191,6 +191,9 @@ class AttemptLoop:
         timeout = self._deadline - time.monotonic()
         if settings.timeout_s is not None:
             timeout = min(timeout, settings.timeout_s)
+        if self._verdict_later and settings.stream_idle_timeout_s is not None:
+            # a stream's wait for the provider's first byte is idle time too
+            timeout = min(timeout, settings.stream_idle_timeout_s)
         error: ModelportError
         try:
             if target.provider_timeout_s > timeout + _TIMER_SLACK_S:

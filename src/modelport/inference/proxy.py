@@ -235,7 +235,7 @@ class _Request:
 
 
 def _settle_reply(ctx: RequestContext, reply: UpstreamReply, target: Target) -> None:
-    ctx.usage = _reply_usage(reply.body)
+    ctx.usage = _reply_usage(reply)
     if ctx.usage is not None:
         ctx.cost_usd = target.price.cost(ctx.usage)
         ctx.response_headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
@@ -249,11 +249,13 @@ def _unavailable(route: Route) -> ModelportError:
     )
 
 
-def _reply_usage(body: bytes) -> Usage | None:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
+def _reply_usage(reply: UpstreamReply) -> Usage | None:
+    parsed: object = reply.document
+    if parsed is None:
+        try:
+            parsed = orjson.loads(reply.body)
+        except orjson.JSONDecodeError:
+            return None
     return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
 
 

@@ -10,6 +10,7 @@ known, settling tokens and cost with what the provider reported.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping
 
@@ -25,6 +26,7 @@ from modelport.policy.tokens import TokenSigner
 
 _MISSING = "The API key is missing, unknown, expired or revoked."
 _DENIED = "This key may not call this route."
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+").fullmatch
 Scope = tuple[str, Limits]
 
 
@@ -73,6 +75,7 @@ class AccessPolicy:
         *,
         auth_required: bool,
         admin_key: Secret | None,
+        metrics_token: Secret | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keyring = keyring
@@ -81,6 +84,7 @@ class AccessPolicy:
         self.budgets = budgets
         self.auth_required = auth_required
         self._admin = admin_key.reveal().encode() if admin_key is not None else None
+        self._metrics = metrics_token.reveal().encode() if metrics_token is not None else None
         self._clock = clock
         self._route_scopes: dict[str, tuple[Scope, ...]] = {
             name: () if limits_of(r.limits).is_unlimited()
@@ -90,18 +94,33 @@ class AccessPolicy:
 
     @staticmethod
     def bearer(header: bytes | None) -> str | None:
+        """The credential of an ``Authorization: Bearer`` header; ``None`` when there is
+        none or it is malformed. A credential is visible ASCII only (RFC 6750's token68 and
+        every key and token Modelport issues), so nothing else reaches a comparison."""
         if not header:
             return None
         scheme, _, token = header.decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or not _VISIBLE_ASCII(token):
             return None
-        return token.strip()
+        return token
 
     def is_admin(self, header: bytes | None) -> bool:
         token = self.bearer(header)
         if token is None or self._admin is None:
             return False
         return hmac.compare_digest(token.encode(), self._admin)
+
+    def may_scrape(self, header: bytes | None) -> bool:
+        """``/metrics`` (which names routes, key ids and budgets): open in open mode; with
+        keys, for the admin key or the metrics token."""
+        if not self.auth_required:
+            return True
+        token = self.bearer(header)
+        if token is None:
+            return False
+        return self.is_admin(header) or (
+            self._metrics is not None and hmac.compare_digest(token.encode(), self._metrics))
 
     def authenticate(self, header: bytes | None) -> Principal | None:
         """The caller's principal; ``None`` in open mode (no keys configured at all)."""

@@ -51,6 +51,7 @@ def build_access(
         settings.routes,
         auth_required=settings.auth_required,
         admin_key=settings.admin_key,
+        metrics_token=settings.metrics_token,
     )
     return policy, KeySync(ring, key_store, settings.keys, prepare=prepare,
                            on_tick=policy.limiter.prune)

@@ -83,7 +83,9 @@ class TokenSigner:
 
     def verify(self, token: str, now: float) -> TokenClaims:
         body, _, signature = token.removeprefix(TOKEN_PREFIX).partition(".")
-        if not body or not hmac.compare_digest(signature, self._sign(body)):
+        if not body or not hmac.compare_digest(
+            signature.encode("utf-8", "replace"), self._sign(body).encode()
+        ):
             raise AuthError(_INVALID)
         try:
             claims = orjson.loads(_unb64(body))

@@ -32,7 +32,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from modelport.errors import MalformedBody, RequestError
+from modelport.errors import RequestError
+from modelport.protocol.json_body import load_object
 from modelport.protocol.v2_errors import render_error as render_error
 
 Array = npt.NDArray[Any]
@@ -198,16 +199,7 @@ def render_infer_response(
 
 
 def _load(header: memoryview, *, binary_form: bool) -> dict[str, Any]:
-    what = "the inference header" if binary_form else "the request body"
-    if not header:
-        raise MalformedBody(f"{what} is empty; send a JSON object")
-    try:
-        doc = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedBody(f"{what} is not valid JSON: {exc.msg}") from None
-    if not isinstance(doc, dict):
-        raise MalformedBody(f"{what} must be a JSON object")
-    return doc
+    return load_object(header, "the inference header" if binary_form else "the request body")
 
 
 def _parameters(spec: dict[str, Any], kind: str, name: str) -> Mapping[str, object]:

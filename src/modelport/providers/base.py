@@ -1,16 +1,18 @@
 """The seam between the use cases and anything that answers inference.
 
 A provider takes a ready-to-send request body for one operation and either returns the
-upstream's reply, opens a stream, or raises a ``modelport.errors.UpstreamError``. A reply
-may carry a client error (4xx) from the provider, already scrubbed of secrets, which the
-caller passes back as it is.
+upstream's reply, opens a stream, or raises a ``modelport.errors.UpstreamError``. A 2xx
+reply is a JSON object (a provider raises ``UpstreamBadResponse`` for anything else, so the
+route's rules retry or fall back from it and the breaker counts it). A reply may carry a
+client error (4xx) from the provider, already scrubbed of secrets, which the caller passes
+back as it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from modelport.core.operation import Operation
 
@@ -20,6 +22,9 @@ class UpstreamReply:
     status: int
     body: bytes
     content_type: str = "application/json"
+    # the body already parsed, when the provider had to parse it (a 2xx answer is checked
+    # to be a JSON object); None: parse ``body`` when needed
+    document: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -47,4 +52,14 @@ class Provider(Protocol):
         self, operation: Operation, body: bytes
     ) -> UpstreamStream | UpstreamReply:
         """Open a stream; a client error from the provider comes back as a reply instead."""
+        ...
+
+
+@runtime_checkable
+class HostedRuntime(Protocol):
+    """A provider that is a model Modelport runs itself: it loads, and has a state."""
+
+    @property
+    def state(self) -> str:
+        """``starting`` (loading or restarting), ``ready``, ``failed`` or ``stopped``."""
         ...

@@ -49,11 +49,16 @@ def _client_error(exc: RequestError) -> UpstreamReply:
     return UpstreamReply(exc.status, error_body(exc))
 
 
-class _LocalProvider:
+class LocalProvider:
     def __init__(self, settings: ProviderSettings, metrics: Metrics, worker: Worker) -> None:
         self.name = settings.name
         self.worker = worker
         self._metrics = metrics
+
+    @property
+    def state(self) -> str:
+        """``starting`` (loading or restarting), ``ready``, ``failed`` or ``stopped``."""
+        return self.worker.state
 
     async def start(self) -> None:
         """Load the model; one that fails stays unavailable and the server runs on."""
@@ -74,13 +79,14 @@ def _worker(settings: ProviderSettings, entry: Any, spec: Any, metrics: Metrics)
                   on_state=lambda s: ready.set(1 if s == "ready" else 0))
 
 
-class LlamaCppProvider(_LocalProvider):
+class LlamaCppProvider(LocalProvider):
     def __init__(self, settings: ProviderSettings, metrics: Metrics) -> None:
         local: LocalModelSettings = settings.local  # type: ignore[assignment]
         spec = llama_worker.LlamaWorkerSpec(
             model_path=local.model_path, model_package=local.model_package,
             n_ctx=local.n_ctx, threads=local.threads, parallel=local.parallel,
             n_batch=local.n_batch, chat_template=local.chat_template,
+            temperature=local.temperature,
         )
         super().__init__(settings, metrics, _worker(settings, llama_worker.serve, spec, metrics))
 
@@ -154,12 +160,12 @@ class _TextStream:
         await self._items.aclose()  # type: ignore[attr-defined]
 
 
-class EmbeddingsProvider(_LocalProvider):
+class EmbeddingsProvider(LocalProvider):
     def __init__(self, settings: ProviderSettings, metrics: Metrics) -> None:
         local: LocalModelSettings = settings.local  # type: ignore[assignment]
         spec = embeddings_worker.EmbeddingsWorkerSpec(
             model_path=local.model_path, model_package=local.model_package,
-            threads=local.threads)
+            threads=local.threads, engine=local.engine)
         super().__init__(settings, metrics,
                          _worker(settings, embeddings_worker.serve, spec, metrics))
         self._max_inputs = local.max_inputs

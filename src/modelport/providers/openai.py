@@ -9,6 +9,7 @@ tracing on, each request carries the W3C ``traceparent`` of the attempt that mak
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -17,6 +18,7 @@ from modelport.config.settings import ProviderSettings
 from modelport.core.operation import Operation
 from modelport.errors import (
     UpstreamAuthFailed,
+    UpstreamBadResponse,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamServerError,
@@ -24,6 +26,7 @@ from modelport.errors import (
 from modelport.observability.tracing import Tracing
 from modelport.providers._http import new_session, translate_errors
 from modelport.providers.base import UpstreamReply
+from modelport.providers.redaction import Redactor
 
 _PATHS = {
     Operation.CHAT: "/chat/completions",
@@ -39,9 +42,10 @@ class OpenAIProvider:
         self._settings = settings
         self._urls = {op: settings.base_url + path for op, path in _PATHS.items()}
         headers = {"Content-Type": "application/json", **settings.headers}
-        self._secret = settings.api_key.reveal() if settings.api_key else None
-        if self._secret:
-            headers["Authorization"] = f"Bearer {self._secret}"
+        secret = settings.api_key.reveal() if settings.api_key else None
+        if secret:
+            headers["Authorization"] = f"Bearer {secret}"
+        self._redactor = Redactor([secret] if secret else [])
         self._headers = headers
         self._session: aiohttp.ClientSession | None = None
         self._tracing: Tracing | None = None
@@ -78,8 +82,21 @@ class OpenAIProvider:
                 payload = await resp.read()
                 status = resp.status
         if 200 <= status < 300:
-            return UpstreamReply(status, payload, resp.content_type or "application/json")
+            return UpstreamReply(status, payload, resp.content_type or "application/json",
+                                 self._document(status, payload))
         return self._client_error(status, payload, resp.headers.get("Retry-After"))
+
+    def _document(self, status: int, payload: bytes) -> dict[str, Any]:
+        """A success's body, parsed; anything but a JSON object is a broken response."""
+        try:
+            document = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            document = None
+        if not isinstance(document, dict):
+            raise UpstreamBadResponse(
+                f"Provider '{self.name}' answered HTTP {status} with a body that is not a "
+                "JSON object.")
+        return document
 
     async def open_stream(
         self, operation: Operation, body: bytes
@@ -111,12 +128,7 @@ class OpenAIProvider:
                                       retry_after_s=_seconds(retry_after))
         if status >= 500 or status < 400:
             raise UpstreamServerError(f"Provider '{self.name}' failed with HTTP {status}.")
-        return UpstreamReply(status, _as_openai_error(self._scrub(payload), status))
-
-    def _scrub(self, payload: bytes) -> bytes:
-        if self._secret and self._secret.encode() in payload:
-            return payload.replace(self._secret.encode(), b"***")
-        return payload
+        return UpstreamReply(status, self._redactor.error_body(payload, status))
 
 
 class _OpenAIStream:
@@ -133,27 +145,6 @@ class _OpenAIStream:
 
     async def aclose(self) -> None:
         self._resp.close()
-
-
-def _as_openai_error(payload: bytes, status: int) -> bytes:
-    """Keep a provider's OpenAI-shaped error; wrap anything else in that shape."""
-    try:
-        parsed = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-        return payload
-    text = payload.decode("utf-8", "replace")[:1000]
-    return orjson.dumps(
-        {
-            "error": {
-                "message": text or f"The provider rejected the request (HTTP {status}).",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "upstream_rejected",
-            }
-        }
-    )
 
 
 def _seconds(value: str | None) -> float | None:

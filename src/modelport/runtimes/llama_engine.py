@@ -28,37 +28,28 @@ The engine is synchronous and single-threaded: the worker that owns it calls ``s
 bindings (``llama_cpp.llama_cpp``), which follow llama.h one to one, and it silences
 llama.cpp's process-wide log.
 
-``render_chat`` turns chat messages into prompt text with a Hugging Face style Jinja chat
-template; ``GEMMA_CHAT_TEMPLATE`` is the Gemma one, for GGUF files that carry none.
+Chat messages become prompt text in ``runtimes.chat_formats``.
 """
 
 from __future__ import annotations
 
 import codecs
 import ctypes
-import functools
-import json
 import os
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-import jinja2
-import jinja2.ext
-import jinja2.sandbox
 import llama_cpp
 import numpy as np
 
 __all__ = [
-    "GEMMA_CHAT_TEMPLATE",
     "Delta",
     "GenerationParams",
     "LlamaDecodeError",
     "LlamaEngine",
     "ModelLoadError",
     "PromptTooLong",
-    "render_chat",
 ]
 
 
@@ -121,6 +112,21 @@ class Delta:
 # The ctypes object must outlive every call into the library, hence a module constant.
 _QUIET_LOG = llama_cpp.llama_log_callback(lambda _level, _text, _user_data: None)
 
+def load_model(model_path: str) -> Any:
+    """A GGUF file loaded by llama.cpp, its log kept quiet, without repacked weight buffers
+    (see ``_REPACK_WEIGHTS``); ``ModelLoadError`` when it cannot be."""
+    llama_cpp.llama_log_set(_QUIET_LOG, ctypes.c_void_p())
+    llama_cpp.llama_backend_init()
+    if not os.path.isfile(model_path):
+        raise ModelLoadError(f"model file {model_path!r} does not exist")
+    model_params = llama_cpp.llama_model_default_params()
+    model_params.use_extra_bufts = _REPACK_WEIGHTS
+    model = llama_cpp.llama_model_load_from_file(model_path.encode(), model_params)
+    if not model:
+        raise ModelLoadError(f"llama.cpp could not load {model_path!r} as a GGUF model")
+    return model
+
+
 # llama_sampler_init_dist treats this seed as "pick one at random".
 _RANDOM_SEED = 0xFFFFFFFF
 
@@ -176,16 +182,7 @@ class LlamaEngine:
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
 
-        llama_cpp.llama_log_set(_QUIET_LOG, ctypes.c_void_p())
-        llama_cpp.llama_backend_init()
-        if not os.path.isfile(model_path):
-            raise ModelLoadError(f"model file {model_path!r} does not exist")
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.use_extra_bufts = _REPACK_WEIGHTS
-        model = llama_cpp.llama_model_load_from_file(model_path.encode(), model_params)
-        if not model:
-            raise ModelLoadError(f"llama.cpp could not load {model_path!r} as a GGUF model")
-        self._model = model
+        self._model = model = load_model(model_path)
 
         ctx_params = llama_cpp.llama_context_default_params()
         ctx_params.n_ctx = n_ctx * parallel
@@ -568,97 +565,3 @@ class LlamaEngine:
             if n < size:
                 return buf.raw[:n].decode("utf-8", "replace")
             size = n + 1
-
-
-# -- chat templates -------------------------------------------------------------------
-
-
-def _raise_exception(message: str) -> None:
-    raise jinja2.TemplateError(message)
-
-
-def _tojson(value: object, indent: int | None = None) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=indent)
-
-
-def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
-
-
-@functools.lru_cache(maxsize=16)
-def _compile_chat_template(template: str) -> jinja2.Template:
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
-    )
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    env.filters["tojson"] = _tojson
-    return env.from_string(template)
-
-
-def render_chat(
-    template: str,
-    messages: list[dict[str, object]],
-    *,
-    bos_token: str,
-    eos_token: str,
-    add_generation_prompt: bool = True,
-) -> str:
-    """Render chat messages to prompt text the way Hugging Face chat templates do.
-
-    The template runs in Jinja's immutable sandbox. Raises ValueError when it does not
-    compile, refuses the messages (``raise_exception``), or fails on them.
-    """
-    try:
-        return _compile_chat_template(template).render(
-            messages=messages,
-            bos_token=bos_token,
-            eos_token=eos_token,
-            add_generation_prompt=add_generation_prompt,
-        )
-    except jinja2.TemplateError as exc:
-        raise ValueError(f"chat template error: {exc.message or exc}") from exc
-    except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as exc:
-        raise ValueError(f"chat template error: {type(exc).__name__}: {exc}") from exc
-
-
-GEMMA_CHAT_TEMPLATE = r"""{{ bos_token }}
-{%- if messages[0]['role'] == 'system' -%}
-    {%- if messages[0]['content'] is string -%}
-        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
-    {%- else -%}
-        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
-    {%- endif -%}
-    {%- set loop_messages = messages[1:] -%}
-{%- else -%}
-    {%- set first_user_prefix = "" -%}
-    {%- set loop_messages = messages -%}
-{%- endif -%}
-{%- for message in loop_messages -%}
-    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
-        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
-    {%- endif -%}
-    {%- if (message['role'] == 'assistant') -%}
-        {%- set role = "model" -%}
-    {%- else -%}
-        {%- set role = message['role'] -%}
-    {%- endif -%}
-    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
-    {%- if message['content'] is string -%}
-        {{ message['content'] | trim }}
-    {%- elif message['content'] is iterable -%}
-        {%- for item in message['content'] -%}
-            {%- if item['type'] == 'text' -%}
-                {{ item['text'] | trim }}
-            {%- endif -%}
-        {%- endfor -%}
-    {%- else -%}
-        {{ raise_exception("Invalid content type") }}
-    {%- endif -%}
-    {{ '<end_of_turn>\n' }}
-{%- endfor -%}
-{%- if add_generation_prompt -%}
-    {{ '<start_of_turn>model\n' }}
-{%- endif -%}
-"""
-"""The Gemma chat template (system text joins the first user turn; assistant is "model")."""

@@ -4,9 +4,10 @@ Between decode steps the worker takes in every message that has arrived (new req
 cancellations), so a request that comes while others are decoding joins the next step's
 batch instead of waiting for them to finish. When nothing is running it blocks on the pipe.
 
-A ``generate`` request carries either ``messages`` (rendered with the chat template: the
-configured one, else the one in the GGUF metadata) or ``prompt``. Its parts are text; its
-reply is ``{"finish_reason", "prompt_tokens", "completion_tokens"}``.
+A ``generate`` request carries either ``messages`` (rendered in the model's chat format, see
+``runtimes.chat_formats``, whose stop strings join the request's) or ``prompt``. A request
+that names no temperature gets the provider's. Its parts are text; its reply is
+``{"finish_reason", "prompt_tokens", "completion_tokens"}``.
 """
 
 from __future__ import annotations
@@ -14,19 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from modelport.runtimes.chat_formats import ChatFormat, chat_format, render_chat
 from modelport.runtimes.llama_engine import (
-    GEMMA_CHAT_TEMPLATE,
     GenerationParams,
     LlamaDecodeError,
     LlamaEngine,
     PromptTooLong,
-    render_chat,
 )
 from modelport.runtimes.packages import model_file
 from modelport.runtimes.workers import ChildChannel
-
-# Chat templates known by name, for model files that carry none (base models).
-BUILTIN_TEMPLATES = {"gemma": GEMMA_CHAT_TEMPLATE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +35,7 @@ class LlamaWorkerSpec:
     parallel: int
     n_batch: int
     chat_template: str | None
+    temperature: float = 1.0  # for requests that name none
 
 
 def serve(channel: ChildChannel, spec: LlamaWorkerSpec) -> None:
@@ -46,16 +44,14 @@ def serve(channel: ChildChannel, spec: LlamaWorkerSpec) -> None:
         model_file(spec.model_path, spec.model_package),
         n_ctx=spec.n_ctx, threads=spec.threads, parallel=spec.parallel, n_batch=spec.n_batch,
     )
-    template = BUILTIN_TEMPLATES.get(spec.chat_template or "", spec.chat_template)
-    template = template or engine.chat_template()
+    chat = chat_format(spec.chat_template, engine.chat_template())
     bos, eos = engine.special_tokens()
-    channel.ready({"n_ctx": engine.n_ctx, "parallel": engine.parallel,
-                   "chat": template is not None})
+    channel.ready({"n_ctx": engine.n_ctx, "parallel": engine.parallel, "chat": True})
     try:
         while True:
             message = channel.recv(0 if engine.busy() else None)
             while message is not None:
-                _handle(channel, engine, template, (bos, eos), message)
+                _handle(channel, engine, spec, chat, (bos, eos), message)
                 message = channel.recv(0)
             if channel.closed:
                 return
@@ -80,8 +76,8 @@ def serve(channel: ChildChannel, spec: LlamaWorkerSpec) -> None:
         engine.close()
 
 
-def _handle(channel: ChildChannel, engine: LlamaEngine, template: str | None,
-            special: tuple[str, str], message: tuple[int, str, Any]) -> None:
+def _handle(channel: ChildChannel, engine: LlamaEngine, spec: LlamaWorkerSpec,
+            chat: ChatFormat, special: tuple[str, str], message: tuple[int, str, Any]) -> None:
     request_id, op, payload = message
     if op == "cancel":
         engine.cancel(request_id)
@@ -90,14 +86,19 @@ def _handle(channel: ChildChannel, engine: LlamaEngine, template: str | None,
         channel.error(request_id, "invalid_request", f"unknown operation {op!r}")
         return
     try:
-        prompt = _prompt(payload, template, special)
+        stop = tuple(payload.get("stop", ()))
+        if "messages" in payload:
+            prompt = _prompt(payload["messages"], chat, special)
+            stop += tuple(s for s in chat.stop if s not in stop)
+        else:
+            prompt = str(payload["prompt"])
         engine.submit(request_id, GenerationParams(
             prompt=prompt,
             max_tokens=payload.get("max_tokens"),
-            temperature=payload.get("temperature", 1.0),
+            temperature=payload.get("temperature", spec.temperature),
             top_p=payload.get("top_p", 1.0),
             seed=payload.get("seed"),
-            stop=tuple(payload.get("stop", ())),
+            stop=stop,
         ))
     except PromptTooLong as exc:
         channel.error(request_id, "context_length_exceeded", str(exc))
@@ -105,13 +106,7 @@ def _handle(channel: ChildChannel, engine: LlamaEngine, template: str | None,
         channel.error(request_id, "invalid_request", str(exc))
 
 
-def _prompt(payload: dict[str, Any], template: str | None, special: tuple[str, str]) -> str:
-    messages = payload.get("messages")
-    if messages is None:
-        return str(payload["prompt"])
-    if template is None:
-        raise ValueError("This model has no chat template; set chat_template for its "
-                         "provider, or use /v1/completions.")
-    text = render_chat(template, messages, bos_token=special[0], eos_token=special[1])
+def _prompt(messages: list[dict[str, Any]], chat: ChatFormat, special: tuple[str, str]) -> str:
+    text = render_chat(chat.template, messages, bos_token=special[0], eos_token=special[1])
     # The engine adds the BOS token itself; a template that writes it too would double it.
     return text[len(special[0]):] if special[0] and text.startswith(special[0]) else text

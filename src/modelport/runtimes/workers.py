@@ -57,6 +57,7 @@ _CHILD_ERRORS: dict[str, type[ModelportError]] = {
     "context_length_exceeded": ContextTooLong,
 }
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+_LOADING_RETRY_AFTER_S = 2  # what a client is told to wait while a model loads
 
 
 class ChildChannel:
@@ -375,7 +376,8 @@ class Worker:
 
     def _send(self, op: str, payload: Any, pending: _Pending) -> int:
         if self.state != "ready" or self._writer is None:
-            raise RuntimeUnavailable(self._unavailable_message())
+            raise RuntimeUnavailable(self._unavailable_message(), retry_after_s=(
+                _LOADING_RETRY_AFTER_S if self.state == "starting" else None))
         self._next_id += 1
         request_id = self._next_id
         self._pending[request_id] = pending

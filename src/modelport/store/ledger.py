@@ -29,6 +29,7 @@ from modelport.store.engine import make_engine, migrate
 from modelport.store.tables import requests
 
 log = logging.getLogger("modelport.ledger")
+DROP_LOG_INTERVAL_S = 10.0  # the most often dropped records are logged
 _MAX_BACKOFF_S = 30.0
 
 
@@ -70,9 +71,13 @@ class LedgerWriter:
         settings: StoreSettings,
         metrics: Metrics,
         engine_factory: Callable[[str], Engine] = make_engine,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._clock = clock
+        self._unlogged_drops: dict[str, int] = {}  # per reason, since the last log line
+        self._drops_logged_at = -DROP_LOG_INTERVAL_S
         try:
             self._engine = engine_factory(settings.url)
         except (ArgumentError, SQLAlchemyError, ImportError) as exc:
@@ -126,6 +131,7 @@ class LedgerWriter:
         if self._pending:
             self._drop(len(self._pending), "shutdown")
             self._pending.clear()
+        self._log_drops()
         await asyncio.to_thread(self._engine.dispose)
 
     async def _run(self) -> None:
@@ -200,8 +206,20 @@ class LedgerWriter:
             conn.exec_driver_sql(self._sql, [self._row(r) for r in batch])
 
     def _drop(self, count: int, reason: str) -> None:
+        """Count dropped records at once; log them at most once per DROP_LOG_INTERVAL_S, as
+        one line per reason with the total since the last, so that a store that stays down
+        under load does not flood the log with one line per request."""
         self._metrics.ledger_dropped.labels(reason).inc(count)
-        log.error("ledger records dropped", extra={"count": count, "reason": reason})
+        self._unlogged_drops[reason] = self._unlogged_drops.get(reason, 0) + count
+        if self._clock() - self._drops_logged_at >= DROP_LOG_INTERVAL_S:
+            self._log_drops()
+
+    def _log_drops(self) -> None:
+        for reason, count in self._unlogged_drops.items():
+            log.error("ledger records dropped", extra={
+                "count": count, "reason": reason, "over_s": DROP_LOG_INTERVAL_S})
+        self._unlogged_drops.clear()
+        self._drops_logged_at = self._clock()
 
 
 def _store_unavailable(exc: DBAPIError) -> bool:

@@ -193,6 +193,11 @@ class TensorService:
         model, _ = self.get(name, version)
         return self.state_of(model) == "ready"
 
+    def states(self) -> dict[str, str]:
+        """Each model's state, for readiness."""
+        return {name: self.state_of(m) for name, m in self._models.items()
+                if m.state != "unloaded"}
+
     def all_ready(self) -> bool:
         return all(self.state_of(m) == "ready" for m in self._models.values()
                    if m.state != "unloaded")
@@ -222,7 +227,9 @@ class TensorService:
         model, chosen = self.get(name, version)
         if self.state_of(model) != "ready" or chosen is None:
             reason = f": {model.reason}" if model.reason else ""
-            raise RuntimeUnavailable(f"Model '{name}' is not ready{reason}")
+            loading = self.state_of(model) == "loading"
+            raise RuntimeUnavailable(f"Model '{name}' is not ready{reason}",
+                                     retry_after_s=2 if loading else None)
         started = time.perf_counter()
         status = "200"
         try:

@@ -57,7 +57,8 @@ def generation_params(operation: Operation, body: dict[str, Any]) -> dict[str, A
         if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
             raise RequestError("'max_tokens' must be a positive integer.", param="max_tokens")
         params["max_tokens"] = limit
-    params["temperature"] = _number(body, "temperature", 0, 2, 1.0)
+    if body.get("temperature") is not None:  # else the model's own default
+        params["temperature"] = _number(body, "temperature", 0, 2, 1.0)
     params["top_p"] = _number(body, "top_p", 0, 1, 1.0)
     if params["top_p"] == 0:
         raise RequestError("'top_p' must be above 0.", param="top_p")

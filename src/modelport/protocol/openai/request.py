@@ -10,19 +10,12 @@ from typing import Any
 
 import orjson
 
-from modelport.errors import MalformedBody, RequestError
+from modelport.errors import RequestError
+from modelport.protocol.json_body import load_object
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
-    if not raw:
-        raise MalformedBody("The request body is empty; send a JSON object.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedBody(f"The request body is not valid JSON: {exc.msg}.") from None
-    if not isinstance(body, dict):
-        raise MalformedBody("The request body must be a JSON object.")
-    return body
+    return load_object(raw)
 
 
 def requested_route(body: dict[str, Any]) -> str:
