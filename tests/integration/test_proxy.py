@@ -80,6 +80,13 @@ def test_an_invalid_request_id_is_refused_with_a_fresh_one_returned(client: http
     assert r.headers["x-request-id"] != "x" * 129
 
 
+def test_an_empty_request_id_is_taken_as_none_and_one_is_made(client: httpx.Client) -> None:
+    """The OpenAPI document allows an empty X-Request-ID; the server must too."""
+    r = client.post("/v1/chat/completions", json=CHAT, headers={"X-Request-ID": ""})
+    assert r.status_code == 200, r.text
+    assert len(r.headers["x-request-id"]) >= 16
+
+
 def test_an_idempotency_key_replays_the_first_answer(
     client: httpx.Client, upstream: FakeUpstream
 ) -> None:

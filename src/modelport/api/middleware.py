@@ -76,7 +76,7 @@ class RequestMiddleware:
             if name == b"x-request-id":
                 incoming = value
                 break
-        bad_id = incoming is not None and not _valid_request_id(incoming)
+        bad_id = incoming is not None and incoming != b"" and not _valid_request_id(incoming)
         request_id = incoming.decode() if incoming and not bad_id else self.new_request_id()
         client = scope.get("client")
         ctx = RequestContext(

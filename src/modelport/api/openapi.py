@@ -38,16 +38,25 @@ _ERRORS = {
     for status, text in (
         (400, "Malformed JSON, a body that is not an object, or an invalid field."),
         (401, "No key, or an unknown, expired or revoked one."),
-        (403, "The key may not call this route (or environment)."),
+        (403, "The key may not call this route (or environment); in open mode, a Host or "
+              "Origin that is not this machine's."),
         (404, "Unknown route (the `model` field)."),
+        (405, "The path does not take this method (see Allow)."),
+        (408, "The request's headers or body came too slowly."),
         (413, "The body is larger than `server.max_body_bytes`."),
-        (429, "Over a rate limit or budget (see Retry-After, x-ratelimit-*), or the provider "
-              "is rate limiting."),
+        (415, "In open mode, a body sent as a form or plain text."),
+        (429, "Over a rate limit or budget (see Retry-After, x-ratelimit-*), the provider "
+              "is rate limiting, or this address holds too many connections."),
+        (431, "The request's headers are larger than `server.max_header_bytes`."),
         (500, "Unexpected failure; the message carries the request id."),
         (502, "The provider is unreachable or failed."),
+        (503, "No target can take the request now, or a local model is loading (see "
+              "Retry-After)."),
         (504, "The provider did not answer in time."),
     )
 }
+# What any request can get before it reaches its endpoint (api/connections.py, origins.py).
+_ANY = {s: _ERRORS[s] for s in ("400", "403", "405", "408", "415", "431", "500")}
 _HEADERS = {
     "x-request-id": {"schema": {"type": "string"}, "description": "The request's id."},
     "x-modelport-route": {"schema": {"type": "string"}},
@@ -71,7 +80,9 @@ def _inference(summary: str, streams: bool) -> dict[str, Any]:
             "summary": summary,
             "parameters": [
                 {"name": "X-Request-ID", "in": "header", "required": False,
-                 "schema": {"type": "string", "maxLength": 128}},
+                 "description": "Your id for the request (empty: one is made).",
+                 "schema": {"type": "string", "maxLength": 128,
+                            "pattern": "^[\\x20-\\x7e]*$"}},
             ],
             "requestBody": {
                 "required": True,
@@ -92,10 +103,12 @@ def _inference(summary: str, streams: bool) -> dict[str, Any]:
     }
 
 
-def _get(summary: str, content_type: str = "application/json") -> dict[str, Any]:
+def _get(summary: str, content_type: str = "application/json",
+         errors: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"get": {"summary": summary,
                     "responses": {"200": {"description": "OK",
-                                          "content": {content_type: {"schema": {}}}}}}}
+                                          "content": {content_type: {"schema": {}}}},
+                                  **_ANY, **{e: _ERRORS[e] for e in errors}}}}
 
 
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -123,8 +136,8 @@ def _admin(summary: str, method: str = "get", body: dict[str, Any] | None = None
     operation: dict[str, Any] = {
         "summary": summary,
         "security": _ADMIN,
-        "responses": {status: {"description": "OK"}, "400": _ERRORS["400"],
-                      "401": _ERRORS["401"]},
+        "responses": {status: {"description": "OK"}, **_ANY, "401": _ERRORS["401"],
+                      "404": _ERRORS["404"], "503": _ERRORS["503"]},
     }
     if body is not None:
         operation["requestBody"] = {"content": {"application/json": {"schema": body}}}
@@ -142,13 +155,14 @@ def document() -> dict[str, Any]:
             "/v1/chat/completions": _inference("Chat completion through a route.", True),
             "/v1/completions": _inference("Text completion through a route.", True),
             "/v1/embeddings": _inference("Embeddings through a route.", False),
-            "/v1/models": _get("The routes, as OpenAI model objects."),
+            "/v1/models": _get("The routes, as OpenAI model objects.", errors=("401",)),
             "/v1/models/{model}": {
                 "get": {
                     "summary": "One route, as an OpenAI model object.",
                     "parameters": [{"name": "model", "in": "path", "required": True,
                                     "schema": {"type": "string"}}],
-                    "responses": {"200": {"description": "OK"}, "404": _ERRORS["404"]},
+                    "responses": {"200": {"description": "OK"}, **_ANY, "401": _ERRORS["401"],
+                                  "404": _ERRORS["404"]},
                 }
             },
             "/v1/tokens": {"post": {
@@ -161,8 +175,8 @@ def document() -> dict[str, Any]:
                                    "rpm": {"type": "integer", "minimum": 1},
                                    "tpm": {"type": "integer", "minimum": 1},
                                    "max_concurrency": {"type": "integer", "minimum": 1}}}}}},
-                "responses": {"201": {"description": "The token."}, "400": _ERRORS["400"],
-                              "401": _ERRORS["401"], "403": _ERRORS["403"]},
+                "responses": {"201": {"description": "The token."}, **_ANY,
+                              "401": _ERRORS["401"], "404": _ERRORS["404"]},
             }},
             "/admin/keys": {
                 **_admin("Create a key; its secret is in the answer, once.", "post",
@@ -196,7 +210,7 @@ def document() -> dict[str, Any]:
                                    "score": {"type": "number", "minimum": -1000,
                                              "maximum": 1000},
                                    "comment": {"type": "string", "maxLength": 4096}}}}}},
-                "responses": {"201": {"description": "Recorded."}, "400": _ERRORS["400"],
+                "responses": {"201": {"description": "Recorded."}, **_ANY,
                               "401": _ERRORS["401"], "404": _ERRORS["404"]},
             }},
             "/admin/requests": {"get": {
@@ -231,8 +245,10 @@ def document() -> dict[str, Any]:
                               "404": {"description": "Unknown model."}},
             }},
             "/health/live": _get("The process is up."),
-            "/health/ready": _get("Config loaded and providers started (503 otherwise)."),
-            "/metrics": _get("Prometheus metrics.", "text/plain"),
+            "/health/ready": _get("Serving, and every local model loaded (503 while they "
+                                  "load; each one's state either way).", errors=("503",)),
+            "/metrics": _get("Prometheus metrics (with keys: the admin key or the metrics "
+                             "token).", "text/plain", errors=("401",)),
             "/openapi.json": _get("This document."),
         },
         "components": {
