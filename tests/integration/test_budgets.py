@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream import FakeUpstream, Reply
 from tests.integration.access_setup import (
     ADMIN_KEY,
     KEY_ALL,
@@ -242,8 +242,37 @@ def test_usage_report_is_empty_before_any_request(keyed: Keyed) -> None:
 def test_budgets_and_spend_are_exported_per_key_id(keyed: Keyed) -> None:
     made = keyed.create_key(budget_usd=0.5)
     assert keyed.call("r1", made["key"], max_tokens=3).status_code == 200
-    text = keyed.client.get("/metrics").text
+    text = keyed.client.get("/metrics", headers=bearer(ADMIN_KEY)).text
     assert f'modelport_key_budget_usd{{key="{made["id"]}"}} 0.5' in text
     spent = re.search(rf'modelport_key_budget_spent_usd{{key="{made["id"]}"}} (\S+)', text)
     assert spent is not None and float(spent.group(1)) == pytest.approx(R1_CALL_USD)
     assert made["key"] not in text
+
+
+def test_answers_without_usage_are_charged_an_estimate_and_say_so(keyed: Keyed) -> None:
+    """A provider that reports no usage does not serve for free: the prompt as admitted and
+    the answer's text are charged, and the ledger row is marked estimated."""
+    answer = {"id": "x", "object": "chat.completion", "choices": [{
+        "index": 0, "finish_reason": "stop",
+        "message": {"role": "assistant", "content": "Hello from the fake"}}]}
+    per_call = (7 * 2.0 + (len("Hello from the fake") // 4 + 1) * 10.0) / 1e6
+    made = keyed.create_key(budget_usd=per_call * 4)
+    served = 0
+    for _ in range(20):
+        keyed.upstream.enqueue(Reply(body=answer))
+        r = keyed.call("r1", made["key"], max_tokens=3)
+        if r.status_code == 200:
+            served += 1
+            assert r.headers[COST] == f"{per_call:.6f}"
+        else:
+            assert_budget_exceeded(r)
+    assert 3 <= served <= 5
+
+    def ledger() -> list[dict[str, Any]] | None:
+        rows = keyed.client.get("/admin/requests", headers=bearer(ADMIN_KEY),
+                                params={"key": made["id"], "status": "200"})
+        assert rows.status_code == 200, rows.text
+        return rows.json()["data"] if len(rows.json()["data"]) == served else None
+
+    assert all(row["usage_estimated"] and row["completion_tokens"] == 5
+               for row in eventually(ledger))

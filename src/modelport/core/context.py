@@ -32,6 +32,7 @@ class RequestContext:
     upstream_s: float = 0.0
     first_chunk_s: float | None = None
     usage: Usage | None = None
+    usage_estimated: bool = False  # the provider reported none; ``usage`` is Modelport's guess
     client_disconnected: bool = False
     request_body: bytes | None = None
     response_body: bytes | None = None

@@ -30,6 +30,7 @@ from modelport.policy.access import AccessPolicy, Ticket
 from modelport.policy.keys import Principal
 from modelport.protocol.openai.request import (
     client_wants_usage,
+    completion_estimate,
     estimate_tokens,
     for_target,
     requested_route,
@@ -177,7 +178,7 @@ class ProxyService:
                 ctx.upstream_s += sum(a.ms for a in ctx.attempts) / 1000
                 reply = sent.result
                 if reply.ok:
-                    _settle_reply(ctx, reply, sent.target)
+                    _settle_reply(ctx, reply, sent.target, request)
                 return reply
         return await self._fall_back(route, request, visited, loop)
 
@@ -234,11 +235,21 @@ class _Request:
         return target.provider.open_stream(self.operation, payload)
 
 
-def _settle_reply(ctx: RequestContext, reply: UpstreamReply, target: Target) -> None:
-    ctx.usage = _reply_usage(reply)
-    if ctx.usage is not None:
-        ctx.cost_usd = target.price.cost(ctx.usage)
-        ctx.response_headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
+def _settle_reply(
+    ctx: RequestContext, reply: UpstreamReply, target: Target, request: _Request
+) -> None:
+    """Usage and cost of an answer; an answer that reports no usage is charged what it
+    is estimated to have used (the prompt as admitted, the answer's text), and the ledger
+    row says so, rather than served for free."""
+    usage = _reply_usage(reply)
+    if usage is None:
+        embedding = request.operation is Operation.EMBEDDING
+        usage = Usage(prompt_tokens=estimate_tokens(request.body, embedding=embedding)[0],
+                      completion_tokens=0 if embedding else completion_estimate(reply.document))
+        ctx.usage_estimated = True
+    ctx.usage = usage
+    ctx.cost_usd = target.price.cost(usage)
+    ctx.response_headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
 
 
 def _unavailable(route: Route) -> ModelportError:

@@ -199,6 +199,7 @@ class Recorder:
             attempt_log=_attempt_log(ctx),
             model_version=self.model_version(ctx),
             queue_ms=ctx.queue_s * 1000 if ctx.queue_s else None,
+            usage_estimated=ctx.usage_estimated or None,
         )
 
 

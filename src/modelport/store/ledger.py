@@ -63,6 +63,7 @@ class LedgerRecord(NamedTuple):
     attempt_log: str | None = None
     model_version: str | None = None
     queue_ms: float | None = None
+    usage_estimated: bool | None = None
 
 
 class LedgerWriter:

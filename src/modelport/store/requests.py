@@ -74,6 +74,7 @@ def _row(row: RowMapping, full: bool) -> dict[str, Any]:
         "first_chunk_ms": row["first_chunk_ms"],
         "prompt_tokens": row["prompt_tokens"],
         "completion_tokens": row["completion_tokens"],
+        "usage_estimated": bool(row["usage_estimated"]),
         "cost_usd": row["cost_usd"],
         "attempts": row["attempts"],
     }

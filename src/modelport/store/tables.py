@@ -85,6 +85,7 @@ requests = Table(
     # a request took more than one call or failed
     Column("model_version", String(256)),  # the answering target's model version
     Column("queue_ms", Float),  # time spent waiting for a target's admission slot
+    Column("usage_estimated", Boolean),  # the provider reported no usage: tokens are a guess
     Index("ix_requests_request_id", "request_id"),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_route_created_at", "route", "created_at"),

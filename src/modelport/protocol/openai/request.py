@@ -87,3 +87,18 @@ def _text_chars(value: Any) -> int:
     if isinstance(value, list):
         return sum(_text_chars(v.get("text") if isinstance(v, dict) else v) for v in value)
     return 0
+
+
+def completion_estimate(reply: Any) -> int:
+    """A guess of an answer's completion tokens from its text, for a provider that reports
+    no usage: its choices' text at the same characters per token as ``estimate_tokens``."""
+    chars, count = 0, 0
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict):
+                count += 1
+                message = choice.get("message")
+                text = message.get("content") if isinstance(message, dict) else choice.get("text")
+                chars += _text_chars(text)
+    return chars // _CHARS_PER_TOKEN + count
