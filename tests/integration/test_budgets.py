@@ -104,11 +104,39 @@ def test_a_budget_spent_by_one_call_refuses_later_calls_until_the_period_ends(
 def test_a_call_whose_estimate_does_not_fit_the_budget_is_refused_up_front(
     keyed: Keyed,
 ) -> None:
-    # without max_tokens the completion is estimated at 256 tokens: $0.002574 > $0.001
     made = keyed.create_key(budget_usd=0.001)
-    assert_budget_exceeded(keyed.call("r1", made["key"]))
+    # max_tokens=256 costs up to 7 * $2 + 256 * $10 per million = $0.002574 > $0.001
+    assert_budget_exceeded(keyed.call("r1", made["key"], max_tokens=256))
     assert keyed.call("r1", made["key"], max_tokens=3).status_code == 200
     assert keyed.upstream.requests[0].body["max_tokens"] == 3
+
+
+def test_a_budgeted_call_without_a_limit_gets_the_completion_the_budget_can_pay(
+    keyed: Keyed,
+) -> None:
+    """No max_tokens under a budget: Modelport sets it to what the headroom pays for after
+    the prompt, $0.001 - 7 * $2 / 1M = $0.000986 at $10 / 1M, so 98 tokens."""
+    made = keyed.create_key(budget_usd=0.001)
+    assert keyed.call("r1", made["key"]).status_code == 200
+    assert keyed.upstream.requests[0].body["max_tokens"] == 98
+    unbudgeted = keyed.call("r1", KEY_ALL)  # no budget: the request is left as it came
+    assert unbudgeted.status_code == 200
+    assert "max_tokens" not in keyed.upstream.requests[1].body
+
+
+def test_concurrent_unlimited_calls_can_never_commit_more_than_the_budget(keyed: Keyed) -> None:
+    """Nine at once with no max_tokens: what each may cost at most (its prompt and the
+    max_tokens it was given) adds up to no more than the budget, so a provider that uses
+    every token it was allowed still cannot overshoot it."""
+    budget = 0.001
+    made = keyed.create_key(budget_usd=budget)
+    responses = burst(keyed.gateway.url, 9, made["key"])
+    served = [r for r in responses if r.status_code == 200]
+    assert served
+    worst = sum((7 * 2.0 + seen.body["max_tokens"] * 10.0) / 1e6
+                for seen in keyed.upstream.requests)
+    assert len(keyed.upstream.requests) == len(served)
+    assert worst <= budget + 1e-9
 
 
 def test_a_zero_budget_in_the_config_refuses_every_priced_call_for_a_day(

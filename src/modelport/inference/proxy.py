@@ -33,6 +33,7 @@ from modelport.protocol.openai.request import (
     completion_estimate,
     estimate_tokens,
     for_target,
+    open_completion,
     requested_route,
     wants_stream,
 )
@@ -69,8 +70,11 @@ class ProxyService:
         ticket = self._access.admit(
             principal, route.settings, route.targets[0].price,
             lambda: estimate_tokens(body, embedding=embedding),
+            open_completion=0 if embedding else open_completion(body),
         )
         if ticket is not None:
+            if ticket.completion_cap is not None:
+                body["max_tokens"] = ticket.completion_cap  # what the budget can pay
             ctx.response_headers.extend(
                 (k.lower().encode(), v.encode()) for k, v in ticket.headers().items()
             )

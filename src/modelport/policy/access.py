@@ -18,26 +18,31 @@ from modelport.config.settings import RouteSettings, Secret
 from modelport.core.pricing import Price
 from modelport.core.usage import Usage
 from modelport.errors import AuthError, Forbidden
-from modelport.policy.budgets import BudgetBook, Reservation
+from modelport.policy.budgets import Budget, BudgetBook, Reservation
 from modelport.policy.keys import KeyRing, Principal, limits_of
 from modelport.policy.limits import Admission, Limiter, Limits
 from modelport.policy.secrets import TOKEN_PREFIX
 from modelport.policy.tokens import TokenSigner
 
 _MISSING = "The API key is missing, unknown, expired or revoked."
+# The most completion tokens a budgeted request that names no limit is given (and reserved).
+BUDGETED_COMPLETION_CAP = 4096
 _DENIED = "This key may not call this route."
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+").fullmatch
 Scope = tuple[str, Limits]
 
 
 class Ticket:
-    """What a request holds while it runs: its limit slots and its budget reservation."""
+    """What a request holds while it runs: its limit slots and its budget reservation, and
+    the completion tokens per answer the request may use when the budget set them."""
 
-    __slots__ = ("_admission", "_done", "_reservation")
+    __slots__ = ("_admission", "_done", "_reservation", "completion_cap")
 
-    def __init__(self, admission: Admission | None, reservation: Reservation | None) -> None:
+    def __init__(self, admission: Admission | None, reservation: Reservation | None,
+                 completion_cap: int | None = None) -> None:
         self._admission = admission
         self._reservation = reservation
+        self.completion_cap = completion_cap
         self._done = False
 
     def headers(self) -> dict[str, str]:
@@ -163,9 +168,18 @@ class AccessPolicy:
         route: RouteSettings,
         price: Price,
         estimate: Callable[[], tuple[int, int]],
+        *,
+        open_completion: int = 0,
     ) -> Ticket | None:
         """Take limit slots and reserve budget; ``None`` when nothing applies (the common,
-        cheap case). Raises ``RateLimited`` or ``BudgetExceeded``."""
+        cheap case). Raises ``RateLimited`` or ``BudgetExceeded``.
+
+        ``open_completion`` is the number of answers (``n``) of a request that set no limit
+        on its completion tokens, 0 for one that did. Under a budget such a request is given
+        one (``Ticket.completion_cap``, per answer): what the key's headroom can pay, at most
+        ``BUDGETED_COMPLETION_CAP``, and that is what is reserved. A provider cannot then
+        answer past the reservation, so a budget is overshot by no more than the prompts of
+        the requests in flight were underestimated."""
         scopes = self._route_scopes.get(route.name, ())
         if principal is not None:
             scopes = principal.scopes + scopes
@@ -173,8 +187,11 @@ class AccessPolicy:
         if not scopes and budget is None:
             return None
         prompt, completion = estimate()
-        reservation = None
+        reservation, cap = None, None
         if budget is not None and principal is not None:
+            if open_completion and price.output_per_mtok > 0:
+                cap = self._affordable(principal.key_id, budget, price, prompt, open_completion)
+                completion = cap * open_completion
             reservation = self.budgets.reserve(
                 principal.key_id, budget, price.estimate(prompt, completion)
             )
@@ -184,4 +201,13 @@ class AccessPolicy:
             if reservation is not None:
                 reservation.cancel()
             raise
-        return Ticket(admission, reservation)
+        return Ticket(admission, reservation, cap)
+
+    def _affordable(self, key_id: str, budget: Budget, price: Price, prompt: int,
+                    answers: int) -> int:
+        """Completion tokens per answer that the key's headroom pays for after the prompt;
+        at least 1 (a budget that cannot pay it is refused by the reservation)."""
+        left = self.budgets.headroom(key_id, budget) - price.estimate(prompt, 0)
+        per_token = price.output_per_mtok / 1_000_000
+        tokens = int(left / per_token / answers) if left > 0 else 0
+        return max(1, min(tokens, BUDGETED_COMPLETION_CAP))

@@ -170,6 +170,13 @@ class BudgetBook:
         account.roll(budget.period, self._clock())
         return account.spent
 
+    def headroom(self, key_id: str, budget: Budget) -> float:
+        """Dollars the key may still commit this period: its limit less what it spent and
+        what its requests in flight hold."""
+        account = self._account(key_id)
+        account.roll(budget.period, self._clock())
+        return max(budget.limit_usd - account.spent - account.reserved, 0.0)
+
     def reserved(self, key_id: str) -> float:
         """Dollars held by reservations not yet settled or cancelled."""
         account = self._accounts.get(key_id)

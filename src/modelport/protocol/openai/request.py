@@ -81,6 +81,15 @@ def estimate_tokens(body: dict[str, Any], *, embedding: bool = False) -> tuple[i
     return prompt, completion
 
 
+def open_completion(body: dict[str, Any]) -> int:
+    """How many answers (``n``) a request asks for without any limit on their tokens; 0
+    when it sets ``max_tokens`` or ``max_completion_tokens``."""
+    if body.get("max_tokens") is not None or body.get("max_completion_tokens") is not None:
+        return 0
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
+
 def _text_chars(value: Any) -> int:
     if isinstance(value, str):
         return len(value)
