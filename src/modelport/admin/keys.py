@@ -110,10 +110,12 @@ async def list_keys(scope: Scope, receive: Receive, send: Send) -> None:
     await asyncio.to_thread(services.keys.audit, actor, "key.list", None, None,
                             client_of(scope))
     rows = await asyncio.to_thread(services.keys.list_keys)
-    used = await asyncio.to_thread(services.usage.last_used_by_key)
     month = datetime.fromtimestamp(period_start("month", time.time()), UTC)
     usage = {u.group: u for u in await asyncio.to_thread(services.usage.report, "key",
                                                           month, None)}
+    # read after the usage, so that a request it counts has its time here too (rows are
+    # written meanwhile)
+    used = await asyncio.to_thread(services.usage.last_used_by_key)
     await send_json(send, {"object": "list", "data": [
         key_view(r, used.get(r.id), usage.get(r.id) or _NO_USAGE) for r in rows]})
 
