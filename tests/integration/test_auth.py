@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -160,3 +161,27 @@ def test_with_keys_metrics_take_the_admin_key_or_the_metrics_token(
 
 def test_in_open_mode_metrics_need_nothing(client: httpx.Client) -> None:
     assert client.get("/metrics").status_code == 200
+
+
+def test_with_keys_the_server_is_not_ready_until_the_store_has_been_read(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """Keys created over the admin API and each key's spend live in the store: with the
+    store unreadable at start, readiness says so, and turns ready once it answers."""
+    db = tmp_path / "ledger.db"
+    db.mkdir()  # SQLite cannot open a folder: the store is "down"
+    gw = start_gateway(tmp_path, access_config(upstream.base_url, f"sqlite:///{db}"),
+                       access_env())
+    try:
+        first = httpx.get(f"{gw.url}/health/ready")
+        assert first.status_code == 503
+        assert first.json()["status"] == "waiting for the store"
+        db.rmdir()  # the store comes back
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{gw.url}/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "never ready after the store came back"
+            time.sleep(0.1)
+        r = httpx.post(f"{gw.url}/admin/keys", json={"name": "late"}, headers=bearer(ADMIN_KEY))
+        assert r.status_code == 201, r.text
+    finally:
+        gw.stop()

@@ -130,6 +130,8 @@ def test_concurrent_unlimited_calls_can_never_commit_more_than_the_budget(keyed:
     every token it was allowed still cannot overshoot it."""
     budget = 0.001
     made = keyed.create_key(budget_usd=budget)
+    for _ in range(9):  # slow answers: all nine are in flight before any is settled
+        keyed.upstream.enqueue(Reply(delay_s=0.3))
     responses = burst(keyed.gateway.url, 9, made["key"])
     served = [r for r in responses if r.status_code == 200]
     assert served

@@ -23,12 +23,18 @@ async def ready(scope: Scope, receive: Receive, send: Send) -> None:
                 if isinstance(p, HostedRuntime)}
     if services.tensors is not None:
         runtimes.update({f"v2/{name}": state for name, state in services.tensors.states().items()})
-    body: dict[str, object] = {"status": "ready" if services.readiness.ready else "loading"}
-    if services.readiness.ready:
+    keys_read = (not services.settings.auth_required or services.key_sync is None
+                 or services.key_sync.synced)
+    ready = services.readiness.ready and keys_read
+    body: dict[str, object] = {
+        "status": "ready" if ready else "loading" if keys_read else "waiting for the store"}
+    if ready:
         body["config_version"] = services.settings.config_version
+    if not keys_read:
+        body["store"] = "keys not read yet: the store does not answer"
     if runtimes:
         body["runtimes"] = runtimes
-    await send_json(send, body, status=200 if services.readiness.ready else 503)
+    await send_json(send, body, status=200 if ready else 503)
 
 
 async def metrics(scope: Scope, receive: Receive, send: Send) -> None:

@@ -29,6 +29,7 @@ from modelport.observability.metrics import Metrics
 from modelport.observability.tracing import SpanExporter, Tracing, build_tracing
 from modelport.policy.access import AccessPolicy
 from modelport.policy.setup import build_access, seed_budgets
+from modelport.policy.sync import KeySync
 from modelport.providers import Provider, build_provider
 from modelport.providers.openai import OpenAIProvider
 from modelport.routing.table import RouteTable
@@ -76,6 +77,7 @@ class Services:
     masker: Masker = field(default_factory=Masker)  # captured bodies and feedback text
     tensors: TensorService | None = None
     tracing: Tracing | None = None  # None: tracing is off
+    key_sync: KeySync | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
     readiness: Readiness = field(default_factory=Readiness)
     # dashboard session id -> expiry (monotonic); read and written by dashboard.sessions only
@@ -132,9 +134,12 @@ async def build_services(
         stack.callback(engine.dispose)
         await ledger.start()
         stack.push_async_callback(ledger.stop)
+        # Keys and each key's spend this period, read together once the store answers; with
+        # keys configured the server is not ready before that (a key created over the admin
+        # API would be refused, a budget overshot).
+        key_sync.on_first_sync = lambda: seed_budgets(access, usage)
         await key_sync.start()
         stack.push_async_callback(key_sync.stop)
-        await seed_budgets(access, usage)
         await retention.start()
         stack.push_async_callback(retention.stop)
         if access_log is not None:
@@ -161,6 +166,7 @@ async def build_services(
             tensors=tensors,
             tracing=tracing,
             readiness=readiness,
+            key_sync=key_sync,
         )
         readiness.serving = True
         try:

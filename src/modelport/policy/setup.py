@@ -58,18 +58,14 @@ def build_access(
 
 
 async def seed_budgets(policy: AccessPolicy, usage: UsageStore) -> None:
-    """Load what each key with a budget has spent in its current period."""
+    """Load what each key with a budget has spent in its current period. Raises when the
+    store cannot be read: ``KeySync`` calls it after its first successful read and tries
+    again on its next tick."""
     now = time.time()
-    try:
-        spent = {
-            period: await asyncio.to_thread(
-                usage.spent_by_key, _utc(period_start(period, now))
-            )
-            for period in ("day", "month")
-        }
-    except Exception as exc:  # the store may be down at start-up; serving goes on
-        log.warning("cannot seed budgets from the ledger", extra={"error": type(exc).__name__})
-        return
+    spent = {
+        period: await asyncio.to_thread(usage.spent_by_key, _utc(period_start(period, now)))
+        for period in ("day", "month")
+    }
     for principal in policy.keyring.principals():
         budget = principal.budget
         if budget is not None:

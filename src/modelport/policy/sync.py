@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from modelport.config.settings import KeySettings
 from modelport.policy.keys import KeyRing
@@ -39,6 +39,11 @@ class KeySync:
         self._interval = interval_s
         self._revision: int | None = None
         self._task: asyncio.Task[None] | None = None
+        # called once, after the first successful read of the store (at start, or when a
+        # store that was down at start comes back): what must follow the keys, such as
+        # each key's spend this period
+        self.on_first_sync: Callable[[], Awaitable[object]] | None = None
+        self.synced = False
 
     async def refresh(self) -> bool:
         """Reload the ring if the store changed; False when the store could not be read."""
@@ -53,6 +58,10 @@ class KeySync:
                     return True  # changed here while reading: the rows may predate it
                 self._ring.load(self._config_keys, rows)
                 self._revision = revision
+            if not self.synced:
+                if self.on_first_sync is not None:
+                    await self.on_first_sync()
+                self.synced = True
         except Exception as exc:  # the poller must outlive any store failure; it retries
             log.warning("cannot read keys from the store", extra={"error": type(exc).__name__})
             return False
