@@ -43,7 +43,7 @@ _ERRORS = {
         (404, "Unknown route (the `model` field)."),
         (405, "The path does not take this method (see Allow)."),
         (408, "The request's headers or body came too slowly."),
-        (413, "The body is larger than `server.max_body_bytes`."),
+        (413, "The body is larger than the limit (`server.max_body_bytes` for inference)."),
         (415, "In open mode, a body sent as a form or plain text."),
         (429, "Over a rate limit or budget (see Retry-After, x-ratelimit-*), the provider "
               "is rate limiting, or this address holds too many connections."),
@@ -56,7 +56,7 @@ _ERRORS = {
     )
 }
 # What any request can get before it reaches its endpoint (api/connections.py, origins.py).
-_ANY = {s: _ERRORS[s] for s in ("400", "403", "405", "408", "415", "431", "500")}
+_ANY = {s: _ERRORS[s] for s in ("400", "403", "405", "408", "413", "415", "431", "500")}
 _HEADERS = {
     "x-request-id": {"schema": {"type": "string"}, "description": "The request's id."},
     "x-modelport-route": {"schema": {"type": "string"}},
