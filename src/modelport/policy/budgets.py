@@ -185,14 +185,18 @@ class BudgetBook:
     def load(self, key_id: str, period_start: float, spent_usd: float) -> None:
         """Seed what the key spent in the period starting at ``period_start`` (from the ledger).
 
-        Replaces the spent amount; reservations in flight are kept. If ``period_start`` is not
-        the start of the period current at the next use, the amount is dropped then.
+        Replaces the spent amount, unless this process has already counted more in that same
+        period (the ledger is read late, after a store that was down at start came back, and
+        may not hold yet what was answered meanwhile); reservations in flight are kept. If
+        ``period_start`` is not the start of the period current at the next use, the amount is
+        dropped then.
         """
         account = self._account(key_id)
+        counted = account.spent if account.start == period_start else 0.0
         account.period = None
         account.start = period_start
         account.end = -math.inf
-        account.spent = spent_usd
+        account.spent = max(spent_usd, counted)
 
     def _account(self, key_id: str) -> _Account:
         account = self._accounts.get(key_id)

@@ -307,6 +307,19 @@ def test_load_seeds_the_current_period_from_the_ledger() -> None:
     book.reserve(KEY_ID, budget, 0.5)
 
 
+def test_a_late_load_never_lowers_what_this_process_counted_in_the_period() -> None:
+    """The store came back after requests were answered: the ledger may not hold them yet."""
+    clock = FakeWallClock(at(2024, 3, 15, 12))
+    book = BudgetBook(clock)
+    budget = Budget(10.0, "month")
+    book.reserve(KEY_ID, budget, 3.0).settle(3.0)
+
+    book.load(KEY_ID, at(2024, 3, 1), 1.0)
+    assert book.spent(KEY_ID, budget) == pytest.approx(3.0)
+    book.load(KEY_ID, at(2024, 3, 1), 5.0)
+    assert book.spent(KEY_ID, budget) == pytest.approx(5.0)
+
+
 def test_load_of_a_past_period_is_dropped_at_first_use() -> None:
     clock = FakeWallClock(at(2024, 3, 15, 12))
     book = BudgetBook(clock)
