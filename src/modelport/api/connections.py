@@ -10,7 +10,8 @@ runs out of file descriptors. uvicorn's own plain-text 400 for malformed HTTP is
 OpenAI's error shape.
 
 The checks run per network read, not per byte: counting a read against the head is one
-comparison unless it could overflow the limit. Nothing here knows about routes or keys.
+comparison unless it could overflow the limit, and the deadlines are two reads of the loop's
+clock per request, checked by one sweep per server. Nothing here knows about routes or keys.
 """
 
 from __future__ import annotations
@@ -73,16 +74,13 @@ class ClientTable:
         else:
             self._open.pop(address, None)
 
-    def open_from(self, address: str) -> int:
-        return self._open.get(address, 0)
-
 
 def response_bytes(exc: ModelportError) -> bytes:
     """A whole HTTP/1.1 answer that closes the connection, for errors raised below the app."""
     body = error_body(exc)
     head = [STATUS_LINE[exc.status], b"content-type: application/json\r\n",
             b"content-length: ", str(len(body)).encode(), b"\r\n", b"connection: close\r\n"]
-    for name, value in getattr(exc, "headers", {}).items():
+    for name, value in exc.headers.items():
         head.append(f"{name.lower()}: {value}\r\n".encode())
     return b"".join((*head, b"\r\n", body))
 

@@ -368,6 +368,8 @@ BAD_JSON_REQUESTS: list[tuple[bytes, str]] = [
     (b"{", "the request body is not valid JSON"),
     (b'{"inputs": [NaN]}', "the request body is not valid JSON"),
     (b"[]", "the request body must be a JSON object"),
+    (b'{"inputs": [], "parameters": {"x": ' + b"[" * 300 + b"]" * 300 + b"}}",
+     "the request body nests deeper than 128 levels"),
     (b"{}", "'inputs' must be a non-empty list of tensors"),
     (b'{"inputs": []}', "'inputs' must be a non-empty list of tensors"),
     (b'{"inputs": {"name": "x"}}', "'inputs' must be a non-empty list of tensors"),
