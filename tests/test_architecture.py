@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -59,3 +60,20 @@ def test_a_server_without_local_models_does_not_load_numpy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)  # fmt: skip
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_modules_and_functions_stay_within_the_style_guides_sizes() -> None:
+    """The house style: split a module near 800 lines, and no function runs past 100 (a long
+    table becomes data or is split by what it describes)."""
+    too_long: list[str] = []
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(SRC).as_posix()
+        if text.count("\n") > 800:
+            too_long.append(f"{where}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 100:
+                    too_long.append(f"{where}: {node.name} is {length} lines")
+    assert too_long == []

@@ -151,106 +151,7 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Modelport", "version": __version__},
-        "paths": {
-            "/v1/chat/completions": _inference("Chat completion through a route.", True),
-            "/v1/completions": _inference("Text completion through a route.", True),
-            "/v1/embeddings": _inference("Embeddings through a route.", False),
-            "/v1/models": _get("The routes, as OpenAI model objects.", errors=("401",)),
-            "/v1/models/{model}": {
-                "get": {
-                    "summary": "One route, as an OpenAI model object.",
-                    "parameters": [{"name": "model", "in": "path", "required": True,
-                                    "schema": {"type": "string"}}],
-                    "responses": {"200": {"description": "OK"}, **_ANY, "401": _ERRORS["401"],
-                                  "404": _ERRORS["404"]},
-                }
-            },
-            "/v1/tokens": {"post": {
-                "summary": "Mint a short-lived browser token for one route.",
-                "security": _BEARER,
-                "requestBody": {"content": {"application/json": {"schema": {
-                    "type": "object", "required": ["route"], "additionalProperties": False,
-                    "properties": {"route": {"type": "string"},
-                                   "ttl_s": {"type": "integer", "minimum": 1, "maximum": 3600},
-                                   "rpm": {"type": "integer", "minimum": 1},
-                                   "tpm": {"type": "integer", "minimum": 1},
-                                   "max_concurrency": {"type": "integer", "minimum": 1}}}}}},
-                "responses": {"201": {"description": "The token."}, **_ANY,
-                              "401": _ERRORS["401"], "404": _ERRORS["404"]},
-            }},
-            "/admin/keys": {
-                **_admin("Create a key; its secret is in the answer, once.", "post",
-                         _KEY_SPEC, "201"),
-                **_admin("List keys, without secrets."),
-            },
-            "/admin/keys/{key_id}": _admin("Revoke a key, at once.", "delete",
-                                           params=("key_id",)),
-            "/admin/keys/{key_id}/rotate": _admin(
-                "Issue a new secret; the old one stays valid for grace_seconds.", "post",
-                {"type": "object", "additionalProperties": False,
-                 "properties": {"grace_seconds": {"type": "integer", "minimum": 0}}},
-                params=("key_id",)),
-            "/admin/audit": _admin("The audit log, newest first."),
-            "/admin/usage": {"get": {
-                **_admin("Requests, tokens and cost per key or route this period.")["get"],
-                "parameters": [
-                    {"name": "by", "in": "query", "schema": {"enum": ["key", "route"]}},
-                    {"name": "period", "in": "query", "schema": {"enum": ["month", "day"]}},
-                ],
-            }},
-            "/v1/feedback": {"post": {
-                "summary": "A user's verdict on one answer made with the same key.",
-                "security": _BEARER,
-                "requestBody": {"content": {"application/json": {"schema": {
-                    "type": "object", "required": ["request_id", "outcome"],
-                    "additionalProperties": False,
-                    "properties": {"request_id": {"type": "string", "maxLength": 128},
-                                   "outcome": {"enum": ["accepted", "edited", "rejected"]},
-                                   "correction": {"type": "string", "maxLength": 65536},
-                                   "score": {"type": "number", "minimum": -1000,
-                                             "maximum": 1000},
-                                   "comment": {"type": "string", "maxLength": 4096}}}}}},
-                "responses": {"201": {"description": "Recorded."}, **_ANY,
-                              "401": _ERRORS["401"], "404": _ERRORS["404"]},
-            }},
-            "/admin/requests": {"get": {
-                **_admin("The request ledger, newest first, a page at a time.")["get"],
-                "parameters": [
-                    {"name": name, "in": "query", "schema": {"type": "string"}}
-                    for name in ("route", "key", "status", "since", "until", "limit", "cursor")
-                ],
-            }},
-            "/admin/requests/{request_id}": _admin(
-                "One request: attempts, latency split, tokens, cost, bodies, feedback.",
-                params=("request_id",)),
-            "/admin/feedback": _admin("Feedback and correction rate per route and model "
-                                      "version."),
-            "/admin/stats": _admin("Requests, errors, latency and cost over time."),
-            "/admin/routes": _admin("Each route's targets: breaker, load, latency, errors."),
-            "/v2/models/{name}/infer": {"post": {
-                "summary": "Tensor inference (Open Inference Protocol V2; JSON or binary "
-                           "tensors).",
-                "parameters": [{"name": "name", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "The output tensors."},
-                              "400": {"description": "Bad tensors: {\"error\": ...}"},
-                              "404": {"description": "Unknown model or version."},
-                              "503": {"description": "The model is not ready."}},
-            }},
-            "/v2/models/{name}": {"get": {
-                "summary": "Tensor model metadata (V2).",
-                "parameters": [{"name": "name", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "Versions, platform, inputs, outputs."},
-                              "404": {"description": "Unknown model."}},
-            }},
-            "/health/live": _get("The process is up."),
-            "/health/ready": _get("Serving, and every local model loaded (503 while they "
-                                  "load; each one's state either way).", errors=("503",)),
-            "/metrics": _get("Prometheus metrics (with keys: the admin key or the metrics "
-                             "token).", "text/plain", errors=("401",)),
-            "/openapi.json": _get("This document."),
-        },
+        "paths": {**_client_paths(), **_admin_paths(), **_other_paths()},
         "components": {
             "schemas": {"Error": _ERROR},
             "securitySchemes": {
@@ -260,6 +161,122 @@ def document() -> dict[str, Any]:
                           "description": "The admin key."},
             },
         },
+    }
+
+
+def _client_paths() -> dict[str, Any]:
+    """What applications call: inference, models, browser tokens, feedback."""
+    return {
+        "/v1/chat/completions": _inference("Chat completion through a route.", True),
+        "/v1/completions": _inference("Text completion through a route.", True),
+        "/v1/embeddings": _inference("Embeddings through a route.", False),
+        "/v1/models": _get("The routes, as OpenAI model objects.", errors=("401",)),
+        "/v1/models/{model}": {
+            "get": {
+                "summary": "One route, as an OpenAI model object.",
+                "parameters": [{"name": "model", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "OK"}, **_ANY, "401": _ERRORS["401"],
+                              "404": _ERRORS["404"]},
+            }
+        },
+        "/v1/tokens": {"post": {
+            "summary": "Mint a short-lived browser token for one route.",
+            "security": _BEARER,
+            "requestBody": {"content": {"application/json": {"schema": {
+                "type": "object", "required": ["route"], "additionalProperties": False,
+                "properties": {"route": {"type": "string"},
+                               "ttl_s": {"type": "integer", "minimum": 1, "maximum": 3600},
+                               "rpm": {"type": "integer", "minimum": 1},
+                               "tpm": {"type": "integer", "minimum": 1},
+                               "max_concurrency": {"type": "integer", "minimum": 1}}}}}},
+            "responses": {"201": {"description": "The token."}, **_ANY,
+                          "401": _ERRORS["401"], "404": _ERRORS["404"]},
+        }},
+        "/v1/feedback": {"post": {
+            "summary": "A user's verdict on one answer made with the same key.",
+            "security": _BEARER,
+            "requestBody": {"content": {"application/json": {"schema": {
+                "type": "object", "required": ["request_id", "outcome"],
+                "additionalProperties": False,
+                "properties": {"request_id": {"type": "string", "maxLength": 128},
+                               "outcome": {"enum": ["accepted", "edited", "rejected"]},
+                               "correction": {"type": "string", "maxLength": 65536},
+                               "score": {"type": "number", "minimum": -1000,
+                                         "maximum": 1000},
+                               "comment": {"type": "string", "maxLength": 4096}}}}}},
+            "responses": {"201": {"description": "Recorded."}, **_ANY,
+                          "401": _ERRORS["401"], "404": _ERRORS["404"]},
+        }},
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    """The admin API (admin key only)."""
+    return {
+        "/admin/keys": {
+            **_admin("Create a key; its secret is in the answer, once.", "post",
+                     _KEY_SPEC, "201"),
+            **_admin("List keys, without secrets."),
+        },
+        "/admin/keys/{key_id}": _admin("Revoke a key, at once.", "delete",
+                                       params=("key_id",)),
+        "/admin/keys/{key_id}/rotate": _admin(
+            "Issue a new secret; the old one stays valid for grace_seconds.", "post",
+            {"type": "object", "additionalProperties": False,
+             "properties": {"grace_seconds": {"type": "integer", "minimum": 0}}},
+            params=("key_id",)),
+        "/admin/audit": _admin("The audit log, newest first."),
+        "/admin/usage": {"get": {
+            **_admin("Requests, tokens and cost per key or route this period.")["get"],
+            "parameters": [
+                {"name": "by", "in": "query", "schema": {"enum": ["key", "route"]}},
+                {"name": "period", "in": "query", "schema": {"enum": ["month", "day"]}},
+            ],
+        }},
+        "/admin/requests": {"get": {
+            **_admin("The request ledger, newest first, a page at a time.")["get"],
+            "parameters": [
+                {"name": name, "in": "query", "schema": {"type": "string"}}
+                for name in ("route", "key", "status", "since", "until", "limit", "cursor")
+            ],
+        }},
+        "/admin/requests/{request_id}": _admin(
+            "One request: attempts, latency split, tokens, cost, bodies, feedback.",
+            params=("request_id",)),
+        "/admin/feedback": _admin("Feedback and correction rate per route and model "
+                                  "version."),
+        "/admin/stats": _admin("Requests, errors, latency and cost over time."),
+        "/admin/routes": _admin("Each route's targets: breaker, load, latency, errors."),
+    }
+
+
+def _other_paths() -> dict[str, Any]:
+    """Tensor models (V2), health, metrics and this document."""
+    return {
+        "/v2/models/{name}/infer": {"post": {
+            "summary": "Tensor inference (Open Inference Protocol V2; JSON or binary "
+                       "tensors).",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The output tensors."},
+                          "400": {"description": "Bad tensors: {\"error\": ...}"},
+                          "404": {"description": "Unknown model or version."},
+                          "503": {"description": "The model is not ready."}},
+        }},
+        "/v2/models/{name}": {"get": {
+            "summary": "Tensor model metadata (V2).",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "Versions, platform, inputs, outputs."},
+                          "404": {"description": "Unknown model."}},
+        }},
+        "/health/live": _get("The process is up."),
+        "/health/ready": _get("Serving, and every local model loaded (503 while they "
+                              "load; each one's state either way).", errors=("503",)),
+        "/metrics": _get("Prometheus metrics (with keys: the admin key or the metrics "
+                         "token).", "text/plain", errors=("401",)),
+        "/openapi.json": _get("This document."),
     }
 
 

@@ -67,6 +67,13 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._answer_metrics(r)
+        self._target_metrics(r)
+        self._ledger_metrics(r)
+        self._runtime_metrics(r)
+
+    def _answer_metrics(self, r: CollectorRegistry) -> None:
+        """Requests, their latency split, tokens, cost and feedback."""
         self.requests = Counter(
             "modelport_requests", "Requests answered.",
             ["route", "target", "model_version", "environment", "status", "status_class"],
@@ -123,6 +130,9 @@ class Metrics:
             "modelport_cost_usd", "Cost of answered requests, from target prices, in USD.",
             ["route", "target"], registry=r,
         )
+
+    def _target_metrics(self, r: CollectorRegistry) -> None:
+        """Breakers, admission queues and calls to providers."""
         self.breaker_state = Gauge(
             "modelport_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
             ["route", "target"], registry=r,
@@ -147,6 +157,9 @@ class Metrics:
             "modelport_upstream_attempts", "Calls to providers, by outcome class.",
             ["route", "target", "outcome"], registry=r,
         )
+
+    def _ledger_metrics(self, r: CollectorRegistry) -> None:
+        """The ledger writer, requests in flight and what is in force."""
         self.in_flight = Gauge(
             "modelport_requests_in_flight", "Requests being served now.", registry=r
         )
@@ -171,6 +184,8 @@ class Metrics:
             ["version", "config_version"], registry=r,
         )
 
+    def _runtime_metrics(self, r: CollectorRegistry) -> None:
+        """Local models: readiness, restarts, batches, tensor requests."""
         self.runtime_ready = Gauge(
             "modelport_runtime_ready", "1 when a local model is loaded and warmed up.",
             ["runtime"], registry=r,
