@@ -20,11 +20,12 @@ from modelport.core.operation import Operation
 from modelport.errors import RequestError, UnknownRoute
 from modelport.inference.idempotency import IdempotencyCache, Stored
 from modelport.inference.relay import StreamRelay
+from modelport.policy.keys import PRIORITIES
 from modelport.protocol.openai.models import model_list, model_object
 from modelport.protocol.openai.request import parse_body
 from modelport.providers.base import UpstreamReply
 
-_PRIORITIES = {b"interactive": 1, b"batch": 0}
+_PRIORITIES = {name.encode(): value for name, value in PRIORITIES.items()}  # X-Priority
 
 
 def request_timeout(value: bytes | None) -> float | None:

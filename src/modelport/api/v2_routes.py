@@ -19,18 +19,16 @@ from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.body import header, read_body
 from modelport.api.responses import send_json
 from modelport.api.services import Services, services_of
+from modelport.core.datatypes import DATATYPES
 from modelport.errors import AuthError, Forbidden, MethodNotAllowed, NotFound, RequestError
 
 if TYPE_CHECKING:
     from modelport.tensors.service import TensorService
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-_CONFIG_TYPES = {
-    "BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16",
-    "UINT32": "TYPE_UINT32", "UINT64": "TYPE_UINT64", "INT8": "TYPE_INT8",
-    "INT16": "TYPE_INT16", "INT32": "TYPE_INT32", "INT64": "TYPE_INT64", "FP16": "TYPE_FP16",
-    "FP32": "TYPE_FP32", "FP64": "TYPE_FP64", "BYTES": "TYPE_STRING",
-}
+# Triton's model-config names: TYPE_ and the datatype, but BYTES is TYPE_STRING
+_CONFIG_TYPES = {name: "TYPE_STRING" if name == "BYTES" else f"TYPE_{name}"
+                 for name in DATATYPES}
 
 
 def _tensors(services: Services) -> TensorService:

@@ -30,7 +30,7 @@ from modelport.config.schema import (
     RawRoute,
 )
 from modelport.config.settings import (
-    BreakerConfig,
+    BreakerSettings,
     KeySettings,
     LimitSettings,
     LocalModelSettings,
@@ -477,7 +477,7 @@ def _route(
                 max_concurrency=t.max_concurrency,
                 max_queue=t.max_queue,
                 queue_timeout_s=t.queue_timeout_s,
-                breaker=BreakerConfig(**t.breaker.model_dump()),
+                breaker=BreakerSettings(**t.breaker.model_dump()),
                 version=t.version,
             )
         )

@@ -12,6 +12,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelport.config.settings import BreakerSettings
+
+_BREAKER = BreakerSettings()  # the defaults, written once
+
 SECRET_REF_HELP = "a secret reference: 'env:NAME' or 'file:PATH'"
 
 
@@ -119,12 +123,12 @@ RawProvider = Annotated[
 
 
 class RawBreaker(_Strict):
-    failures: int = Field(default=5, gt=0, le=10_000)
-    window_s: float = Field(default=10.0, gt=0, le=3600)
-    failure_rate: float | None = Field(default=0.5, gt=0, le=1)
-    min_requests: int = Field(default=10, gt=0, le=1_000_000)
-    cooldown_s: float = Field(default=5.0, gt=0, le=3600)
-    half_open_probes: int = Field(default=1, gt=0, le=1000)
+    failures: int = Field(default=_BREAKER.failures, gt=0, le=10_000)
+    window_s: float = Field(default=_BREAKER.window_s, gt=0, le=3600)
+    failure_rate: float | None = Field(default=_BREAKER.failure_rate, gt=0, le=1)
+    min_requests: int = Field(default=_BREAKER.min_requests, gt=0, le=1_000_000)
+    cooldown_s: float = Field(default=_BREAKER.cooldown_s, gt=0, le=3600)
+    half_open_probes: int = Field(default=_BREAKER.half_open_probes, gt=0, le=1000)
 
 
 class RawTarget(_Strict):

@@ -6,6 +6,7 @@ library, and secrets are wrapped in ``Secret`` so that printing a setting never 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,13 +105,30 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class BreakerConfig:
+class BreakerSettings:
+    """When a target's circuit breaker opens and how it recovers (``routing.breaker`` has the
+    rules); the one place its defaults are written. ``failure_rate=None`` turns the rate rule
+    off, leaving the count rule."""
+
     failures: int = 5
     window_s: float = 10.0
     failure_rate: float | None = 0.5
     min_requests: int = 10
     cooldown_s: float = 5.0
     half_open_probes: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("failures", "min_requests", "half_open_probes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (math.isfinite(self.window_s) and self.window_s > 0):
+            raise ValueError(f"window_s must be a positive number, got {self.window_s!r}")
+        if not (math.isfinite(self.cooldown_s) and self.cooldown_s >= 0):
+            raise ValueError(f"cooldown_s must be >= 0, got {self.cooldown_s!r}")
+        rate = self.failure_rate
+        if rate is not None and not 0 < rate <= 1:
+            raise ValueError(f"failure_rate must be in (0, 1] or None, got {rate!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +142,7 @@ class TargetSettings:
     max_concurrency: int | None = None
     max_queue: int = 0
     queue_timeout_s: float = 30.0
-    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
     version: str | None = None
 
     @property

@@ -15,12 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelport.config.schema import Environment
+from modelport.core.datatypes import Datatype
 from modelport.errors import ConfigError
 
-Datatype = Literal[
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
-]
 Dim = Annotated[int, Field(ge=-1, le=1_000_000_000)]
 
 

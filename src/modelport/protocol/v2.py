@@ -38,6 +38,7 @@ from modelport.protocol.v2_errors import render_error as render_error
 
 Array = npt.NDArray[Any]
 
+# The NumPy dtype of each datatype of core.datatypes (a test keeps the two in step).
 DATATYPES: Mapping[str, np.dtype[Any]] = MappingProxyType(
     {
         "BOOL": np.dtype(np.bool_),

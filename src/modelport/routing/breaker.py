@@ -23,10 +23,10 @@ admitted before the breaker opened) is ignored.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
+
+from modelport.config.settings import BreakerSettings
 
 BreakerState = Literal["closed", "open", "half_open"]
 
@@ -35,34 +35,6 @@ OPEN: BreakerState = "open"
 HALF_OPEN: BreakerState = "half_open"
 
 _BUCKETS = 10
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerSettings:
-    """When a breaker opens and how it recovers; see the module docstring for the rules.
-
-    ``failure_rate=None`` turns the rate rule off, leaving the count rule.
-    """
-
-    failures: int = 5
-    window_s: float = 10.0
-    failure_rate: float | None = 0.5
-    min_requests: int = 10
-    cooldown_s: float = 5.0
-    half_open_probes: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("failures", "min_requests", "half_open_probes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (math.isfinite(self.window_s) and self.window_s > 0):
-            raise ValueError(f"window_s must be a positive number, got {self.window_s!r}")
-        if not (math.isfinite(self.cooldown_s) and self.cooldown_s >= 0):
-            raise ValueError(f"cooldown_s must be >= 0, got {self.cooldown_s!r}")
-        rate = self.failure_rate
-        if rate is not None and not 0 < rate <= 1:
-            raise ValueError(f"failure_rate must be in (0, 1] or None, got {rate!r}")
 
 
 class CircuitBreaker:

@@ -21,7 +21,7 @@ from modelport.core.pricing import Price
 from modelport.errors import UnknownRoute
 from modelport.observability.metrics import Metrics
 from modelport.providers.base import Provider
-from modelport.routing.breaker import BreakerSettings, CircuitBreaker
+from modelport.routing.breaker import CircuitBreaker
 from modelport.routing.strategies import TargetStats, order
 
 log = logging.getLogger("modelport.routing")
@@ -89,17 +89,12 @@ def _target(
     if metrics is not None:
         on_wait = metrics.queue_wait.labels(route.name, label).observe
         metrics.breaker_state.labels(route.name, label).set(0)
-    b = t.breaker
     return Target(
         settings=t,
         provider=provider,
         label=label,
         price=Price(t.input_per_mtok, t.output_per_mtok),
-        breaker=CircuitBreaker(
-            BreakerSettings(failures=b.failures, window_s=b.window_s,
-                            failure_rate=b.failure_rate, min_requests=b.min_requests,
-                            cooldown_s=b.cooldown_s, half_open_probes=b.half_open_probes),
-            time.monotonic, transition),
+        breaker=CircuitBreaker(t.breaker, time.monotonic, transition),
         stats=TargetStats(),
         gate=Gate(GateSettings(max_concurrency=t.max_concurrency, max_queue=t.max_queue,
                                queue_timeout_s=t.queue_timeout_s), time.monotonic,

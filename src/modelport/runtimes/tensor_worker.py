@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.protocol.v2 import DATATYPES
 from modelport.runtimes.workers import ChildChannel, answer_calls
 
 _ORT_TYPES = {
@@ -23,12 +24,7 @@ _ORT_TYPES = {
     "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
     "tensor(string)": "BYTES",
 }
-NUMPY_TYPES = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
-    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
-    "BYTES": np.object_,
-}
+NUMPY_TYPES = DATATYPES  # the V2 datatype -> NumPy dtype table of protocol.v2
 SKLEARN_OUTPUTS = ("predict", "predict_proba")
 
 

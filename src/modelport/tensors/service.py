@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.core.datatypes import NUMERIC
 from modelport.errors import NotFound, RequestError, RuntimeUnavailable
 from modelport.observability.metrics import Metrics
 from modelport.protocol.v2 import InferRequest, datatype_of
@@ -27,8 +28,6 @@ from modelport.tensors.repository import ModelSource, model_names, read_model
 
 log = logging.getLogger("modelport.tensors")
 
-_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-            "FP16", "FP32", "FP64"}
 PLATFORMS = {"onnx": "onnxruntime_onnx", "sklearn": "sklearn_joblib"}
 
 
@@ -263,7 +262,7 @@ class TensorService:
                 raise RequestError(f"Model '{model.name}' takes exactly one input tensor.")
             ((name, array),) = given.items()
             spec = dict(declared[0], name=name)
-            if datatype_of(array.dtype) not in _NUMERIC:
+            if datatype_of(array.dtype) not in NUMERIC:
                 raise RequestError(f"Input '{name}' must be numeric for model '{model.name}'.")
             _check_shape(spec, array)
             return given

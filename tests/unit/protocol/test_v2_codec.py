@@ -774,3 +774,12 @@ def test_tritonclient_reads_a_mixed_response() -> None:
     assert result.as_numpy("label").tolist() == [b"setosa"]
     assert result.as_numpy("probabilities").tolist() == probabilities.tolist()
     assert result.as_numpy("empty").shape == (0, 2)
+
+
+def test_every_table_of_datatypes_has_exactly_the_protocols_datatypes() -> None:
+    from modelport.api.v2_routes import _CONFIG_TYPES
+    from modelport.core.datatypes import DATATYPES as NAMES
+    from modelport.protocol.v2 import DATATYPES
+
+    assert tuple(DATATYPES) == NAMES
+    assert tuple(_CONFIG_TYPES) == NAMES and _CONFIG_TYPES["BYTES"] == "TYPE_STRING"
