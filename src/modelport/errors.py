@@ -7,9 +7,9 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
 
 ::
 
-    ModelportError                    status  code                     retryable
-    +-- ConfigError                   -       config_invalid           no   (start-up only)
-    +-- RequestError                  400     invalid_request          no
+    ModelportError                    status  code                     fallback class
+    +-- ConfigError                   -       config_invalid           -  (start-up only)
+    +-- RequestError                  400     invalid_request          -
     |   +-- MalformedBody             400     invalid_json
     |   +-- PayloadTooLarge           413     payload_too_large
     |   +-- UnknownRoute              404     model_not_found
@@ -21,25 +21,30 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- UnsupportedMediaType      415     unsupported_media_type
     |   +-- HeadersTooLarge           431     headers_too_large
     |   +-- UntrustedOrigin           403     untrusted_origin         (open mode: Host, Origin)
-    +-- AuthError                     401     invalid_api_key          no
-    +-- Forbidden                     403     permission_denied        no
-    +-- RateLimited                   429     rate_limit_exceeded      yes  (carries headers)
-    |   +-- TooManyConnections        429     too_many_connections     yes  (per client address)
-    |   +-- BudgetExceeded            429     budget_exceeded          no
-    |   +-- OverShare                 429     over_share               yes  (a full queue)
-    +-- Overloaded                    503     overloaded               yes  (carries headers)
-    +-- UpstreamError                 502     upstream_error           yes
-    |   +-- UpstreamUnreachable       502     upstream_unreachable     yes
-    |   +-- UpstreamServerError       502     upstream_server_error    yes
-    |   +-- UpstreamAuthFailed        502     upstream_auth_failed     no
-    |   +-- UpstreamBadResponse       502     upstream_bad_response    no
-    |   +-- UpstreamRateLimited       429     upstream_rate_limited    yes
-    |   +-- UpstreamTimeout           504     upstream_timeout         yes
-    |   +-- RuntimeCrashed            502     runtime_crashed          yes  (a local worker died)
-    |   +-- RuntimeUnavailable        503     runtime_unavailable      yes  (loading: Retry-After)
-    +-- ServiceUnavailable            503     not_ready                yes
-    +-- ClientDisconnected            499     client_closed_request    no   (nothing is sent)
-    +-- InternalError                 500     internal_error           no
+    +-- AuthError                     401     invalid_api_key          -
+    +-- Forbidden                     403     permission_denied        -
+    +-- RateLimited                   429     rate_limit_exceeded      -  (carries headers)
+    |   +-- TooManyConnections        429     too_many_connections     -  (per address)
+    |   +-- BudgetExceeded            429     budget_exceeded          -
+    |   +-- OverShare                 429     over_share               -  (a full queue)
+    +-- Overloaded                    503     overloaded               -  (carries headers)
+    +-- UpstreamError                 502     upstream_error           server_error
+    |   +-- UpstreamUnreachable       502     upstream_unreachable     connection
+    |   +-- UpstreamServerError       502     upstream_server_error    server_error
+    |   +-- UpstreamAuthFailed        502     upstream_auth_failed     auth
+    |   +-- UpstreamBadResponse       502     upstream_bad_response    server_error
+    |   +-- UpstreamRateLimited       429     upstream_rate_limited    rate_limited
+    |   +-- UpstreamTimeout           504     upstream_timeout         timeout
+    |   +-- RuntimeCrashed            502     runtime_crashed          server_error (worker died)
+    |   +-- RuntimeUnavailable        503     runtime_unavailable      server_error (loading)
+    +-- ServiceUnavailable            503     not_ready                -
+    +-- ClientDisconnected            499     client_closed_request    -  (nothing is sent)
+    +-- InternalError                 500     internal_error           -
+
+The fallback class is what a route's ``fallback_on`` rules know a failure by
+(``inference.attempts.classify_error`` reads it, and docs/routing.md's table is checked
+against it): retrying, falling back and the breaker follow from the class and the route's
+rules, not from the error alone. ``-``: not a failure of a target; never retried.
 
 An upstream's own 4xx answer (a bad parameter, a context-length error) is not raised: it is
 passed back to the client with its status, after secrets are scrubbed from it.
@@ -58,8 +63,9 @@ class ModelportError(Exception):
     status: int = 500
     code: str = "internal_error"
     type: str = "server_error"
-    retryable: bool = False
     headers: Mapping[str, str] = MappingProxyType({})  # sent with the error (Retry-After)
+    # the class a route's fallback_on rules know this failure by; None: not a target's
+    fallback_class: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -175,7 +181,6 @@ class RateLimited(ModelportError):
     status = 429
     code = "rate_limit_exceeded"
     type = "rate_limit_error"
-    retryable = True
 
     def __init__(
         self, message: str, *, headers: dict[str, str] | None = None, param: str | None = None
@@ -186,7 +191,6 @@ class RateLimited(ModelportError):
 
 class BudgetExceeded(RateLimited):
     code = "budget_exceeded"
-    retryable = False
 
 
 class TooManyConnections(RateLimited):
@@ -207,7 +211,6 @@ class Overloaded(ModelportError):
     status = 503
     code = "overloaded"
     type = "server_error"
-    retryable = True
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -219,33 +222,36 @@ class UpstreamError(ModelportError):
 
     status = 502
     code = "upstream_error"
+    fallback_class = "server_error"
     type = "upstream_error"
-    retryable = True
 
 
 class UpstreamUnreachable(UpstreamError):
     code = "upstream_unreachable"
+    fallback_class = "connection"
 
 
 class UpstreamServerError(UpstreamError):
     code = "upstream_server_error"
+    fallback_class = "server_error"
 
 
 class UpstreamAuthFailed(UpstreamError):
     """The provider rejected Modelport's credential. Never echo what it said about the key."""
 
     code = "upstream_auth_failed"
-    retryable = False
+    fallback_class = "auth"
 
 
 class UpstreamBadResponse(UpstreamError):
     code = "upstream_bad_response"
-    retryable = False
+    fallback_class = "server_error"
 
 
 class UpstreamRateLimited(UpstreamError):
     status = 429
     code = "upstream_rate_limited"
+    fallback_class = "rate_limited"
     type = "rate_limit_error"
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
@@ -258,6 +264,7 @@ class UpstreamRateLimited(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+    fallback_class = "timeout"
 
 
 class RuntimeCrashed(UpstreamServerError):
@@ -282,7 +289,6 @@ class ServiceUnavailable(ModelportError):
     status = 503
     code = "not_ready"
     type = "server_error"
-    retryable = True
 
 
 class ClientDisconnected(ModelportError):

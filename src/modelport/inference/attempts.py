@@ -15,10 +15,6 @@ import orjson
 
 from modelport.errors import (
     ModelportError,
-    UpstreamAuthFailed,
-    UpstreamRateLimited,
-    UpstreamTimeout,
-    UpstreamUnreachable,
 )
 from modelport.providers.base import UpstreamReply
 
@@ -28,6 +24,7 @@ ErrorClass = Literal[
 ]
 # classes a failure of the target itself (not of the request) that count against its breaker
 TARGET_FAULTS = frozenset({"timeout", "rate_limited", "server_error", "connection", "auth"})
+_UPSTREAM_CLASSES = TARGET_FAULTS  # what an error raised by a provider can declare
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens")
 _POLICY_CODES = frozenset({"content_policy_violation", "content_filter"})
@@ -42,15 +39,10 @@ class Attempt:
 
 
 def classify_error(exc: ModelportError) -> ErrorClass:
-    if isinstance(exc, UpstreamTimeout):
-        return "timeout"
-    if isinstance(exc, UpstreamRateLimited):
-        return "rate_limited"
-    if isinstance(exc, UpstreamUnreachable):
-        return "connection"
-    if isinstance(exc, UpstreamAuthFailed):
-        return "auth"
-    return "server_error"
+    """The fallback class the error declares (``errors.py`` draws them); an upstream failure
+    that declares none is a server error."""
+    declared = exc.fallback_class
+    return declared if declared in _UPSTREAM_CLASSES else "server_error"  # type: ignore[return-value]
 
 
 def classify_reply(reply: UpstreamReply) -> ErrorClass | None:

@@ -10,7 +10,7 @@ streamed token costs no thread switch or GIL hand-off on its way. Both ends spea
 ``multiprocessing.Connection``'s framing, which the child reads and writes as usual.
 
 A request is either a call (one reply) or a stream (parts, then a final reply). When the
-child dies, every request it held fails with ``RuntimeCrashed`` (retryable, so a route can
+child dies, every request it held fails with ``RuntimeCrashed`` (a server error, so a route can
 fall back to another target) and the child is started again after a backoff; requests that
 arrive meanwhile fail at once with ``RuntimeUnavailable``. Nothing waits on a dead process.
 

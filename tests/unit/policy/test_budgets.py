@@ -196,7 +196,7 @@ def test_budget_exceeded_says_when_it_resets_and_retry_after_counts_down_to_it()
     error = exceeded(book, budget, 0.1)
 
     assert isinstance(error, RateLimited)
-    assert (error.status, error.code, error.retryable) == (429, "budget_exceeded", False)
+    assert (error.status, error.code, error.fallback_class) == (429, "budget_exceeded", None)
     assert error.headers == {"Retry-After": "30"}
     assert "budget for this period is spent" in error.message
     assert "2024-03-16T00:00:00Z" in error.message
