@@ -87,3 +87,52 @@ def test_no_repository_means_404_in_the_v2_shape(tmp_path: Path):
         assert reply.status_code == 404 and "model_repository" in reply.json()["error"]
     finally:
         gw.stop()
+
+
+def _ledger(gateway: InProcessGateway, until: str, **params: str) -> list[dict]:
+    """The admin API's request rows, once the row of request ``until`` is written (the
+    ledger writer flushes every 0.2 s)."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while True:
+        rows = httpx.get(f"{gateway.url}/admin/requests", params=params,
+                         headers={"Authorization": f"Bearer {ADMIN}"}).json()["data"]
+        if any(r["request_id"] == until for r in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def test_tensor_requests_and_their_refusals_are_in_the_ledger(gateway):
+    """A V2 inference is a request like a chat: one ledger row with the model as its route,
+    the version that answered, the key and environment, and the latency split; a refusal has
+    its row too."""
+    answered = httpx.post(f"{gateway.url}/v2/models/linear/infer", headers={
+        "Authorization": f"Bearer {OTHER_KEY}", "X-Request-ID": "v2-ledger-ok"},
+        json={"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                          "data": [1.0, 2.0, 3.0, 4.0]}]})
+    assert answered.status_code == 200, answered.text
+    refused = httpx.post(f"{gateway.url}/v2/models/linear/infer", json=BODY, headers={
+        "Authorization": f"Bearer {IRIS_KEY}", "X-Request-ID": "v2-ledger-403"})
+    assert refused.status_code == 403
+    [ok] = [r for r in _ledger(gateway, "v2-ledger-ok", route="linear", status="200")
+            if r["request_id"] == "v2-ledger-ok"]
+    assert (ok["operation"], ok["route"], ok["target"], ok["model_version"]) == (
+        "infer", "linear", "v2/linear", "1")
+    assert (ok["key_id"], ok["environment"]) == ("cfg_other", "prod")
+    assert ok["upstream_ms"] > 0 and ok["latency_ms"] >= ok["upstream_ms"]
+    [no] = [r for r in _ledger(gateway, "v2-ledger-403", route="linear", status="403")
+            if r["request_id"] == "v2-ledger-403"]
+    assert (no["key_id"], no["operation"]) == ("cfg_iris", None)
+
+
+def test_calls_that_are_not_inference_are_not_ledger_requests(gateway):
+    httpx.get(f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {IRIS_KEY}"})
+    httpx.post(f"{gateway.url}/v1/tokens", json={"route": "iris"},
+               headers={"Authorization": f"Bearer {IRIS_KEY}", "X-Request-ID": "not-a-call"})
+    httpx.post(f"{gateway.url}/v2/models/iris/infer", json=BODY,
+               headers={"Authorization": f"Bearer {IRIS_KEY}", "X-Request-ID": "a-call"})
+    rows = _ledger(gateway, "a-call", key="cfg_iris")
+    ids = {r["request_id"] for r in rows}
+    assert "a-call" in ids and "not-a-call" not in ids
+    assert all(r["path"].startswith("/v2/models/") for r in rows)

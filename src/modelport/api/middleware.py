@@ -4,7 +4,8 @@ A plain ASGI class wrapped around the router. For every HTTP request it creates 
 ``RequestContext``, takes or makes the ``X-Request-ID``, adds the Modelport headers to the
 response, renders a ``ModelportError`` raised before the response started in OpenAI's
 error shape, turns anything else into a 500 logged once with its traceback, and hands the
-finished context to the recorder. With tracing on, it also opens the request's server span
+finished context of an inference use case (one that set ``ctx.recorded``, refusals
+included) to the recorder. With tracing on, it also opens the request's server span
 and ends it after the response's last byte (a stream's too) and the recorder's hand-off.
 """
 
@@ -132,7 +133,7 @@ class RequestMiddleware:
         finally:
             in_flight.dec()
             if span is None:
-                if scope["path"].startswith("/v1/"):
+                if ctx.recorded:  # an inference use case, answered or refused
                     services.recorder.finish(ctx)
             else:
                 _finish_traced(span, scope, ctx, services)
@@ -156,7 +157,7 @@ def _finish_traced(
     """The end of a traced request: the ledger hand-off in its own span, then the request's
     span, named after the route the request matched."""
     try:
-        if scope["path"].startswith("/v1/"):
+        if ctx.recorded:
             ledger = span.ledger()
             try:
                 services.recorder.finish(ctx)

@@ -58,6 +58,7 @@ class InferenceEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = services_of(scope)
         ctx = scope[CTX_KEY]
+        ctx.recorded = True  # an inference use case: recorded from here on, a refusal too
         principal = None
         if services.access.auth_required:
             principal = services.access.authenticate(header(scope, b"authorization"))

@@ -10,6 +10,7 @@ as if it were a route; its limits apply.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Route
@@ -17,9 +18,11 @@ from starlette.routing import Route
 from modelport import __version__
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.body import header, read_body
+from modelport.api.middleware import CTX_KEY
 from modelport.api.responses import send_json
 from modelport.api.services import Services, services_of
 from modelport.core.datatypes import DATATYPES
+from modelport.core.operation import Operation
 from modelport.errors import AuthError, Forbidden, MethodNotAllowed, NotFound, RequestError
 
 if TYPE_CHECKING:
@@ -91,18 +94,29 @@ def _parse_model_path(parts: list[str]) -> tuple[str, str | None, str | None]:
 
 
 def _authorize(services: Services, tensors: TensorService, scope: Scope, name: str) -> Any:
-    """The caller's principal (``None`` in open mode); 401/403 as for routes."""
+    """The caller's principal (``None`` in open mode); 401/403 as for routes. The request's
+    key and the model's environment are noted for the record before a refusal."""
     principal = services.access.authenticate(header(scope, b"authorization"))
     if principal is not None:
-        model = tensors.get(name)[0]
-        if not principal.may_call(name, model.source.config.environment):
+        ctx = scope[CTX_KEY]
+        environment = tensors.get(name)[0].source.config.environment
+        ctx.key_id, ctx.environment = principal.key_id, environment
+        if not principal.may_call(name, environment):
             raise Forbidden("This key may not call this model.")
     return principal
 
 
 async def _infer(services: Services, tensors: TensorService, scope: Scope, receive: Receive,
                  send: Send, name: str, version: str | None) -> None:
+    ctx = scope[CTX_KEY]
+    # recorded like a route's request from here on, a refusal too: the model is the route,
+    # its served version the target's model version (named only once the model is known, so
+    # that what a client sends never becomes a metric label)
+    ctx.recorded = True
+    tensors.get(name)  # 404 for a model that is not in the repository
+    ctx.route, ctx.target = name, f"v2/{name}"
     principal = _authorize(services, tensors, scope, name)
+    ctx.operation = Operation.INFER
     length_header = header(scope, b"inference-header-content-length")
     header_length = None
     if length_header is not None:
@@ -117,12 +131,15 @@ async def _infer(services: Services, tensors: TensorService, scope: Scope, recei
     admission = None
     if principal is not None and principal.scopes:
         admission = services.access.limiter.admit(principal.scopes, 0)
+    started = time.perf_counter()
     try:
         _model, chosen, outputs = await tensors.infer(name, version, request)
     finally:
+        ctx.upstream_s = time.perf_counter() - started  # the model's time, apart from ours
         if admission is not None:
             admission.settle(0)
             admission.release()
+    ctx.model_version = str(chosen)
     payload, json_length = render_infer_response(name, str(chosen), request.id, outputs)
     headers = [(b"content-length", str(len(payload)).encode())]
     if json_length is None:

@@ -23,7 +23,9 @@ class RequestContext:
     client: str = ""
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)
-    operation: Operation | None = None
+    recorded: bool = False  # an inference use case: the recorder takes it, refusals included
+    operation: Operation | None = None  # set once the request is admitted to a route or model
+    model_version: str | None = None  # when the use case knows it (a tensor model's version)
     route: str | None = None
     target: str | None = None
     stream: bool = False

@@ -9,7 +9,8 @@ class Operation(StrEnum):
     CHAT = "chat"
     COMPLETION = "completion"
     EMBEDDING = "embedding"
+    INFER = "infer"  # tensor inference over the Open Inference Protocol (V2)
 
     @property
     def streamable(self) -> bool:
-        return self is not Operation.EMBEDDING
+        return self in (Operation.CHAT, Operation.COMPLETION)

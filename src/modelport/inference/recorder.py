@@ -73,6 +73,8 @@ class Recorder:
         self._recent: OrderedDict[str, Answered] = OrderedDict()
 
     def model_version(self, ctx: RequestContext) -> str | None:
+        if ctx.model_version is not None:
+            return ctx.model_version
         if ctx.route is None or ctx.target is None:
             return None
         return self._versions.get((ctx.route, ctx.target))
