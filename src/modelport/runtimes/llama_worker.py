@@ -23,7 +23,7 @@ from modelport.runtimes.llama_engine import (
     PromptTooLong,
 )
 from modelport.runtimes.packages import model_file
-from modelport.runtimes.workers import ChildChannel
+from modelport.runtimes.workers import INTERNAL, ChildChannel, child_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def _handle(channel: ChildChannel, engine: LlamaEngine, spec: LlamaWorkerSpec,
         engine.cancel(request_id)
         return
     if op != "generate":
-        channel.error(request_id, "invalid_request", f"unknown operation {op!r}")
+        channel.error(request_id, INTERNAL, f"unknown operation {op!r}")
         return
     try:
         stop = tuple(payload.get("stop", ()))
@@ -102,8 +102,8 @@ def _handle(channel: ChildChannel, engine: LlamaEngine, spec: LlamaWorkerSpec,
         ))
     except PromptTooLong as exc:
         channel.error(request_id, "context_length_exceeded", str(exc))
-    except ValueError as exc:
-        channel.error(request_id, "invalid_request", str(exc))
+    except Exception as exc:  # InputRejected is the caller's; anything else Modelport's bug
+        channel.error(request_id, *child_error(exc))
 
 
 def _prompt(messages: list[dict[str, Any]], chat: ChatFormat, special: tuple[str, str]) -> str:

@@ -9,11 +9,14 @@ inside the model repository, which must be trusted.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from modelport.errors import InputRejected, UpstreamServerError
 from modelport.protocol.v2 import DATATYPES
 from modelport.runtimes.workers import ChildChannel, answer_calls
 
@@ -91,13 +94,31 @@ def _run(loaded: _Loaded, inputs: dict[str, np.ndarray], names: list[str] | None
          ) -> dict[str, np.ndarray]:
     if loaded.platform == "onnx":
         wanted = names or [o["name"] for o in loaded.outputs]
-        results = loaded.model.run(wanted, inputs)
+        with _model_call():
+            results = loaded.model.run(wanted, inputs)
         return {n: np.asarray(r) for n, r in zip(wanted, results, strict=True)}
     (x,) = inputs.values()
     out: dict[str, np.ndarray] = {}
     for name in names or ["predict"]:
-        out[name] = np.asarray(getattr(loaded.model, name)(x))
+        method = getattr(loaded.model, name)
+        with _model_call():
+            result = method(x)
+        out[name] = np.asarray(result)
     return out
+
+
+@contextlib.contextmanager
+def _model_call() -> Iterator[None]:
+    """Around the runtime's own call only: what it raises about its input is the caller's
+    (``InputRejected``), anything else a failure of the model (``UpstreamServerError``)."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, ValueError | TypeError | KeyError | IndexError) or (
+            type(exc).__name__ in ("InvalidArgument", "Fail", "InvalidGraph")
+        ):
+            raise InputRejected(f"The model rejected the input: {exc}") from exc
+        raise UpstreamServerError(f"The model failed: {exc}") from exc
 
 
 def _warmup_inputs(loaded: _Loaded, spec: TensorWorkerSpec) -> list[dict[str, np.ndarray]]:
@@ -148,13 +169,4 @@ def serve(channel: ChildChannel, spec: TensorWorkerSpec) -> None:
         for v, m in loaded.items()
     }})
     answer_calls(channel, "infer",
-                 lambda payload: _run(loaded[payload[0]], payload[1], payload[2]), _classify)
-
-
-def _classify(exc: Exception) -> tuple[str, str]:
-    """Bad input (the model refused it) is the client's; anything else is the model's."""
-    if isinstance(exc, ValueError | TypeError | KeyError | IndexError) or (
-        type(exc).__name__ in ("InvalidArgument", "Fail", "InvalidGraph")
-    ):
-        return "invalid_request", f"The model rejected the input: {exc}"
-    return "runtime_error", f"The model failed: {exc}"
+                 lambda payload: _run(loaded[payload[0]], payload[1], payload[2]))

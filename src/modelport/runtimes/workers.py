@@ -40,8 +40,8 @@ from typing import Any
 
 from modelport.errors import (
     ContextTooLong,
+    InputRejected,
     ModelportError,
-    RequestError,
     RuntimeCrashed,
     RuntimeUnavailable,
     UpstreamServerError,
@@ -51,11 +51,29 @@ log = logging.getLogger("modelport.runtimes")
 
 Entry = Callable[["ChildChannel", Any], None]
 
-# Errors a child may report, by code: any other code is a server error of the runtime.
+# Errors a child may report, by code: any other code is a server error of the runtime,
+# and INTERNAL a bug in the worker's own code (a 500 with the request id, as elsewhere).
 _CHILD_ERRORS: dict[str, type[ModelportError]] = {
-    "invalid_request": RequestError,
+    "invalid_request": InputRejected,
     "context_length_exceeded": ContextTooLong,
 }
+INTERNAL = "internal_error"
+
+
+class WorkerBug(RuntimeError):
+    """An exception in a worker outside the model's own call: Modelport's fault, never the
+    caller's; not a ``ModelportError``, so the server answers 500 and logs it once."""
+
+
+def child_error(exc: Exception) -> tuple[str, str]:
+    """How a worker reports an exception: input its model rejected is the caller's
+    (``InputRejected``), a failure of the model itself the runtime's (``UpstreamServerError``),
+    anything else a bug."""
+    if isinstance(exc, InputRejected):
+        return "invalid_request", exc.message
+    if isinstance(exc, UpstreamServerError):
+        return "runtime_error", exc.message
+    return INTERNAL, f"{type(exc).__name__}: {exc}"
 _RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 _LOADING_RETRY_AFTER_S = 2  # what a client is told to wait while a model loads
 
@@ -96,7 +114,7 @@ class ChildChannel:
 
 
 def answer_calls(channel: ChildChannel, op: str, handle: Callable[[Any], Any],
-                 classify: Callable[[Exception], tuple[str, str]]) -> None:
+                 classify: Callable[[Exception], tuple[str, str]] = child_error) -> None:
     """The loop of a worker whose requests are single calls: ``handle`` each ``op`` message
     and reply, or report the failure as ``classify`` names it (an error code and a message).
     Cancellations are ignored: a call is short and already running. Returns on stop."""
@@ -443,7 +461,9 @@ class Worker:
             result: Any = payload
             if kind == "error":
                 code, message = payload
-                result = _CHILD_ERRORS.get(code, UpstreamServerError)(message)
+                result = (WorkerBug(f"Local model '{self.name}': {message}")
+                          if code == INTERNAL else
+                          _CHILD_ERRORS.get(code, UpstreamServerError)(message))
             if pending.future is not None:
                 if not pending.future.done():
                     if kind == "error":

@@ -6,8 +6,14 @@ from multiprocessing import Pipe
 
 import pytest
 
-from modelport.errors import RequestError, RuntimeCrashed, RuntimeUnavailable
-from modelport.runtimes.workers import Worker, _ReplyReader
+from modelport.errors import (
+    InputRejected,
+    ModelportError,
+    RuntimeCrashed,
+    RuntimeUnavailable,
+    UpstreamServerError,
+)
+from modelport.runtimes.workers import Worker, WorkerBug, _ReplyReader
 from tests.fakes import workers as entries
 
 
@@ -29,8 +35,17 @@ async def test_calls_and_streams_round_trip(worker):
 
 
 async def test_child_errors_become_modelport_errors(worker):
-    with pytest.raises(RequestError, match="bad input"):
+    with pytest.raises(InputRejected, match="bad input"):
         await worker.call("bad", None)
+    with pytest.raises(UpstreamServerError, match="the model failed"):
+        await worker.call("model-failed", None)
+
+
+async def test_an_exception_outside_the_models_call_is_a_bug_never_the_callers_fault(worker):
+    """A KeyError in a worker's own code is Modelport's: a 500, not a 400."""
+    with pytest.raises(WorkerBug, match="KeyError") as raised:
+        await worker.call("bug", None)
+    assert not isinstance(raised.value, ModelportError)
 
 
 async def test_a_cancelled_call_is_withdrawn(worker):
