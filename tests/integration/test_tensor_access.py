@@ -19,6 +19,9 @@ ADMIN = "admin-key-for-tensor-tests-51e2"
 IRIS_KEY = "key-for-iris-only-77c1a9e4"
 OTHER_KEY = "key-for-other-only-3f0b2d18"
 DEV_KEY = "key-for-dev-envs-9a8e7d6c"
+BROKE_KEY = "key-with-no-budget-5d2c1b0a"
+LINEAR = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                      "data": [1.0, 2.0, 3.0, 4.0]}]}
 BODY = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
                     "data": [5.1, 3.5, 1.4, 0.2]}]}
 
@@ -29,17 +32,21 @@ def gateway(tmp_path_factory: pytest.TempPathFactory):
     repository = tmp / "models"
     models.write_iris(repository)
     models.write_onnx(repository, "linear", models.linear_onnx(4, 3))
+    models.write_onnx(repository, "limited", models.linear_onnx(4, 3))
+    (repository / "limited" / "config.yaml").write_text("rpm: 2\n")
     path = write_config(tmp / "modelport.yaml", {
         "admin_key": "env:ADMIN",
         "store": {"url": f"sqlite:///{tmp}/mp.db"},
         "model_repository": str(repository),
         "keys": {
             "iris": {"key": "env:IRIS_KEY", "routes": ["iris"], "rpm": 3},
-            "other": {"key": "env:OTHER_KEY", "routes": ["linear"]},
+            "other": {"key": "env:OTHER_KEY", "routes": ["linear", "limited"]},
+            "broke": {"key": "env:BROKE_KEY", "routes": ["linear"], "budget_usd": 0},
             "dev": {"key": "env:DEV_KEY", "environment": "dev"},
         },
     })
-    env = {"ADMIN": ADMIN, "IRIS_KEY": IRIS_KEY, "OTHER_KEY": OTHER_KEY, "DEV_KEY": DEV_KEY}
+    env = {"ADMIN": ADMIN, "IRIS_KEY": IRIS_KEY, "OTHER_KEY": OTHER_KEY, "DEV_KEY": DEV_KEY,
+           "BROKE_KEY": BROKE_KEY}
     gw = InProcessGateway(load_settings(path, env)).start(timeout_s=180)
     yield gw
     gw.stop()
@@ -136,3 +143,35 @@ def test_calls_that_are_not_inference_are_not_ledger_requests(gateway):
     ids = {r["request_id"] for r in rows}
     assert "a-call" in ids and "not-a-call" not in ids
     assert all(r["path"].startswith("/v2/models/") for r in rows)
+
+
+def test_a_models_own_limits_apply_to_every_key_and_each_refusal_is_recorded(gateway):
+    """``rpm`` in a tensor model's config.yaml is the model's limit, as a route's: 429 with
+    Retry-After past it, recorded with the key like a chat refusal."""
+    auth = {"Authorization": f"Bearer {OTHER_KEY}"}
+    replies = [httpx.post(f"{gateway.url}/v2/models/limited/infer", json=LINEAR,
+                          headers={**auth, "X-Request-ID": f"limited-{i}"}) for i in range(3)]
+    assert [r.status_code for r in replies] == [200, 200, 429]
+    assert int(replies[-1].headers["retry-after"]) >= 1
+    assert set(replies[-1].json()) == {"error"}
+    [row] = [r for r in _ledger(gateway, "limited-2", route="limited", status="429")
+             if r["request_id"] == "limited-2"]
+    assert (row["key_id"], row["error_code"], row["environment"]) == (
+        "cfg_other", "rate_limit_exceeded", "prod")
+
+
+def test_a_keys_budget_applies_to_tensor_models(gateway):
+    """A key whose budget is spent (here: a budget of 0) is refused a tensor model too."""
+    reply = httpx.post(f"{gateway.url}/v2/models/linear/infer", json=LINEAR, headers={
+        "Authorization": f"Bearer {BROKE_KEY}", "X-Request-ID": "v2-broke"})
+    assert reply.status_code == 429 and "retry-after" in reply.headers
+    assert "budget" in reply.json()["error"].lower()
+    [row] = [r for r in _ledger(gateway, "v2-broke", route="linear", status="429")
+             if r["request_id"] == "v2-broke"]
+    assert (row["key_id"], row["error_code"]) == ("cfg_broke", "budget_exceeded")
+
+
+def test_a_bad_priority_header_is_a_400_in_the_v2_shape(gateway):
+    reply = httpx.post(f"{gateway.url}/v2/models/iris/infer", json=BODY, headers={
+        "Authorization": f"Bearer {IRIS_KEY}", "X-Priority": "urgent"})
+    assert reply.status_code == 400 and "X-Priority" in reply.json()["error"]

@@ -4,6 +4,32 @@ from __future__ import annotations
 
 from modelport.api.asgi import Receive, Scope
 from modelport.errors import ClientDisconnected, PayloadTooLarge, RequestError
+from modelport.policy.keys import PRIORITIES
+
+_PRIORITIES = {name.encode(): value for name, value in PRIORITIES.items()}  # X-Priority
+
+
+def request_timeout(value: bytes | None) -> float | None:
+    """``X-Request-Timeout`` in seconds: it may shorten the route's deadline, never extend it."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86_400:
+        raise RequestError("X-Request-Timeout must be a number of seconds above 0.",
+                           param="X-Request-Timeout")
+    return seconds
+
+
+def request_priority(value: bytes | None) -> int:
+    if value is None:
+        return 1
+    priority = _PRIORITIES.get(value.strip().lower())
+    if priority is None:
+        raise RequestError("X-Priority must be 'interactive' or 'batch'.", param="X-Priority")
+    return priority
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

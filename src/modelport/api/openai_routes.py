@@ -6,49 +6,23 @@ proxy use case; the answer goes back as bytes or as a stream.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
-from modelport.api.body import header, read_body
+from modelport.api.body import header, read_body, request_priority, request_timeout
 from modelport.api.middleware import CTX_KEY
 from modelport.api.responses import send_bytes, send_json, send_stream
 from modelport.api.services import services_of
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
-from modelport.errors import RequestError, UnknownRoute
+from modelport.errors import UnknownRoute
 from modelport.inference.idempotency import IdempotencyCache, Stored
-from modelport.inference.relay import StreamRelay
-from modelport.policy.keys import PRIORITIES
+from modelport.inference.proxy import Answer
 from modelport.protocol.openai.models import model_list, model_object
 from modelport.protocol.openai.request import parse_body
 from modelport.providers.base import UpstreamReply
-
-_PRIORITIES = {name.encode(): value for name, value in PRIORITIES.items()}  # X-Priority
-
-
-def request_timeout(value: bytes | None) -> float | None:
-    """``X-Request-Timeout`` in seconds: it may shorten the route's deadline, never extend it."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 86_400:
-        raise RequestError("X-Request-Timeout must be a number of seconds above 0.",
-                           param="X-Request-Timeout")
-    return seconds
-
-
-def request_priority(value: bytes | None) -> int:
-    if value is None:
-        return 1
-    priority = _PRIORITIES.get(value.strip().lower())
-    if priority is None:
-        raise RequestError("X-Priority must be 'interactive' or 'batch'.", param="X-Priority")
-    return priority
 
 
 class InferenceEndpoint:
@@ -70,21 +44,24 @@ class InferenceEndpoint:
         raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
         body = parse_body(raw)
 
-        async def serve() -> UpstreamReply | StreamRelay:
+        async def serve() -> Answer:
             return await services.proxy.call(self.operation, body, raw, ctx, principal,
                                              timeout_s=timeout_s, priority=priority)
 
         idempotency_key = header(scope, b"idempotency-key")
         if idempotency_key is not None and body.get("stream") is not True:
             owner = principal.key_id if principal is not None else ""
-            reply = await _once(services.idempotency, owner, idempotency_key, ctx, serve)
-            await send_bytes(send, reply.status, reply.body, reply.content_type)
+            reply, headers = await _once(services.idempotency, owner, idempotency_key, ctx,
+                                         serve)
+            await send_bytes(send, reply.status, reply.body, reply.content_type, headers)
             return
-        result = await serve()
+        answer = await serve()
+        result = answer.result
         if isinstance(result, UpstreamReply):
-            await send_bytes(send, result.status, result.body, result.content_type)
+            await send_bytes(send, result.status, result.body, result.content_type,
+                             answer.headers)
         else:
-            await send_stream(result, ctx, receive, send)
+            await send_stream(result, ctx, receive, send, answer.headers)
 
 
 async def _once(
@@ -92,20 +69,21 @@ async def _once(
     owner: str,
     key: bytes,
     ctx: RequestContext,
-    serve: Callable[[], Awaitable[UpstreamReply | StreamRelay]],
-) -> UpstreamReply:
-    """Serve a request with an ``Idempotency-Key`` once; repeats get the first answer."""
+    serve: Callable[[], Awaitable[Answer]],
+) -> tuple[UpstreamReply, Sequence[tuple[bytes, bytes]]]:
+    """Serve a request with an ``Idempotency-Key`` once; repeats get the first answer and
+    its headers."""
 
     async def first() -> Stored:
-        reply = await serve()
-        assert isinstance(reply, UpstreamReply)  # the caller keeps streams out
-        return Stored(reply, tuple(ctx.response_headers), ctx.route, ctx.target)
+        answer = await serve()
+        assert isinstance(answer.result, UpstreamReply)  # the caller keeps streams out
+        return Stored(answer.result, tuple(answer.headers), ctx.route, ctx.target)
 
     stored, replayed = await cache.run(owner, cache.check(key), first)
-    if replayed:
-        ctx.route, ctx.target = stored.route, stored.target
-        ctx.response_headers = [*stored.headers, (b"x-modelport-replayed", b"true")]
-    return stored.reply
+    if not replayed:
+        return stored.reply, stored.headers
+    ctx.route, ctx.target = stored.route, stored.target
+    return stored.reply, (*stored.headers, (b"x-modelport-replayed", b"true"))
 
 
 async def list_models(scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,6 +8,7 @@ the provider is silent.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -22,7 +23,8 @@ _SSE_HEADERS = [
 ]
 
 
-async def send_bytes(send: Any, status: int, body: bytes, content_type: str) -> None:
+async def send_bytes(send: Any, status: int, body: bytes, content_type: str,
+                     headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -30,6 +32,7 @@ async def send_bytes(send: Any, status: int, body: bytes, content_type: str) -> 
             "headers": [
                 (b"content-type", content_type.encode()),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
@@ -40,8 +43,9 @@ async def send_json(send: Any, payload: Any, status: int = 200) -> None:
     await send_bytes(send, status, orjson.dumps(payload), "application/json")
 
 
-async def send_stream(relay: StreamRelay, ctx: RequestContext, receive: Any, send: Any) -> None:
-    pump = asyncio.ensure_future(_pump(relay, ctx, send))
+async def send_stream(relay: StreamRelay, ctx: RequestContext, receive: Any, send: Any,
+                      headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    pump = asyncio.ensure_future(_pump(relay, ctx, send, headers))
     listener = asyncio.ensure_future(_wait_for_disconnect(receive))
     done: set[asyncio.Future[None]] = set()
     try:
@@ -59,8 +63,10 @@ async def send_stream(relay: StreamRelay, ctx: RequestContext, receive: Any, sen
         raise error
 
 
-async def _pump(relay: StreamRelay, ctx: RequestContext, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": list(_SSE_HEADERS)})
+async def _pump(relay: StreamRelay, ctx: RequestContext, send: Any,
+                headers: Sequence[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*_SSE_HEADERS, *headers]})
     try:
         async for event in relay.events():
             await send({"type": "http.response.body", "body": event, "more_body": True})

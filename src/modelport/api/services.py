@@ -41,6 +41,7 @@ from modelport.store.retention import BodyRetention
 from modelport.store.usage import UsageStore
 
 if TYPE_CHECKING:
+    from modelport.tensors.inference import TensorInference
     from modelport.tensors.service import TensorService
 
 STATE_KEY = "modelport.services"
@@ -76,6 +77,7 @@ class Services:
     idempotency: IdempotencyCache
     masker: Masker = field(default_factory=Masker)  # captured bodies and feedback text
     tensors: TensorService | None = None
+    tensor_inference: TensorInference | None = None  # the V2 inference use case
     tracing: Tracing | None = None  # None: tracing is off
     key_sync: KeySync | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
@@ -115,13 +117,15 @@ async def build_services(
             for provider in providers.values():
                 if isinstance(provider, OpenAIProvider):
                     provider.propagate_traces(tracing)
-        tensors = None
+        tensors, tensor_inference = None, None
         if settings.model_repository is not None:
             # Imported here: NumPy and the V2 codec cost ~12 MB that a server without tensor
             # models does not need.
+            from modelport.tensors.inference import TensorInference
             from modelport.tensors.service import TensorService
 
             tensors = TensorService(Path(settings.model_repository), metrics)
+            tensor_inference = TensorInference(tensors, access)
             stack.push_async_callback(tensors.close)
         for provider in providers.values():
             stack.push_async_callback(provider.close)
@@ -164,6 +168,7 @@ async def build_services(
             idempotency=IdempotencyCache(settings.server.idempotency_ttl_s),
             masker=masker,
             tensors=tensors,
+            tensor_inference=tensor_inference,
             tracing=tracing,
             readiness=readiness,
             key_sync=key_sync,

@@ -4,28 +4,30 @@ Health, server and model metadata, readiness, inference (JSON tensors, or Triton
 tensor data extension framed by ``Inference-Header-Content-Length``), the Triton-style
 model configuration, and the model repository extension (index, load, unload) for the admin
 key. Errors use the protocol's shape, ``{"error": "..."}`` (rendered by the middleware).
-With keys configured, inference and metadata need a key allowed to call the model by name,
-as if it were a route; its limits apply.
+Inference is a use case like a route's request (``tensors.inference``): with keys
+configured, inference and metadata need a key allowed to call the model by name, as if it
+were a route; the key's and the model's limits, the key's budget and the model's admission
+gate apply, and every request, refusals included, is recorded.
 """
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Route
 
 from modelport import __version__
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
-from modelport.api.body import header, read_body
+from modelport.api.body import header, read_body, request_priority
 from modelport.api.middleware import CTX_KEY
 from modelport.api.responses import send_json
 from modelport.api.services import Services, services_of
 from modelport.core.datatypes import DATATYPES
-from modelport.core.operation import Operation
-from modelport.errors import AuthError, Forbidden, MethodNotAllowed, NotFound, RequestError
+from modelport.errors import AuthError, MethodNotAllowed, NotFound, RequestError
+from modelport.policy.keys import Principal
 
 if TYPE_CHECKING:
+    from modelport.tensors.inference import TensorInference
     from modelport.tensors.service import TensorService
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -34,10 +36,14 @@ _CONFIG_TYPES = {name: "TYPE_STRING" if name == "BYTES" else f"TYPE_{name}"
                  for name in DATATYPES}
 
 
-def _tensors(services: Services) -> TensorService:
-    if services.tensors is None:
+def _inference(services: Services) -> TensorInference:
+    if services.tensor_inference is None:
         raise NotFound("No tensor models are served: set model_repository in the config.")
-    return services.tensors
+    return services.tensor_inference
+
+
+def _tensors(services: Services) -> TensorService:
+    return _inference(services).tensors
 
 
 async def server_metadata(scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,11 +71,11 @@ async def model(scope: Scope, receive: Receive, send: Send) -> None:
     if action == "infer":
         if method != "POST":
             raise MethodNotAllowed("Inference takes POST.")
-        await _infer(services, tensors, scope, receive, send, name, version)
+        await _infer(services, scope, receive, send, name, version)
         return
     if method != "GET":
         raise MethodNotAllowed("This path takes GET.")
-    _authorize(services, tensors, scope, name)
+    _authorize(services, scope, name)
     if action == "ready":
         ok = tensors.is_ready(name, version)
         await send_json(send, {"name": name, "ready": ok}, status=200 if ok else 400)
@@ -93,30 +99,23 @@ def _parse_model_path(parts: list[str]) -> tuple[str, str | None, str | None]:
     raise NotFound("There is nothing at this path.")
 
 
-def _authorize(services: Services, tensors: TensorService, scope: Scope, name: str) -> Any:
-    """The caller's principal (``None`` in open mode); 401/403 as for routes. The request's
-    key and the model's environment are noted for the record before a refusal."""
+def _authorize(services: Services, scope: Scope, name: str) -> Principal | None:
+    """The caller's principal (``None`` in open mode); 401/403 as for routes."""
     principal = services.access.authenticate(header(scope, b"authorization"))
-    if principal is not None:
-        ctx = scope[CTX_KEY]
-        environment = tensors.get(name)[0].source.config.environment
-        ctx.key_id, ctx.environment = principal.key_id, environment
-        if not principal.may_call(name, environment):
-            raise Forbidden("This key may not call this model.")
+    _inference(services).authorize(principal, name, scope[CTX_KEY])
     return principal
 
 
-async def _infer(services: Services, tensors: TensorService, scope: Scope, receive: Receive,
-                 send: Send, name: str, version: str | None) -> None:
+async def _infer(services: Services, scope: Scope, receive: Receive, send: Send, name: str,
+                 version: str | None) -> None:
     ctx = scope[CTX_KEY]
-    # recorded like a route's request from here on, a refusal too: the model is the route,
-    # its served version the target's model version (named only once the model is known, so
-    # that what a client sends never becomes a metric label)
-    ctx.recorded = True
-    tensors.get(name)  # 404 for a model that is not in the repository
-    ctx.route, ctx.target = name, f"v2/{name}"
-    principal = _authorize(services, tensors, scope, name)
-    ctx.operation = Operation.INFER
+    ctx.recorded = True  # an inference use case: recorded from here on, a refusal too
+    inference = _inference(services)
+    principal = services.access.authenticate(header(scope, b"authorization"))
+    model = inference.authorize(principal, name, ctx)  # before the body: a 403 reads none
+    priority = request_priority(header(scope, b"x-priority"))
+    if principal is not None:
+        priority = min(priority, principal.priority)  # a key may lower it, never raise
     length_header = header(scope, b"inference-header-content-length")
     header_length = None
     if length_header is not None:
@@ -128,18 +127,8 @@ async def _infer(services: Services, tensors: TensorService, scope: Scope, recei
     from modelport.protocol.v2 import parse_infer_request, render_infer_response
 
     request = parse_infer_request(body, header_length)
-    admission = None
-    if principal is not None and principal.scopes:
-        admission = services.access.limiter.admit(principal.scopes, 0)
-    started = time.perf_counter()
-    try:
-        _model, chosen, outputs = await tensors.infer(name, version, request)
-    finally:
-        ctx.upstream_s = time.perf_counter() - started  # the model's time, apart from ours
-        if admission is not None:
-            admission.settle(0)
-            admission.release()
-    ctx.model_version = str(chosen)
+    chosen, outputs = await inference.infer(principal, model, version, request, ctx,
+                                            priority=priority)
     payload, json_length = render_infer_response(name, str(chosen), request.id, outputs)
     headers = [(b"content-length", str(len(payload)).encode())]
     if json_length is None:

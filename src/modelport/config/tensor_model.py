@@ -7,14 +7,15 @@ and ``/v2/models/{name}`` says why).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modelport.config.schema import Environment
+from modelport.config.schema import Concurrency, Environment, PerMinute
+from modelport.config.settings import LimitSettings
 from modelport.core.datatypes import Datatype
 from modelport.errors import ConfigError
 
@@ -46,9 +47,21 @@ class RawVersionPolicy(_Strict):
         return self
 
 
+class RawAdmission(_Strict):
+    """The model's admission gate, as a route target's: beyond ``max_concurrency`` requests
+    wait (by priority, fairly between keys), at most ``max_queue`` of them."""
+
+    max_concurrency: Concurrency | None = None
+    max_queue: int = Field(default=0, ge=0, le=1_000_000)
+    queue_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+
+
 class RawTensorModel(_Strict):
     platform: Literal["onnx", "sklearn"] | None = None
     environment: Environment = "prod"
+    rpm: PerMinute | None = None  # the model's own limits, as a route's (429 beyond them)
+    max_concurrency: Concurrency | None = None
+    admission: RawAdmission = Field(default_factory=RawAdmission)
     version_policy: RawVersionPolicy = Field(default_factory=RawVersionPolicy)
     inputs: list[RawTensorSpec] = Field(default_factory=list)
     outputs: list[RawTensorSpec] = Field(default_factory=list)
@@ -71,6 +84,10 @@ class TensorSpec:
 class TensorModelConfig:
     platform: str | None = None
     environment: str = "prod"
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    admission_concurrency: int | None = None
+    admission_queue: int = 0
+    admission_timeout_s: float = 30.0
     latest: int | None = 1
     specific: tuple[int, ...] | None = None
     inputs: tuple[TensorSpec, ...] = ()
@@ -121,6 +138,10 @@ def load_tensor_model_config(path: Path) -> TensorModelConfig:
     return TensorModelConfig(
         platform=raw.platform,
         environment=raw.environment,
+        limits=LimitSettings(rpm=raw.rpm, max_concurrency=raw.max_concurrency),
+        admission_concurrency=raw.admission.max_concurrency,
+        admission_queue=raw.admission.max_queue,
+        admission_timeout_s=raw.admission.queue_timeout_s,
         latest=latest,
         specific=tuple(policy.specific) if policy.specific is not None else None,
         inputs=_specs(raw.inputs),

@@ -27,6 +27,7 @@ from modelport.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from modelport.inference.attempt_end import AttemptEnd
 from modelport.inference.attempts import TARGET_FAULTS, Attempt, classify_error, classify_reply
 from modelport.observability.tracing import Tracing, end_span
 from modelport.providers.base import UpstreamReply
@@ -37,15 +38,18 @@ _TIMER_SLACK_S = 0.05  # how late the provider's own timeout may end a call past
 
 
 class Outcome(Generic[R]):
-    """What the loop ends with: a result from a target (holding its admission slot), or a
-    provider's client error reply to pass back."""
+    """What the loop ends with: a result from a target, or a provider's client error reply
+    to pass back, with the attempt's end (it still holds the target's slot and verdict)."""
 
-    __slots__ = ("result", "slot", "target")
+    __slots__ = ("end", "result")
 
-    def __init__(self, result: R, target: Target, slot: Slot) -> None:
+    def __init__(self, result: R, end: AttemptEnd) -> None:
         self.result = result
-        self.target = target
-        self.slot = slot
+        self.end = end
+
+    @property
+    def target(self) -> Target:
+        return self.end.target
 
 
 class AttemptLoop:
@@ -79,7 +83,7 @@ class AttemptLoop:
         self.last_reply: UpstreamReply | None = None
         self.policy_refusal = False
         self.too_long = False  # some target was skipped only because the prompt is too long
-        self._verdict_later = False
+        self._stream = False
         # per target: (failures in this request, when the last one happened, its error)
         self._failed: dict[str, tuple[int, float, ModelportError]] = {}
 
@@ -103,12 +107,14 @@ class AttemptLoop:
         target.count_attempt(error_class or "ok")
 
     async def run(
-        self, call: Callable[[Target], Awaitable[R]], *, verdict_later: bool = False
+        self, call: Callable[[Target], Awaitable[R]], *, stream: bool = False
     ) -> Outcome[R] | None:
         """Try targets until one answers; ``None`` when every allowed attempt failed (see
-        ``last_error`` / ``last_reply``). With ``verdict_later`` (streams) the breaker hears
-        of a success from the caller, once the stream has ended well."""
-        self._verdict_later = verdict_later
+        ``last_error`` / ``last_reply``). The answer comes with its attempt's end, for the
+        caller to end once it knows how the answer went (a stream: when it is over); every
+        failed attempt has ended here. ``stream``: the call opens a stream, so the wait for
+        its first byte is idle time too."""
+        self._stream = stream
         settings = self._route.settings
         max_calls = settings.retries + 1
         calls = 0
@@ -191,9 +197,10 @@ class AttemptLoop:
         timeout = self._deadline - time.monotonic()
         if settings.timeout_s is not None:
             timeout = min(timeout, settings.timeout_s)
-        if self._verdict_later and settings.stream_idle_timeout_s is not None:
+        if self._stream and settings.stream_idle_timeout_s is not None:
             # a stream's wait for the provider's first byte is idle time too
             timeout = min(timeout, settings.stream_idle_timeout_s)
+        end = AttemptEnd(target, slot, self._ctx)
         error: ModelportError
         try:
             if target.provider_timeout_s > timeout + _TIMER_SLACK_S:
@@ -207,28 +214,21 @@ class AttemptLoop:
             error = exc
         except BaseException:
             target.stats.finished(None)
-            target.breaker.release_probe_without_result()
-            slot.release()
+            end.abandon()
             raise
         else:
             elapsed = time.perf_counter() - started
             target.stats.finished(elapsed)
             if isinstance(result, UpstreamReply) and not result.ok:
-                return self._client_error(target, slot, result, elapsed)
-            if not self._verdict_later:
-                target.breaker.record_success()
+                return self._client_error(end, result, elapsed)
             self._record(target, 200, None, elapsed * 1000)
-            return Outcome(result, target, slot)
+            return Outcome(result, end)
         elapsed = time.perf_counter() - started
         target.stats.finished(None)
-        slot.release()
         error_class = classify_error(error)
+        end.fail(target_fault=error_class in TARGET_FAULTS)
         if error_class == "auth":
             self._excluded.add(target.label)
-        if error_class in TARGET_FAULTS:
-            target.breaker.record_failure()
-        else:
-            target.breaker.record_success()
         self._record(target, error.status, error_class, elapsed * 1000)
         self.last_error = error
         failures = self._failed.get(target.label, (0, 0.0, error))[0] + 1
@@ -236,14 +236,16 @@ class AttemptLoop:
         return None
 
     def _client_error(
-        self, target: Target, slot: Slot, reply: UpstreamReply, elapsed: float
+        self, end: AttemptEnd, reply: UpstreamReply, elapsed: float
     ) -> Outcome[R] | None:
-        target.breaker.record_success()  # the target is healthy; the request was refused
+        """A provider's 4xx: passed back as the answer, unless its class has a rule (the
+        context length, the content policy), which ends the attempt here."""
+        target = end.target
         error_class = classify_reply(reply)
         self._record(target, reply.status, error_class, elapsed * 1000)
         if error_class is None:
-            return Outcome(reply, target, slot)  # type: ignore[arg-type]
-        slot.release()
+            return Outcome(reply, end)  # type: ignore[arg-type]
+        end.refuse()  # the target is healthy; the request was refused
         self.last_reply = reply
         self.last_error = None
         self._excluded.add(target.label)

@@ -45,6 +45,18 @@ COST_HEADER = b"x-modelport-cost-usd"
 ATTEMPTS_HEADER = b"x-modelport-attempts"
 
 
+class Answer:
+    """What the use case answers with: a whole reply, or a stream that has begun, and the
+    response headers it sets (the limits' ``x-ratelimit-*``, the cost, the attempts)."""
+
+    __slots__ = ("headers", "result")
+
+    def __init__(self, result: UpstreamReply | StreamRelay,
+                 headers: list[tuple[bytes, bytes]]) -> None:
+        self.result = result
+        self.headers = headers
+
+
 class ProxyService:
     def __init__(
         self, routes: RouteTable, access: AccessPolicy, metrics: Metrics | None = None,
@@ -72,12 +84,8 @@ class ProxyService:
             lambda: estimate_tokens(body, embedding=embedding),
             open_completion=0 if embedding else open_completion(body),
         )
-        if ticket is not None:
-            if ticket.completion_cap is not None:
-                body["max_tokens"] = ticket.completion_cap  # what the budget can pay
-            ctx.response_headers.extend(
-                (k.lower().encode(), v.encode()) for k, v in ticket.headers().items()
-            )
+        if ticket is not None and ticket.completion_cap is not None:
+            body["max_tokens"] = ticket.completion_cap  # what the budget can pay
         return ticket
 
     def _traced_admit(
@@ -108,8 +116,9 @@ class ProxyService:
         *,
         timeout_s: float | None = None,
         priority: int = 1,
-    ) -> UpstreamReply | StreamRelay:
-        """Serve one request: a whole reply, or a relay for a stream that has begun."""
+    ) -> Answer:
+        """Serve one request: a whole reply, or a relay for a stream that has begun, with
+        the headers to answer with. An error raised carries them too."""
         ctx.operation = operation
         stream = wants_stream(body)
         route = self._routes.get(requested_route(body))
@@ -131,20 +140,23 @@ class ProxyService:
         request = _Request(operation, body, ctx, ticket, stream, strip_usage, priority,
                            tenant=principal.key_id if principal is not None else "",
                            deadline=time.monotonic() + budget)
+        headers = [] if ticket is None else [
+            (k.lower().encode(), v.encode()) for k, v in ticket.headers().items()]
         try:
             result = await self._serve(route, request, {route.name})
-        except BaseException:
-            if ticket is not None:
-                ticket.finish(None, None)
+        except ModelportError as exc:
+            exc.headers = {**{k.decode(): v.decode() for k, v in headers},
+                           ATTEMPTS_HEADER.decode(): str(len(ctx.attempts)), **exc.headers}
             raise
         finally:
-            ctx.response_headers.append((ATTEMPTS_HEADER, str(len(ctx.attempts)).encode()))
+            request.give_back_ticket()  # no attempt answered: nothing was served
+        headers.append((ATTEMPTS_HEADER, str(len(ctx.attempts)).encode()))
         if isinstance(result, UpstreamReply):
-            if ticket is not None:
-                ticket.finish(ctx.usage, ctx.cost_usd)
+            if ctx.cost_usd is not None:
+                headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
             if route.settings.capture:
                 ctx.response_body = result.body[:_CAPTURE_LIMIT]
-        return result
+        return Answer(result, headers)
 
     async def _serve(
         self, route: Route, request: _Request, visited: set[str]
@@ -157,32 +169,34 @@ class ProxyService:
         loop = AttemptLoop(route, ctx, rng=self._rng, deadline=request.deadline,
                            prompt_tokens=prompt, priority=request.priority,
                            tenant=request.tenant, tracing=self._tracing)
-        started = time.perf_counter()
         if request.stream:
-            opened = await loop.run(request.open_stream, verdict_later=True)
+            opened = await loop.run(request.open_stream, stream=True)
             if opened is not None:
-                result = opened.result
+                end, result = opened.end, opened.result
+                end.take_ticket(request.hand_over_ticket())
                 if isinstance(result, UpstreamReply):
-                    opened.target.breaker.record_success()  # a client error: target healthy
-                    opened.slot.release()
-                    ctx.upstream_s += time.perf_counter() - started
+                    end.refuse()  # a client error, passed back: the target is healthy
                     return result
                 ctx.stream = True
                 return StreamRelay(
-                    result, ctx, started=started, strip_usage_chunk=request.strip_usage,
-                    price=opened.target.price, ticket=request.ticket, slot=opened.slot,
+                    result, ctx, end, strip_usage_chunk=request.strip_usage,
+                    price=opened.target.price,
                     idle_timeout_s=route.settings.stream_idle_timeout_s,
-                    breaker=opened.target.breaker,
                     deadline=_loop_time(request.deadline),
                 )
         else:
             sent = await loop.run(request.send)
             if sent is not None:
-                sent.slot.release()
-                ctx.upstream_s += sum(a.ms for a in ctx.attempts) / 1000
-                reply = sent.result
-                if reply.ok:
-                    _settle_reply(ctx, reply, sent.target, request)
+                end, reply = sent.end, sent.result
+                end.take_ticket(request.hand_over_ticket())
+                try:
+                    if reply.ok:
+                        usage = _settle_reply(ctx, reply, sent.target, request)
+                        end.succeed(usage, ctx.cost_usd)
+                    else:
+                        end.refuse()  # a client error, passed back: the target is healthy
+                finally:
+                    end.abandon()  # ends it only if the lines above did not
                 return reply
         return await self._fall_back(route, request, visited, loop)
 
@@ -195,7 +209,6 @@ class ProxyService:
                 if name not in visited:
                     visited.add(name)
                     return await self._serve(self._routes.get(name), request, visited)
-        request.ctx.upstream_s += sum(a.ms for a in request.ctx.attempts) / 1000
         if loop.last_reply is not None:
             return loop.last_reply
         if loop.last_error is not None:
@@ -228,6 +241,17 @@ class _Request:
         self.tenant = tenant
         self.deadline = deadline
 
+    def hand_over_ticket(self) -> Ticket | None:
+        """The ticket, to the attempt that answers: from then on its end settles it."""
+        ticket, self.ticket = self.ticket, None
+        return ticket
+
+    def give_back_ticket(self) -> None:
+        """Nothing was served (no attempt answered): limits and budget get everything back."""
+        ticket, self.ticket = self.ticket, None
+        if ticket is not None:
+            ticket.finish(None, None)
+
     # plain functions returning the provider's coroutine: one frame less to resume each time
     # the provider call wakes up
     def send(self, target: Target) -> Awaitable[UpstreamReply]:
@@ -241,7 +265,7 @@ class _Request:
 
 def _settle_reply(
     ctx: RequestContext, reply: UpstreamReply, target: Target, request: _Request
-) -> None:
+) -> Usage:
     """Usage and cost of an answer; an answer that reports no usage is charged what it
     is estimated to have used (the prompt as admitted, the answer's text), and the ledger
     row says so, rather than served for free."""
@@ -253,7 +277,7 @@ def _settle_reply(
         ctx.usage_estimated = True
     ctx.usage = usage
     ctx.cost_usd = target.price.cost(usage)
-    ctx.response_headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
+    return usage
 
 
 def _unavailable(route: Route) -> ModelportError:

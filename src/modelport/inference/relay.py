@@ -10,52 +10,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import AsyncIterator
+from typing import Any
 
-from modelport.admission.gate import Slot
 from modelport.core.context import RequestContext
 from modelport.core.pricing import Price
+from modelport.core.usage import Usage
 from modelport.errors import ModelportError, UpstreamError, UpstreamTimeout
-from modelport.policy.access import Ticket
+from modelport.inference.attempt_end import AttemptEnd
 from modelport.protocol.openai.errors import error_event
 from modelport.protocol.openai.stream import UsageTap
 from modelport.protocol.sse import EventSplitter
 from modelport.providers.base import UpstreamStream
-from modelport.routing.breaker import CircuitBreaker
 
 log = logging.getLogger("modelport.relay")
 
 
 class StreamRelay:
-    __slots__ = ("_breaker", "_ctx", "_deadline", "_idle", "_price", "_slot", "_splitter",
-                 "_started", "_tap", "_ticket", "_upstream")
+    __slots__ = ("_ctx", "_deadline", "_end", "_idle", "_price", "_splitter", "_tap",
+                 "_upstream")
 
     def __init__(
         self,
         upstream: UpstreamStream,
         ctx: RequestContext,
+        end: AttemptEnd,
         *,
-        started: float,
         strip_usage_chunk: bool,
         price: Price | None = None,
-        ticket: Ticket | None = None,
-        slot: Slot | None = None,
         idle_timeout_s: float | None = None,
-        breaker: CircuitBreaker | None = None,
         deadline: float | None = None,
     ) -> None:
         self._deadline = deadline
         self._upstream = upstream
         self._ctx = ctx
-        self._started = started
+        self._end = end  # the attempt that opened the stream ends when the stream does
         self._splitter = EventSplitter()
         self._tap = UsageTap(strip_usage_chunk=strip_usage_chunk)
         self._price = price
-        self._ticket = ticket
-        self._slot = slot
         self._idle = idle_timeout_s
-        self._breaker = breaker
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         """The provider's chunks; a gap longer than the idle timeout, or the request's
@@ -83,7 +76,9 @@ class StreamRelay:
             yield chunk
 
     async def events(self) -> AsyncIterator[bytes]:
-        """The bytes to send to the client; ends with the provider's ``[DONE]`` or an error."""
+        """The bytes to send to the client; ends with the provider's ``[DONE]`` or an error.
+        The attempt ends with the stream: succeeded, failed (the provider cut it, stalled or
+        ran past the deadline), or abandoned (the client left)."""
         last = 0.0
         try:
             async for chunk in self._chunks():
@@ -99,40 +94,27 @@ class StreamRelay:
             tail = self._splitter.flush()
             if tail.strip():
                 yield tail
-            self._verdict(ok=True)
+            self._end.succeed(*self._usage())
         except ModelportError as exc:
             self._ctx.error_code = exc.code
-            self._verdict(ok=not isinstance(exc, UpstreamError))
+            self._end.fail(isinstance(exc, UpstreamError), **self._usage_kw())
             log.warning("stream failed after it started",
                         extra={"request_id": self._ctx.request_id, "code": exc.code})
             yield error_event(exc)
         finally:
-            self._ctx.upstream_s = time.perf_counter() - self._started
-            self._ctx.usage = self._tap.usage
-            self._settle()
-            self._verdict(ok=None)
+            self._end.abandon(**self._usage_kw())  # ends it only if nothing above did
             await self._upstream.aclose()
 
-    def _verdict(self, *, ok: bool | None) -> None:
-        """Tell the target's breaker how the stream went, once (None: no verdict)."""
-        breaker, self._breaker = self._breaker, None
-        if breaker is None:
-            return
-        if ok is None:
-            breaker.release_probe_without_result()
-        elif ok:
-            breaker.record_success()
-        else:
-            breaker.record_failure()
-
-    def _settle(self) -> None:
-        usage = self._ctx.usage
+    def _usage(self) -> tuple[Usage | None, float | None]:
+        """The usage the stream reported (noted on the request) and its cost."""
+        usage = self._ctx.usage = self._tap.usage
         if usage is not None and self._price is not None:
             self._ctx.cost_usd = self._price.cost(usage)
-        if self._ticket is not None:
-            self._ticket.finish(usage, self._ctx.cost_usd, served=True)
-        if self._slot is not None:
-            self._slot.release()
+        return usage, self._ctx.cost_usd
+
+    def _usage_kw(self) -> dict[str, Any]:
+        usage, cost = self._usage()
+        return {"usage": usage, "cost_usd": cost, "served": True}
 
     def _forwardable(self, chunk: bytes) -> bytes:
         events = self._splitter.feed(chunk)
@@ -141,10 +123,7 @@ class StreamRelay:
         return b"".join(e for e in events if self._tap.forward(e))
 
     async def aclose(self) -> None:
-        """Let go of the provider; settles the ticket if the stream never ran to its end."""
-        if self._ticket is not None:
-            self._ticket.finish(self._tap.usage, self._ctx.cost_usd, served=True)
-        if self._slot is not None:
-            self._slot.release()
-        self._verdict(ok=None)  # the client left before the end: no verdict on the target
+        """Let go of the provider when the stream was never run to its end (the client left
+        before it began): the attempt is abandoned, what was reserved is charged."""
+        self._end.abandon(**self._usage_kw())
         await self._upstream.aclose()

@@ -13,8 +13,9 @@ import hmac
 import re
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from modelport.config.settings import RouteSettings, Secret
+from modelport.config.settings import LimitSettings, RouteSettings, Secret
 from modelport.core.pricing import Price
 from modelport.core.usage import Usage
 from modelport.errors import AuthError, Forbidden
@@ -30,6 +31,19 @@ BUDGETED_COMPLETION_CAP = 4096
 _DENIED = "This key may not call this route."
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+").fullmatch
 Scope = tuple[str, Limits]
+
+
+class Callee(Protocol):
+    """What a request calls, as access sees it: a route, or a tensor model named like one."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def environment(self) -> str: ...
+
+    @property
+    def limits(self) -> LimitSettings: ...
 
 
 class Ticket:
@@ -158,14 +172,23 @@ class AccessPolicy:
             priority=parent.priority,
         )
 
-    def authorize(self, principal: Principal | None, route: RouteSettings) -> None:
+    def authorize(self, principal: Principal | None, route: Callee) -> None:
         if principal is not None and not principal.may_call(route.name, route.environment):
             raise Forbidden(_DENIED)
+
+    def _scopes_of(self, callee: Callee) -> tuple[Scope, ...]:
+        """The callee's own limit scope: a route's from the config (worked out once), a
+        tensor model's from its repository config, which may change when it is reloaded."""
+        scopes = self._route_scopes.get(callee.name)
+        if scopes is not None:
+            return scopes
+        limits = limits_of(callee.limits)
+        return () if limits.is_unlimited() else ((f"route:{callee.name}", limits),)
 
     def admit(
         self,
         principal: Principal | None,
-        route: RouteSettings,
+        route: Callee,
         price: Price,
         estimate: Callable[[], tuple[int, int]],
         *,
@@ -180,7 +203,7 @@ class AccessPolicy:
         ``BUDGETED_COMPLETION_CAP``, and that is what is reserved. A provider cannot then
         answer past the reservation, so a budget is overshot by no more than the prompts of
         the requests in flight were underestimated."""
-        scopes = self._route_scopes.get(route.name, ())
+        scopes = self._scopes_of(route)
         if principal is not None:
             scopes = principal.scopes + scopes
         budget = principal.budget if principal is not None else None

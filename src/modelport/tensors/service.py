@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from modelport.admission.gate import Gate, GateSettings
+from modelport.config.settings import LimitSettings
 from modelport.core.datatypes import NUMERIC
 from modelport.errors import NotFound, RequestError, RuntimeUnavailable
 from modelport.observability.metrics import Metrics
@@ -36,6 +38,7 @@ class TensorModel:
     """One model's runtime state."""
 
     source: ModelSource
+    gate: Gate = field(default_factory=lambda: Gate(GateSettings()))
     worker: Worker | None = None
     batchers: dict[int, Batcher] = field(default_factory=dict)
     described: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -45,6 +48,15 @@ class TensorModel:
     @property
     def name(self) -> str:
         return self.source.name
+
+    @property
+    def environment(self) -> str:
+        return self.source.config.environment
+
+    @property
+    def limits(self) -> LimitSettings:
+        """The model's own limits, as a route's (for keys it is named like a route)."""
+        return self.source.config.limits
 
     @property
     def versions(self) -> list[int]:
@@ -77,7 +89,10 @@ class TensorService:
         source = read_model(self.root, name)
         if source.problem == "no such model in the repository":
             raise NotFound(f"There is no model '{name}' in the model repository.")
-        model = TensorModel(source, state="loading")
+        config = source.config
+        model = TensorModel(source, Gate(GateSettings(
+            max_concurrency=config.admission_concurrency, max_queue=config.admission_queue,
+            queue_timeout_s=config.admission_timeout_s)), state="loading")
         old = self._models.get(name)
         if old is None or old.state != "ready":
             self._models[name] = model
@@ -222,7 +237,8 @@ class TensorService:
     # -- inference ---------------------------------------------------------------------
 
     async def infer(self, name: str, version: str | None, request: InferRequest
-                    ) -> tuple[TensorModel, int, list[tuple[str, np.ndarray, bool]]]:
+                    ) -> tuple[int, list[tuple[str, np.ndarray, bool]]]:
+        """The version that served, and the outputs with whether each goes back binary."""
         model, chosen = self.get(name, version)
         if self.state_of(model) != "ready" or chosen is None:
             reason = f": {model.reason}" if model.reason else ""
@@ -249,7 +265,7 @@ class TensorService:
             self._metrics.runtime_duration.labels(name).observe(time.perf_counter() - started)
         binary = {o.name: o.binary for o in request.outputs or ()}
         order = names if names is not None else list(results)
-        return model, chosen, [
+        return chosen, [
             (n, results[n], binary.get(n, request.binary_output_default)) for n in order
         ]
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import orjson
 
+from modelport.admission.gate import Gate, GateSettings
+from modelport.config.settings import BreakerSettings
 from modelport.core.context import RequestContext
 from modelport.core.usage import Usage
 from modelport.errors import ModelportError, UpstreamTimeout
+from modelport.inference.attempt_end import AttemptEnd
 from modelport.inference.relay import StreamRelay
 from modelport.protocol.sse import event_data
+from modelport.routing.breaker import CircuitBreaker
 
 CONTENT = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}\n\n'
 USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}\n\n'
@@ -41,7 +46,10 @@ def context() -> RequestContext:
 
 
 async def relay_all(upstream: FakeUpstream, ctx: RequestContext, *, strip: bool) -> list[bytes]:
-    relay = StreamRelay(upstream, ctx, started=time.perf_counter(), strip_usage_chunk=strip)
+    slot = await Gate(GateSettings()).acquire()
+    target = SimpleNamespace(breaker=CircuitBreaker(BreakerSettings(), time.monotonic))
+    end = AttemptEnd(target, slot, ctx)  # type: ignore[arg-type]
+    relay = StreamRelay(upstream, ctx, end, strip_usage_chunk=strip)
     return [out async for out in relay.events()]
 
 
