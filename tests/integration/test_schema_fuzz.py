@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def _fuzz(url: str, *headers: str) -> subprocess.CompletedProcess[str]:
             "--request-timeout", "10", "--no-color"]
     for header in headers:
         argv += ["--header", header]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    with tempfile.TemporaryDirectory() as where:  # schemathesis keeps a cache where it runs
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False,
+                              cwd=where)
 
 
 def _passed(result: subprocess.CompletedProcess[str]) -> None:

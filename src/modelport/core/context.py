@@ -1,8 +1,9 @@
 """The facts gathered about one request as it passes through the layers.
 
-The HTTP surface creates it, the inference use cases fill in route, target, usage and
-timings, and the recorder turns it into a log line, metrics and a ledger record once the
-response (streamed or not) has ended. It holds no bodies unless the route captures them.
+The HTTP surface creates it, the inference use cases fill in what the record needs (route,
+target, usage, timings; the attempts' ends add the time upstream), and the recorder turns it
+into a log line, metrics and a ledger record once the response (streamed or not) has ended.
+It carries facts for the record only: a use case returns its answer and headers. It holds no bodies unless the route captures them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class RequestContext:
     key_id: str | None = None
     environment: str | None = None
     cost_usd: float | None = None
+    # headers the HTTP surface's own pages add (admin, dashboard); the inference use cases
+    # return theirs with their answer (or on their error) instead
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     attempts: list[Any] = field(default_factory=list)  # inference.attempts.Attempt records
     chunk_gaps: list[float] = field(default_factory=list)  # seconds between stream chunks
