@@ -3,7 +3,8 @@
 The HTTP surface creates it, the inference use cases fill in what the record needs (route,
 target, usage, timings; the attempts' ends add the time upstream), and the recorder turns it
 into a log line, metrics and a ledger record once the response (streamed or not) has ended.
-It carries facts for the record only: a use case returns its answer and headers. It holds no bodies unless the route captures them.
+It carries facts for the record only: a use case returns its answer and headers. It holds
+no bodies unless the route captures them.
 """
 
 from __future__ import annotations
