@@ -8,6 +8,7 @@ from modelport.admin import keys as admin_keys
 from modelport.admin import requests as admin_requests
 from modelport.admin import routes_status as admin_routes_status
 from modelport.admin import stats as admin_stats
+from modelport.admin import switches as admin_switches
 from modelport.admin import usage as admin_usage
 from modelport.api.app import create_app
 from modelport.api.middleware import RequestMiddleware
@@ -25,4 +26,5 @@ def build_app(
                       extra_routes=[*admin_keys.routes(), *admin_usage.routes(),
                                       *admin_requests.routes(), *admin_stats.routes(),
                                       *admin_routes_status.routes(),
+                                      *admin_switches.routes(),
                                       *dashboard_pages.routes(), *dashboard_signin.routes()])

@@ -29,6 +29,7 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- BudgetExceeded            429     budget_exceeded          -
     |   +-- OverShare                 429     over_share               -  (a full queue)
     +-- Overloaded                    503     overloaded               -  (carries headers)
+    +-- Disabled                      503     disabled                 -  (a kill switch)
     +-- UpstreamError                 502     upstream_error           server_error
     |   +-- UpstreamUnreachable       502     upstream_unreachable     connection
     |   +-- UpstreamServerError       502     upstream_server_error    server_error
@@ -223,6 +224,14 @@ class Overloaded(ModelportError):
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.headers = headers or {}
+
+
+class Disabled(ModelportError):
+    """An operator turned this off with a kill switch; the message is the operator's."""
+
+    status = 503
+    code = "disabled"
+    type = "server_error"
 
 
 class UpstreamError(ModelportError):

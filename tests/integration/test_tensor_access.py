@@ -175,3 +175,29 @@ def test_a_bad_priority_header_is_a_400_in_the_v2_shape(gateway):
     reply = httpx.post(f"{gateway.url}/v2/models/iris/infer", json=BODY, headers={
         "Authorization": f"Bearer {IRIS_KEY}", "X-Priority": "urgent"})
     assert reply.status_code == 400 and "X-Priority" in reply.json()["error"]
+
+
+def test_a_switched_off_tensor_model_is_refused_in_the_v2_shape_until_turned_on(gateway):
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    other = {"Authorization": f"Bearer {OTHER_KEY}"}
+
+    def switch(state: str, scope: str = "route", **extra: str) -> httpx.Response:
+        return httpx.post(f"{gateway.url}/admin/switches", headers=admin, json={
+            "scope": scope, "name": "linear", "state": state, **extra})
+
+    assert switch("off", message="linear is paused").status_code == 201
+    try:
+        reply = httpx.post(f"{gateway.url}/v2/models/linear/infer", json=LINEAR,
+                           headers=other)
+        assert (reply.status_code, reply.json()) == (503, {"error": "linear is paused"})
+    finally:
+        assert switch("on").status_code == 200
+    assert switch("off", scope="model", behaviour="answer", message="no").status_code == 201
+    try:  # a tensor model carries no text: an answering switch refuses with its text
+        reply = httpx.post(f"{gateway.url}/v2/models/linear/infer", json=LINEAR,
+                           headers=other)
+        assert (reply.status_code, reply.json()) == (503, {"error": "no"})
+    finally:
+        assert switch("on", scope="model").status_code == 200
+    assert httpx.post(f"{gateway.url}/v2/models/linear/infer", json=LINEAR,
+                      headers=other).status_code == 200

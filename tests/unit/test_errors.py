@@ -22,6 +22,7 @@ TABLE = [
     (e.UpstreamRateLimited, 429, "upstream_rate_limited", "rate_limited"),
     (e.UpstreamTimeout, 504, "upstream_timeout", "timeout"),
     (e.ServiceUnavailable, 503, "not_ready", None),
+    (e.Disabled, 503, "disabled", None),
     (e.ClientDisconnected, 499, "client_closed_request", None),
 ]
 

@@ -68,7 +68,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-async def _json(scope: Scope, receive: Receive, *, optional: bool = False) -> Any:
+async def read_admin_json(scope: Scope, receive: Receive, *, optional: bool = False) -> Any:
     raw = await read_body(scope, receive, _ADMIN_BODY_LIMIT)
     if optional and not raw.strip():
         return {}
@@ -86,7 +86,7 @@ def _check_routes(services: Services, spec: KeySpec) -> None:
 async def create_key(scope: Scope, receive: Receive, send: Send) -> None:
     services = services_of(scope)
     actor = require_admin(services, scope)
-    spec = parse(KeySpec, await _json(scope, receive))
+    spec = parse(KeySpec, await read_admin_json(scope, receive))
     _check_routes(services, spec)
     secret = new_key()
     row = await asyncio.to_thread(
@@ -137,7 +137,7 @@ async def rotate_key(scope: Scope, receive: Receive, send: Send) -> None:
     services = services_of(scope)
     actor = require_admin(services, scope)
     _not_a_config_key(scope["path_params"]["key_id"])
-    spec = parse(RotateSpec, await _json(scope, receive, optional=True))
+    spec = parse(RotateSpec, await read_admin_json(scope, receive, optional=True))
     secret = new_key()
     grace = datetime.now(UTC) + timedelta(seconds=spec.grace_seconds)
     row = await asyncio.to_thread(

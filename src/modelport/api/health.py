@@ -50,6 +50,9 @@ async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
             m.key_budget.labels(principal.key_id).set(principal.budget.limit_usd)
             m.key_budget_spent.labels(principal.key_id).set(
                 access.budgets.spent(principal.key_id, principal.budget))
+    m.switch_off.clear()
+    for switch in services.switches.switches():
+        m.switch_off.labels(switch.scope, switch.name).set(1)
     for route, target, queued, in_flight in services.routes.queued():
         m.queue_depth.labels(route, target).set(queued)
         m.target_in_flight.labels(route, target).set(in_flight)

@@ -211,6 +211,28 @@ def _client_paths() -> dict[str, Any]:
     }
 
 
+_SWITCH_SPEC: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["scope", "state"],
+    "properties": {
+        "scope": {"enum": ["all", "route", "key", "provider", "model"]},
+        "name": {"type": "string", "maxLength": 200},
+        "state": {"enum": ["off", "on"]},
+        "behaviour": {"enum": ["refuse", "answer", "fallback"]},
+        "message": {"type": "string", "maxLength": 4000},
+        "fallback_route": {"type": "string", "minLength": 1, "maxLength": 200},
+        "reason": {"type": "string", "maxLength": 1000},
+    },
+}
+
+
+def _switch_post() -> dict[str, Any]:
+    """201 with the switch turned off, 200 when one is turned back on."""
+    post = _admin("Turn everything, a route, a key, a provider or a model off (with how it "
+                  "answers meanwhile) or back on.", "post", _SWITCH_SPEC, "201")
+    post["post"]["responses"]["200"] = {"description": "Turned back on."}
+    return post
+
+
 def _admin_paths() -> dict[str, Any]:
     """The admin API (admin key only)."""
     return {
@@ -248,6 +270,10 @@ def _admin_paths() -> dict[str, Any]:
                                   "version."),
         "/admin/stats": _admin("Requests, errors, latency and cost over time."),
         "/admin/routes": _admin("Each route's targets: breaker, load, latency, errors."),
+        "/admin/switches": {
+            **_switch_post(),
+            **_admin("The kill switches that are off, with who, why and since when."),
+        },
     }
 
 

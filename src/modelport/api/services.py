@@ -29,6 +29,7 @@ from modelport.observability.metrics import Metrics
 from modelport.observability.tracing import SpanExporter, Tracing, build_tracing
 from modelport.policy.access import AccessPolicy
 from modelport.policy.setup import build_access, seed_budgets
+from modelport.policy.switches import Switchboard
 from modelport.policy.sync import KeySync
 from modelport.providers import Provider, build_provider
 from modelport.providers.openai import OpenAIProvider
@@ -38,6 +39,7 @@ from modelport.store.keys import KeyStore
 from modelport.store.ledger import LedgerWriter
 from modelport.store.requests import RequestStore
 from modelport.store.retention import BodyRetention
+from modelport.store.switches import SwitchStore
 from modelport.store.usage import UsageStore
 
 if TYPE_CHECKING:
@@ -80,6 +82,8 @@ class Services:
     tensor_inference: TensorInference | None = None  # the V2 inference use case
     tracing: Tracing | None = None  # None: tracing is off
     key_sync: KeySync | None = None
+    switches: Switchboard = field(default_factory=Switchboard)  # kill switches that are off
+    switch_store: SwitchStore | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
     readiness: Readiness = field(default_factory=Readiness)
     # dashboard session id -> expiry (monotonic); read and written by dashboard.sessions only
@@ -104,7 +108,9 @@ async def build_services(
     retention = BodyRetention(requests, {
         r.name: r.retention_days for r in settings.routes.values()
         if r.capture and r.retention_days is not None})
-    access, key_sync = build_access(settings, keys, prepare=lambda: migrate(engine))
+    switches, switch_store = Switchboard(), SwitchStore(engine)
+    access, key_sync = build_access(settings, keys, prepare=lambda: migrate(engine),
+                                    switches=(switch_store, switches))
     access_log = None
     if access_stream is not None:
         access_log = AccessLog(access_stream, settings.secrets())
@@ -125,7 +131,7 @@ async def build_services(
             from modelport.tensors.service import TensorService
 
             tensors = TensorService(Path(settings.model_repository), metrics)
-            tensor_inference = TensorInference(tensors, access)
+            tensor_inference = TensorInference(tensors, access, switches)
             stack.push_async_callback(tensors.close)
         for provider in providers.values():
             stack.push_async_callback(provider.close)
@@ -156,7 +162,7 @@ async def build_services(
             metrics=metrics,
             providers=providers,
             routes=routes,
-            proxy=ProxyService(routes, access, metrics, tracing=tracing),
+            proxy=ProxyService(routes, access, metrics, tracing=tracing, switches=switches),
             recorder=Recorder(metrics, ledger, settings.config_version, access_log,
                               versions=model_versions(settings),
                               masker=masker),
@@ -172,6 +178,8 @@ async def build_services(
             tracing=tracing,
             readiness=readiness,
             key_sync=key_sync,
+            switches=switches,
+            switch_store=switch_store,
         )
         readiness.serving = True
         try:

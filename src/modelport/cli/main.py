@@ -1,5 +1,5 @@
 """The ``modelport`` command: ``serve``, ``init``, ``config validate``, and the store's
-commands (``keys``, ``usage``, ``logs``).
+commands (``keys``, ``switch``, ``usage``, ``logs``).
 
 Configuration problems are printed one per line with their key paths and exit with status
 2, before any socket is opened: never a traceback, never a half-started server. Each command
@@ -24,6 +24,8 @@ _DEFAULT_CONFIG = "modelport.yaml"  # cli.source.DEFAULT_CONFIG, not imported fo
              "Create, list, revoke and rotate API keys (kept, hashed, in the store)."),
     "usage": ("modelport.cli.usage:command", "Spend and tokens per key or per route."),
     "logs": ("modelport.cli.logs:command", "Recent requests from the ledger, or one in full."),
+    "switch": ("modelport.cli.switch:command",
+               "Turn everything, a route, a key, a provider or a model off and back on."),
     "init": ("modelport.cli.init:command", "Write a commented starter modelport.yaml."),
 })
 @click.version_option(__version__, prog_name="modelport")

@@ -186,6 +186,39 @@ def repository_models(repository: str | None) -> tuple[str, ...]:
     return tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
 
 
+def switch_problem(
+    settings: Settings, scope: str, name: str, behaviour: str, fallback_route: str | None,
+    message: str = "",
+) -> tuple[str, str] | None:
+    """Why a kill switch cannot be turned off as asked: ``(key, reason)``, or None. The one
+    rule for the admin API and the CLI (a key's id is checked by each against its keys)."""
+    routes = settings.routes
+    if scope == "all":
+        if name:
+            return "name", "a switch for everything takes no name"
+    elif not name:
+        return "name", f"a {scope} switch needs the name of the {scope}"
+    elif scope == "route" and name not in routes and name not in settings.tensor_models():
+        return "name", f"unknown route '{name}' (nor a model in the model repository)"
+    elif scope == "provider" and name not in settings.providers:
+        return "name", f"unknown provider '{name}'"
+    elif scope == "model" and name not in settings.target_models() \
+            and name not in settings.tensor_models():
+        return "name", f"no target calls a model '{name}' (nor is it a tensor model)"
+    if behaviour == "fallback":
+        if fallback_route is None:
+            return "fallback_route", "behaviour 'fallback' needs a fallback_route"
+        if fallback_route not in routes:
+            return "fallback_route", f"unknown route '{fallback_route}'"
+        if scope == "route" and fallback_route == name:
+            return "fallback_route", "a route cannot fall back to itself"
+    elif fallback_route is not None:
+        return "fallback_route", "only behaviour 'fallback' takes a fallback_route"
+    if behaviour == "answer" and not message:
+        return "message", "behaviour 'answer' needs the text to answer with"
+    return None
+
+
 def key_route_problem(
     routes: Mapping[str, RouteSettings], route: str, environment: str,
     models: Collection[str] = (),
@@ -255,6 +288,10 @@ class Settings:
     def auth_required(self) -> bool:
         """Keys are required once an admin key or any key is configured."""
         return self.admin_key is not None or bool(self.keys)
+
+    def target_models(self) -> frozenset[str]:
+        """Every model name a route's target calls."""
+        return frozenset(t.model for r in self.routes.values() for t in r.targets)
 
     def tensor_models(self) -> tuple[str, ...]:
         return repository_models(self.model_repository)

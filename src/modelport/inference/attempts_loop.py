@@ -30,6 +30,7 @@ from modelport.errors import (
 from modelport.inference.attempt_end import AttemptEnd
 from modelport.inference.attempts import TARGET_FAULTS, Attempt, classify_error, classify_reply
 from modelport.observability.tracing import Tracing, end_span
+from modelport.policy.switches import Switch, Switchboard
 from modelport.providers.base import UpstreamReply
 from modelport.routing.table import Route, Target
 
@@ -64,7 +65,10 @@ class AttemptLoop:
         priority: int,
         tenant: str,
         tracing: Tracing | None = None,
+        switches: Switchboard | None = None,
     ) -> None:
+        self._switches = switches if switches is not None and switches.targets_off else None
+        self.switched: Switch | None = None  # a target was skipped: a switch took it out
         self._route = route
         self._tracing = tracing
         self._ctx = ctx
@@ -94,6 +98,11 @@ class AttemptLoop:
             self._pos += 1
             if target.label in self._excluded:
                 continue
+            if self._switches is not None:
+                switch = self._switches.for_target(target.provider.name, target.model)
+                if switch is not None:
+                    self.switched = switch
+                    continue
             window = target.settings.context_window
             if window is not None and (window <= self._min_window or self._prompt > window):
                 self.too_long = True

@@ -24,10 +24,12 @@ from modelport.core.usage import Usage
 from modelport.errors import ContextTooLong, ModelportError, Overloaded, UnsupportedOperation
 from modelport.inference.attempts_loop import AttemptLoop
 from modelport.inference.relay import StreamRelay
+from modelport.inference.switched import switched_reply
 from modelport.observability.metrics import Metrics
 from modelport.observability.tracing import Tracing, end_span
 from modelport.policy.access import AccessPolicy, Ticket
 from modelport.policy.keys import Principal
+from modelport.policy.switches import Switch, Switchboard
 from modelport.protocol.openai.request import (
     client_wants_usage,
     completion_estimate,
@@ -61,7 +63,9 @@ class ProxyService:
     def __init__(
         self, routes: RouteTable, access: AccessPolicy, metrics: Metrics | None = None,
         rng: random.Random | None = None, *, tracing: Tracing | None = None,
+        switches: Switchboard | None = None,
     ) -> None:
+        self._switches = switches or Switchboard()
         self._routes = routes
         self._access = access
         self._metrics = metrics
@@ -76,7 +80,6 @@ class ProxyService:
         principal: Principal | None,
         ctx: RequestContext,
     ) -> Ticket | None:
-        self._access.authorize(principal, route.settings)
         ctx.environment = route.settings.environment
         embedding = operation is Operation.EMBEDDING
         ticket = self._access.admit(
@@ -129,6 +132,16 @@ class ProxyService:
                 f"Streaming is not available for {operation.value} requests.", param="stream"
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
+        self._access.authorize(principal, route.settings)
+        if self._switches.any_off:
+            switch = self._switches.for_request(
+                route.name, principal.key_id if principal is not None else None)
+            if switch is not None:
+                if switch.behaviour != "fallback":
+                    return Answer(switched_reply(switch, operation, body, ctx, stream=stream),
+                                  [])
+                route = self._fallback_of(switch, principal)
+                ctx.target = route.targets[0].label
         if self._tracing is None:
             ticket = self._admit(operation, body, route, principal, ctx)
         else:
@@ -158,6 +171,16 @@ class ProxyService:
                 ctx.response_body = result.body[:_CAPTURE_LIMIT]
         return Answer(result, headers)
 
+    def _fallback_of(self, switch: Switch, principal: Principal | None) -> Route:
+        """The route a switch sends requests to: the operator's choice, so the caller's key
+        need not list it; one hop only (a fallback that is off too refuses)."""
+        name = switch.fallback_route
+        if name is None or name not in self._routes:
+            raise switch.refusal()
+        if self._switches.for_request(name, principal.key_id if principal else None):
+            raise switch.refusal()
+        return self._routes.get(name)
+
     async def _serve(
         self, route: Route, request: _Request, visited: set[str]
     ) -> UpstreamReply | StreamRelay:
@@ -168,7 +191,8 @@ class ProxyService:
                                      embedding=request.operation is Operation.EMBEDDING)[0]
         loop = AttemptLoop(route, ctx, rng=self._rng, deadline=request.deadline,
                            prompt_tokens=prompt, priority=request.priority,
-                           tenant=request.tenant, tracing=self._tracing)
+                           tenant=request.tenant, tracing=self._tracing,
+                           switches=self._switches)
         if request.stream:
             opened = await loop.run(request.open_stream, stream=True)
             if opened is not None:
@@ -213,11 +237,26 @@ class ProxyService:
             return loop.last_reply
         if loop.last_error is not None:
             raise loop.last_error
+        if loop.switched is not None and not request.ctx.attempts:  # switched off, every one
+            return await self._switched(loop.switched, request, visited)
         if loop.too_long and not request.ctx.attempts:
             raise ContextTooLong(
                 "The prompt is longer than the context window of every target of this route.",
                 param="messages")
         raise _unavailable(route)
+
+
+    async def _switched(
+        self, switch: Switch, request: _Request, visited: set[str]
+    ) -> UpstreamReply | StreamRelay:
+        """A route whose every target a provider or model switch took out."""
+        name = switch.fallback_route
+        if (switch.behaviour == "fallback" and name is not None and name in self._routes
+                and name not in visited):
+            visited.add(name)
+            return await self._serve(self._routes.get(name), request, visited)
+        return switched_reply(switch, request.operation, request.body, request.ctx,
+                              stream=request.stream)
 
 
 class _Request:

@@ -87,6 +87,10 @@ class _Family:
     def _only(self) -> Any:
         return self.labels()
 
+    def clear(self) -> None:
+        """Forget every labelled child (a gauge of things that may go away)."""
+        self._children.clear()
+
     def describe(self) -> list[Metric]:
         return []
 

@@ -15,6 +15,7 @@ an unknown route is ``-``, and status is the HTTP status code.
 | modelport_ledger_lag_seconds | gauge | |
 | modelport_key_budget_usd | gauge | key (the key's id) |
 | modelport_key_budget_spent_usd | gauge | key |
+| modelport_switch_off | gauge | scope, name (a kill switch that is off: 1) |
 | modelport_request_duration_seconds | histogram | route |
 | modelport_upstream_duration_seconds | histogram | route, target |
 | modelport_overhead_duration_seconds | histogram | route |
@@ -99,6 +100,10 @@ class Metrics:
         self.key_budget_spent = Gauge(
             "modelport_key_budget_spent_usd", "What a key has spent of its budget this period.",
             ["key"], registry=r,
+        )
+        self.switch_off = Gauge(
+            "modelport_switch_off", "1 for each kill switch that is off now.",
+            ["scope", "name"], registry=r,
         )
         self.ledger_lag = Gauge(
             "modelport_ledger_lag_seconds", "Age of the oldest ledger record not yet written.",

@@ -20,9 +20,11 @@ from modelport.policy.access import AccessPolicy
 from modelport.policy.budgets import BudgetBook, period_start
 from modelport.policy.keys import KeyRing
 from modelport.policy.limits import Limiter
+from modelport.policy.switches import Switchboard
 from modelport.policy.sync import KeySync
 from modelport.policy.tokens import TokenSigner
 from modelport.store.keys import KeyStore
+from modelport.store.switches import SwitchStore
 from modelport.store.usage import UsageStore
 
 log = logging.getLogger("modelport.keys")
@@ -40,7 +42,8 @@ def token_secret(settings: Settings) -> bytes:
 
 
 def build_access(
-    settings: Settings, key_store: KeyStore, prepare: Callable[[], None] | None = None
+    settings: Settings, key_store: KeyStore, prepare: Callable[[], None] | None = None,
+    switches: tuple[SwitchStore, Switchboard] | None = None,
 ) -> tuple[AccessPolicy, KeySync]:
     ring = KeyRing(time.time)
     policy = AccessPolicy(
@@ -54,7 +57,7 @@ def build_access(
         metrics_token=settings.metrics_token,
     )
     return policy, KeySync(ring, key_store, settings.keys, prepare=prepare,
-                           on_tick=policy.limiter.prune)
+                           on_tick=policy.limiter.prune, switches=switches)
 
 
 async def seed_budgets(policy: AccessPolicy, usage: UsageStore) -> None:

@@ -1,8 +1,9 @@
-"""Keeping the key ring in step with the store, off the request path.
+"""Keeping the key ring and the kill switches in step with the store, off the request path.
 
-Keys created, rotated or revoked through this server's admin API reach the ring at once.
-Changes made elsewhere (the CLI, another replica) are noticed by polling the store's
-revision counter every ``interval_s`` (one tiny query) and reloading the keys when it moved.
+Keys created, rotated or revoked, and switches turned off or on, through this server's admin
+API reach it at once. Changes made elsewhere (the CLI, another replica) are noticed by
+polling the store's revision counter every ``interval_s`` (one tiny query) and reloading
+the keys and the switches when it moved.
 If the store cannot be read, the ring keeps what it has (a key revoked meanwhile elsewhere
 stays usable here until the store answers again) and the failure is logged.
 """
@@ -16,7 +17,9 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from modelport.config.settings import KeySettings
 from modelport.policy.keys import KeyRing
+from modelport.policy.switches import Switch, Switchboard
 from modelport.store.keys import KeyStore
+from modelport.store.switches import SwitchRow, SwitchStore
 
 log = logging.getLogger("modelport.keys")
 
@@ -30,7 +33,9 @@ class KeySync:
         interval_s: float = 1.0,
         prepare: Callable[[], None] | None = None,
         on_tick: Callable[[], object] | None = None,
+        switches: tuple[SwitchStore, Switchboard] | None = None,
     ) -> None:
+        self._switches = switches
         self._on_tick = on_tick
         self._prepare = prepare
         self._ring = ring
@@ -50,13 +55,18 @@ class KeySync:
         try:
             if self._revision is None and self._prepare is not None:
                 await asyncio.to_thread(self._prepare)  # the schema, before the first read
-            mutations = self._ring.mutations
+            mutations = self._mutations()
             revision = await asyncio.to_thread(self._store.revision)
             if revision != self._revision:
                 rows = await asyncio.to_thread(self._store.list_keys)
-                if self._ring.mutations != mutations:
+                switches = None
+                if self._switches is not None:
+                    switches = await asyncio.to_thread(self._switches[0].list_switches)
+                if self._mutations() != mutations:
                     return True  # changed here while reading: the rows may predate it
                 self._ring.load(self._config_keys, rows)
+                if self._switches is not None and switches is not None:
+                    self._switches[1].load(switch_of(r) for r in switches)
                 self._revision = revision
             if not self.synced:
                 if self.on_first_sync is not None:
@@ -66,6 +76,10 @@ class KeySync:
             log.warning("cannot read keys from the store", extra={"error": type(exc).__name__})
             return False
         return True
+
+    def _mutations(self) -> tuple[int, int]:
+        board = self._switches[1].mutations if self._switches is not None else 0
+        return self._ring.mutations, board
 
     async def start(self) -> None:
         self._ring.load(self._config_keys, ())
@@ -84,3 +98,8 @@ class KeySync:
             await self.refresh()
             if self._on_tick is not None:
                 self._on_tick()  # housekeeping that shares the tick (limiter pruning)
+
+
+def switch_of(row: SwitchRow) -> Switch:
+    return Switch(row.scope, row.name, row.behaviour, row.message, row.fallback_route,
+                  row.reason, row.actor, row.created_at)

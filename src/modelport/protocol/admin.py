@@ -59,6 +59,18 @@ class KeySpec(_Strict):
         return value
 
 
+class SwitchSpec(_Strict):
+    """``POST /admin/switches``: turn something off (with how it answers meanwhile) or on."""
+
+    scope: Literal["all", "route", "key", "provider", "model"]
+    name: str = Field(default="", max_length=200)
+    state: Literal["off", "on"]
+    behaviour: Literal["refuse", "answer", "fallback"] = "refuse"
+    message: str = Field(default="", max_length=4000)
+    fallback_route: str | None = Field(default=None, min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=1000)
+
+
 class RotateSpec(_Strict):
     grace_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
 

@@ -4,6 +4,7 @@ reports. The only package that speaks SQL."""
 from modelport.store.engine import make_engine, migrate
 from modelport.store.keys import AuditEntry, KeyRow, KeyStore, SecretRow
 from modelport.store.ledger import LedgerRecord, LedgerWriter
+from modelport.store.switches import SwitchRow, SwitchStore
 from modelport.store.usage import UsageRow, UsageStore
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "LedgerRecord",
     "LedgerWriter",
     "SecretRow",
+    "SwitchRow",
+    "SwitchStore",
     "UsageRow",
     "UsageStore",
     "make_engine",

@@ -208,7 +208,7 @@ class KeyStore(EngineStore):
             return self._load(conn, key_id)
 
     def revision(self) -> int:
-        """A number that grows with every change to keys or secrets."""
+        """A number that grows with every change to keys, secrets or switches."""
         with self._connection() as conn:
             value = conn.scalar(select(store_revision.c.revision).where(store_revision.c.id == 1))
         return int(value or 0)

@@ -159,3 +159,17 @@ store_revision = Table(
     Column("id", Integer, primary_key=True),
     Column("revision", BigInteger, nullable=False),
 )
+
+# Kill switches that are off: one row per (scope, name); turning one back on deletes its row.
+switches = Table(
+    "switches",
+    metadata,
+    Column("scope", String(16), primary_key=True),  # all, route, model, provider, key
+    Column("name", String(200), primary_key=True),  # "" for scope all
+    Column("behaviour", String(16), nullable=False),  # refuse, answer, fallback
+    Column("message", Text, nullable=False),  # refuse: the error's message; answer: the text
+    Column("fallback_route", String(200)),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

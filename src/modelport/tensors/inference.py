@@ -19,6 +19,7 @@ from modelport.core.operation import Operation
 from modelport.core.pricing import Price
 from modelport.policy.access import AccessPolicy
 from modelport.policy.keys import Principal
+from modelport.policy.switches import Switchboard
 from modelport.protocol.v2 import InferRequest
 from modelport.tensors.service import TensorModel, TensorService
 
@@ -30,9 +31,11 @@ def _no_tokens() -> tuple[int, int]:
 
 
 class TensorInference:
-    def __init__(self, tensors: TensorService, access: AccessPolicy) -> None:
+    def __init__(self, tensors: TensorService, access: AccessPolicy,
+                 switches: Switchboard | None = None) -> None:
         self.tensors = tensors
         self._access = access
+        self._switches = switches or Switchboard()
 
     def authorize(self, principal: Principal | None, name: str, ctx: RequestContext
                   ) -> TensorModel:
@@ -55,6 +58,8 @@ class TensorInference:
         """Admit, run and settle a request for a model ``authorize`` gave; the served
         version (the target's model version, for the record) and the outputs."""
         ctx.operation = Operation.INFER
+        if self._switches.any_off:
+            self._check_switches(principal, model)
         ticket = self._access.admit(principal, model, _FREE, _no_tokens)
         tenant = principal.key_id if principal is not None else ""
         try:
@@ -73,3 +78,13 @@ class TensorInference:
                 ticket.finish(None, None)  # no tokens, no cost: limit slots given back
         ctx.model_version = str(chosen)
         return chosen, outputs
+
+    def _check_switches(self, principal: Principal | None, model: TensorModel) -> None:
+        """A tensor model carries no text and has no fallback: any switch that stops it
+        (everything, its key, the model by name as a route or a model) refuses."""
+        board = self._switches
+        switch = board.for_request(model.name, principal.key_id if principal else None)
+        if switch is None and board.targets_off:
+            switch = board.for_target("", model.name)
+        if switch is not None:
+            raise switch.refusal()
