@@ -201,3 +201,52 @@ def test_the_dashboard_shows_real_traffic_and_revokes_a_key(
     page.wait_for_selector("#login", state="visible")
     assert not [c for c in context.cookies() if c["name"] == "modelport_session"]
     context.close()
+
+
+def test_the_dashboard_turns_a_route_off_and_back_on(
+    server: ServeProcess, browser: Any
+) -> None:
+    """The Switches panel: a bad name is refused with the server's reason; a route turned
+    off is refused over HTTP with the operator's message, listed, and turned back on."""
+    from tests.integration.access_setup import KEY_ALL
+
+    expect = sync_api.expect
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{server.url}/dashboard")
+    page.fill("#login-key", ADMIN_KEY)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#app", state="visible")
+    page.click("#tabs button[data-panel=switches]")
+    page.wait_for_selector("#panel-switches", state="visible")
+    expect(page.locator("#switches-table tbody tr")).to_have_count(0)
+
+    form = "#switch-form"
+    page.fill(f"{form} input[name=name]", "nosuch")
+    page.fill(f"{form} input[name=reason]", "trying")
+    page.click(f"{form} button[type=submit]")
+    expect(page.locator("#status")).to_contain_text("unknown route 'nosuch'")
+
+    page.fill(f"{form} input[name=name]", "r1")
+    page.fill(f"{form} input[name=message]", "r1 is paused for a fix.")
+    page.fill(f"{form} input[name=reason]", "wrong answers")
+    page.click(f"{form} button[type=submit]")
+    row = "#switches-table tr[data-switch='route:r1']"
+    page.wait_for_selector(row)
+    assert _text(page, f"{row} td[data-field=reason]") == "wrong answers"
+    assert _text(page, f"{row} td[data-field=actor]") == "dashboard"
+    refused = httpx.post(f"{server.url}/v1/chat/completions", json=chat("r1"),
+                         headers=bearer(KEY_ALL))
+    assert refused.status_code == 503
+    assert refused.json()["error"]["message"] == "r1 is paused for a fix."
+
+    page.click(f"{row} button.turn-on")
+    expect(page.locator(row)).to_have_count(0)
+    answered = httpx.post(f"{server.url}/v1/chat/completions", json=chat("r1"),
+                          headers=bearer(KEY_ALL))
+    assert answered.status_code == 200
+    assert problems == []
+    context.close()

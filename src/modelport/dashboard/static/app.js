@@ -128,6 +128,7 @@
     keys: loadKeys,
     requests: () => loadRequests(false),
     feedback: loadFeedback,
+    switches: loadSwitches,
   };
 
   function show(panel) {
@@ -399,6 +400,40 @@
         color: "#9333ea" }]);
   }
 
+  // --- kill switches -------------------------------------------------------------------
+
+  async function loadSwitches() {
+    const switches = await api("/admin/switches");
+    const rows = switches.data.map((s) => el("tr", { "data-switch": s.scope + ":" + (s.name || "") },
+      cell("scope", s.scope), cell("name", s.name || "everything", "mono"),
+      cell("behaviour", s.behaviour + (s.fallback_route ? " \u2192 " + s.fallback_route : "")),
+      cell("message", s.message), cell("reason", s.reason), cell("actor", s.actor),
+      cell("since", new Date(s.since).toLocaleString()),
+      el("td", { "data-field": "actions" }, el("button", { type: "button", class: "turn-on",
+        text: "Turn on", onclick: () => setSwitch({ scope: s.scope, name: s.name || "",
+          state: "on", reason: "turned on in the dashboard" }) }))));
+    $("switches-table").tBodies[0].replaceChildren(...rows);
+  }
+
+  async function setSwitch(body) {
+    try {
+      await api("/admin/switches", { method: "POST", body });
+    } catch (error) {
+      showError(error);
+      return;
+    }
+    await load("switches");
+  }
+
+  function switchForm(form) {
+    const data = new FormData(form);
+    const body = { scope: data.get("scope"), state: "off", behaviour: data.get("behaviour"),
+      message: data.get("message"), reason: data.get("reason") };
+    if (body.scope !== "all") body.name = data.get("name").trim();
+    if (body.behaviour === "fallback") body.fallback_route = data.get("fallback_route").trim();
+    return body;
+  }
+
   // --- wiring --------------------------------------------------------------------------
 
   function wire() {
@@ -436,6 +471,11 @@
       load("requests");
     });
     $("requests-more").addEventListener("click", () => loadRequests(true).catch(showError));
+    $("switch-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      await setSwitch(switchForm(event.target));
+    });
     // The live panels refresh themselves; keys and feedback (whose reads are audited or
     // heavier) only when asked.
     setInterval(() => {
