@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from modelport.admin import keys as admin_keys
+from modelport.admin import models as admin_models
 from modelport.admin import requests as admin_requests
 from modelport.admin import routes_status as admin_routes_status
 from modelport.admin import stats as admin_stats
@@ -26,5 +27,5 @@ def build_app(
                       extra_routes=[*admin_keys.routes(), *admin_usage.routes(),
                                       *admin_requests.routes(), *admin_stats.routes(),
                                       *admin_routes_status.routes(),
-                                      *admin_switches.routes(),
+                                      *admin_switches.routes(), *admin_models.routes(),
                                       *dashboard_pages.routes(), *dashboard_signin.routes()])

@@ -13,6 +13,7 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- MalformedBody             400     invalid_json
     |   +-- PayloadTooLarge           413     payload_too_large
     |   +-- UnknownRoute              404     model_not_found
+    |   +-- ModelRetired              410     model_retired            (names the successor)
     |   +-- UnsupportedOperation      400     unsupported_operation
     |   +-- ContextTooLong            400     context_length_exceeded
     |   +-- InputRejected             400     invalid_request          -  (by a local model)
@@ -108,6 +109,14 @@ class UnknownRoute(RequestError):
 
     def __init__(self, route: str) -> None:
         super().__init__(f"The model '{route}' does not exist.", param="model")
+
+
+class ModelRetired(RequestError):
+    """Every target of the route calls a model the catalogue retired (and no fallback route
+    answered); the message names its successor."""
+
+    status = 410
+    code = "model_retired"
 
 
 class UnsupportedOperation(RequestError):

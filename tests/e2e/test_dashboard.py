@@ -250,3 +250,49 @@ def test_the_dashboard_turns_a_route_off_and_back_on(
     assert answered.status_code == 200
     assert problems == []
     context.close()
+
+
+def test_the_dashboard_shows_the_model_catalogue_with_a_days_traffic(
+    tmp_path: Path, upstream: FakeUpstream, browser: Any
+) -> None:
+    from tests.integration.access_setup import KEY_ALL
+
+    config = access_config(upstream.base_url, f"sqlite:///{tmp_path}/ledger.db")
+    config["models"] = {
+        "mini": {"provider": "upstream-a", "model": "m1", "owner": "platform",
+                 "status": "approved", "input_per_mtok": 2.0, "output_per_mtok": 10.0},
+        "old": {"provider": "upstream-a", "model": "m2", "status": "deprecated",
+                "deprecated_at": "2026-01-01", "retire_at": "2099-01-01",
+                "successor": "mini"},
+    }
+    config["routes"] = {"r1": {"targets": [{"model": "mini"}]},
+                        "r2": {"targets": [{"model": "old"}]}}
+    proc = ServeProcess(write_config(tmp_path / "modelport.yaml", config), access_env(),
+                        tmp_path).wait_ready()
+    try:
+        for _ in range(2):
+            reply = httpx.post(f"{proc.url}/v1/chat/completions", json=chat("r1"),
+                               headers=bearer(KEY_ALL))
+            assert reply.status_code == 200, reply.text
+        deadline = time.monotonic() + 10
+        while not httpx.get(f"{proc.url}/admin/requests", headers=ADMIN).json()["data"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        page = browser.new_context().new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"{proc.url}/dashboard")
+        page.fill("#login-key", ADMIN_KEY)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("#app", state="visible")
+        page.click("#tabs button[data-panel=models]")
+        mini = "#models-table tr[data-model=mini]"
+        page.wait_for_selector(mini)
+        sync_api.expect(page.locator(f"{mini} td[data-field=requests]")).to_have_text("2")
+        assert _text(page, f"{mini} td[data-field=status]") == "approved"
+        assert _text(page, f"{mini} td[data-field=routes]") == "r1"
+        assert _text(page, f"{mini} td[data-field=error_rate]") == "0.0%"
+        old = "#models-table tr[data-model=old]"
+        assert _text(page, f"{old} td[data-field=status]") == "deprecated"
+        assert _text(page, f"{old} td[data-field=successor]") == "mini"
+    finally:
+        proc.stop()

@@ -23,6 +23,7 @@ TABLE = [
     (e.UpstreamTimeout, 504, "upstream_timeout", "timeout"),
     (e.ServiceUnavailable, 503, "not_ready", None),
     (e.Disabled, 503, "disabled", None),
+    (e.ModelRetired, 410, "model_retired", None),
     (e.ClientDisconnected, 499, "client_closed_request", None),
 ]
 

@@ -43,6 +43,8 @@ _ERRORS = {
         (404, "Unknown route (the `model` field)."),
         (405, "The path does not take this method (see Allow)."),
         (408, "The request's headers or body came too slowly."),
+        (410, "Every target of the route calls a retired model (the message names its "
+              "successor)."),
         (413, "The body is larger than the limit (`server.max_body_bytes` for inference)."),
         (415, "In open mode, a body sent as a form or plain text."),
         (429, "Over a rate limit or budget (see Retry-After, x-ratelimit-*), the provider "
@@ -50,8 +52,8 @@ _ERRORS = {
         (431, "The request's headers are larger than `server.max_header_bytes`."),
         (500, "Unexpected failure; the message carries the request id."),
         (502, "The provider is unreachable or failed."),
-        (503, "No target can take the request now, or a local model is loading (see "
-              "Retry-After)."),
+        (503, "No target can take the request now, a local model is loading (see "
+              "Retry-After), or a kill switch turned this off."),
         (504, "The provider did not answer in time."),
     )
 }
@@ -270,6 +272,10 @@ def _admin_paths() -> dict[str, Any]:
                                   "version."),
         "/admin/stats": _admin("Requests, errors, latency and cost over time."),
         "/admin/routes": _admin("Each route's targets: breaker, load, latency, errors."),
+        "/admin/models": _admin("The model catalogue: each model's status in force, its "
+                                "routes, and its last day's requests, errors and cost."),
+        "/admin/models/{model_id}": _admin("One model of the catalogue.",
+                                           params=("model_id",)),
         "/admin/switches": {
             **_switch_post(),
             **_admin("The kill switches that are off, with who, why and since when."),

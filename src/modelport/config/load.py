@@ -21,6 +21,7 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
+from modelport.config.catalogue import CatalogueModel, prod_problem
 from modelport.config.schema import (
     RawConfig,
     RawEmbeddingsProvider,
@@ -28,6 +29,7 @@ from modelport.config.schema import (
     RawLlamaCppProvider,
     RawProvider,
     RawRoute,
+    RawTarget,
 )
 from modelport.config.settings import (
     BreakerSettings,
@@ -168,10 +170,12 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
     providers = {
         name: _provider(name, p, environ, problems) for name, p in raw.providers.items()
     }
-    routes = {name: _route(name, r, providers, problems) for name, r in raw.routes.items()}
+    models = _catalogue(raw, providers, problems)
+    routes = {name: _route(name, r, providers, models, problems)
+              for name, r in raw.routes.items()}
     _check_fallback_routes(routes, problems)
-    models = repository_models(raw.model_repository)
-    keys = {name: _key(name, k, routes, environ, problems, models)
+    tensor_models = repository_models(raw.model_repository)
+    keys = {name: _key(name, k, routes, environ, problems, tensor_models)
             for name, k in raw.keys.items()}
     _check_distinct_keys(keys, problems)
     admin_key = _admin_key(raw, environ, problems)
@@ -197,6 +201,7 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
         store=StoreSettings(**raw.store.model_dump()),
         providers=MappingProxyType(providers),
         routes=MappingProxyType(routes),
+        models=MappingProxyType(models),
         keys=MappingProxyType({n: k for n, k in keys.items() if k is not None}),
         admin_key=admin_key,
         token_secret=token_secret,
@@ -459,28 +464,74 @@ def package_installed(name: str) -> bool:
     return importlib.util.find_spec(name.replace("-", "_")) is not None
 
 
+def _catalogue(raw: RawConfig, providers: Mapping[str, ProviderSettings],
+               problems: list[str]) -> dict[str, CatalogueModel]:
+    models: dict[str, CatalogueModel] = {}
+    for model_id, m in raw.models.items():
+        if m.provider not in providers:
+            problems.append(_unknown_provider(f"models.{model_id}", m.provider, providers))
+        if m.successor is not None and m.successor not in raw.models:
+            problems.append(f"models.{model_id}.successor: no model '{m.successor}' in the "
+                            "models catalogue")
+        models[model_id] = CatalogueModel(
+            id=model_id, provider=m.provider, model=m.model, owner=m.owner, status=m.status,
+            version=m.version, context_window=m.context_window,
+            input_per_mtok=m.input_per_mtok, output_per_mtok=m.output_per_mtok,
+            deprecated_at=m.deprecated_at.timestamp() if m.deprecated_at else None,
+            retire_at=m.retire_at.timestamp() if m.retire_at else None,
+            successor=m.successor)
+    labels = [m.label for m in models.values()]
+    for label in {x for x in labels if labels.count(x) > 1}:
+        problems.append(f"models: {label} is in the catalogue more than once")
+    return models
+
+
+_FROM_CATALOGUE = ("input_per_mtok", "output_per_mtok", "context_window", "version")
+
+
+def _target(where: str, t: RawTarget, providers: Mapping[str, ProviderSettings],
+            models: Mapping[str, CatalogueModel], problems: list[str]) -> TargetSettings:
+    """A route's target; one naming a catalogue model takes its provider, model and prices."""
+    common = {"weight": t.weight, "max_concurrency": t.max_concurrency,
+              "max_queue": t.max_queue, "queue_timeout_s": t.queue_timeout_s,
+              "breaker": BreakerSettings(**t.breaker.model_dump())}
+    if t.provider is None:
+        entry = models.get(t.model)
+        if entry is None:
+            problems.append(f"{where}.model: no model '{t.model}' in the models catalogue "
+                            "(a model outside it needs a provider)")
+            return TargetSettings(provider="-", model=t.model, **common)  # type: ignore[arg-type]
+        for name in _FROM_CATALOGUE:
+            if name in t.model_fields_set:
+                problems.append(f"{where}.{name}: comes from the models catalogue "
+                                f"(models.{entry.id})")
+        return TargetSettings(
+            provider=entry.provider, model=entry.model, input_per_mtok=entry.input_per_mtok,
+            output_per_mtok=entry.output_per_mtok, context_window=entry.context_window,
+            version=entry.version, catalogue=entry, **common)  # type: ignore[arg-type]
+    if t.provider not in providers:
+        problems.append(_unknown_provider(where, t.provider, providers))
+    entry = next((m for m in models.values()
+                  if (m.provider, m.model) == (t.provider, t.model)), None)
+    return TargetSettings(
+        provider=t.provider, model=t.model, input_per_mtok=t.input_per_mtok,
+        output_per_mtok=t.output_per_mtok, context_window=t.context_window,
+        version=t.version, catalogue=entry, **common)  # type: ignore[arg-type]
+
+
 def _route(
-    name: str, raw: RawRoute, providers: Mapping[str, ProviderSettings], problems: list[str]
+    name: str, raw: RawRoute, providers: Mapping[str, ProviderSettings],
+    models: Mapping[str, CatalogueModel], problems: list[str],
 ) -> RouteSettings:
     targets = []
     for i, t in enumerate(raw.targets):
-        if t.provider not in providers:
-            problems.append(_unknown_provider(f"routes.{name}.targets[{i}]", t.provider, providers))
-        targets.append(
-            TargetSettings(
-                provider=t.provider,
-                model=t.model,
-                input_per_mtok=t.input_per_mtok,
-                output_per_mtok=t.output_per_mtok,
-                weight=t.weight,
-                context_window=t.context_window,
-                max_concurrency=t.max_concurrency,
-                max_queue=t.max_queue,
-                queue_timeout_s=t.queue_timeout_s,
-                breaker=BreakerSettings(**t.breaker.model_dump()),
-                version=t.version,
-            )
-        )
+        where = f"routes.{name}.targets[{i}]"
+        target = _target(where, t, providers, models, problems)
+        if models and raw.environment == "prod" and target.provider != "-":
+            problem = prod_problem(target.catalogue, where, target.label)
+            if problem is not None:
+                problems.append(problem)
+        targets.append(target)
     return RouteSettings(
         name=name,
         targets=tuple(targets),

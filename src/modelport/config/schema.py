@@ -6,7 +6,7 @@ references are resolved in phase two, ``config/load.py``. Nothing here reads the
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -131,8 +131,47 @@ class RawBreaker(_Strict):
     half_open_probes: int = Field(default=_BREAKER.half_open_probes, gt=0, le=1000)
 
 
-class RawTarget(_Strict):
+class RawModel(_Strict):
+    """An entry of the model catalogue (``config.catalogue``)."""
+
     provider: NonEmpty
+    model: NonEmpty
+    owner: str = ""
+    status: Literal["draft", "approved", "deprecated", "retired"] = "draft"
+    version: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    context_window: int | None = Field(default=None, gt=0, le=100_000_000)
+    input_per_mtok: float = Field(default=0.0, ge=0, le=1_000_000)
+    output_per_mtok: float = Field(default=0.0, ge=0, le=1_000_000)
+    deprecated_at: datetime | None = None
+    retire_at: datetime | None = None
+    successor: NonEmpty | None = None
+
+    @field_validator("deprecated_at", "retire_at", mode="before")
+    @classmethod
+    def _utc(cls, value: object) -> object:
+        """A date is its midnight in UTC; a time without a zone is in UTC."""
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return value
+
+    @field_validator("deprecated_at", "retire_at")
+    @classmethod
+    def _zoned(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None \
+            else value
+
+    @model_validator(mode="after")
+    def _dates(self) -> RawModel:
+        if self.deprecated_at and self.retire_at and self.retire_at <= self.deprecated_at:
+            raise ValueError("retire_at must come after deprecated_at")
+        if self.status == "deprecated" and self.deprecated_at is None:
+            raise ValueError("a deprecated model needs deprecated_at (the Deprecation "
+                             "header carries it)")
+        return self
+
+
+class RawTarget(_Strict):
+    provider: NonEmpty | None = None  # none: ``model`` is the id of a catalogue model
     model: NonEmpty
     version: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     input_per_mtok: float = Field(default=0.0, ge=0, le=1_000_000)
@@ -206,6 +245,7 @@ class RawConfig(_Strict):
     server: RawServer = Field(default_factory=RawServer)
     store: RawStore = Field(default_factory=RawStore)
     providers: dict[NonEmpty, RawProvider] = Field(default_factory=dict)
+    models: dict[NonEmpty, RawModel] = Field(default_factory=dict)
     routes: dict[NonEmpty, RawRoute] = Field(default_factory=dict)
     keys: dict[NonEmpty, RawKey] = Field(default_factory=dict)
     model_repository: NonEmpty | None = None

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from modelport.config.catalogue import CatalogueModel
+
 
 class Secret:
     """A resolved secret. Its repr never shows the value; call ``reveal()`` to use it."""
@@ -144,6 +146,7 @@ class TargetSettings:
     queue_timeout_s: float = 30.0
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     version: str | None = None
+    catalogue: CatalogueModel | None = None  # its entry in the models catalogue, if any
 
     @property
     def label(self) -> str:
@@ -277,6 +280,7 @@ class Settings:
     providers: Mapping[str, ProviderSettings]
     routes: Mapping[str, RouteSettings]
     keys: Mapping[str, KeySettings] = field(default_factory=lambda: MappingProxyType({}))
+    models: Mapping[str, CatalogueModel] = field(default_factory=lambda: MappingProxyType({}))
     admin_key: Secret | None = None
     token_secret: Secret | None = None
     metrics_token: Secret | None = None  # with keys, /metrics needs it or the admin key

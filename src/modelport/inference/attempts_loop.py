@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from modelport.admission.gate import Slot
+from modelport.config.catalogue import CatalogueModel
 from modelport.core.context import RequestContext
 from modelport.errors import (
     ModelportError,
@@ -69,6 +70,7 @@ class AttemptLoop:
     ) -> None:
         self._switches = switches if switches is not None and switches.targets_off else None
         self.switched: Switch | None = None  # a target was skipped: a switch took it out
+        self.retired: CatalogueModel | None = None  # a target was skipped: its model retired
         self._route = route
         self._tracing = tracing
         self._ctx = ctx
@@ -103,6 +105,10 @@ class AttemptLoop:
                 if switch is not None:
                     self.switched = switch
                     continue
+            entry = target.settings.catalogue
+            if entry is not None and time.time() >= entry.retired_from:
+                self.retired = entry
+                continue
             window = target.settings.context_window
             if window is not None and (window <= self._min_window or self._prompt > window):
                 self.too_long = True

@@ -13,15 +13,22 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import orjson
 
+from modelport.config.catalogue import CatalogueModel
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
-from modelport.errors import ContextTooLong, ModelportError, Overloaded, UnsupportedOperation
+from modelport.errors import (
+    ContextTooLong,
+    ModelportError,
+    ModelRetired,
+    Overloaded,
+    UnsupportedOperation,
+)
 from modelport.inference.attempts_loop import AttemptLoop
 from modelport.inference.relay import StreamRelay
 from modelport.inference.switched import switched_reply
@@ -64,8 +71,10 @@ class ProxyService:
         self, routes: RouteTable, access: AccessPolicy, metrics: Metrics | None = None,
         rng: random.Random | None = None, *, tracing: Tracing | None = None,
         switches: Switchboard | None = None,
+        models: Mapping[str, CatalogueModel] | None = None,
     ) -> None:
         self._switches = switches or Switchboard()
+        self._models = models or {}  # the models catalogue, by id
         self._routes = routes
         self._access = access
         self._metrics = metrics
@@ -164,6 +173,9 @@ class ProxyService:
         finally:
             request.give_back_ticket()  # no attempt answered: nothing was served
         headers.append((ATTEMPTS_HEADER, str(len(ctx.attempts)).encode()))
+        served = request.served
+        if served is not None and served.settings.catalogue is not None:
+            headers.extend(served.settings.catalogue.lifecycle_headers(time.time()))
         if isinstance(result, UpstreamReply):
             if ctx.cost_usd is not None:
                 headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
@@ -197,6 +209,7 @@ class ProxyService:
             opened = await loop.run(request.open_stream, stream=True)
             if opened is not None:
                 end, result = opened.end, opened.result
+                request.served = end.target
                 end.take_ticket(request.hand_over_ticket())
                 if isinstance(result, UpstreamReply):
                     end.refuse()  # a client error, passed back: the target is healthy
@@ -212,6 +225,7 @@ class ProxyService:
             sent = await loop.run(request.send)
             if sent is not None:
                 end, reply = sent.end, sent.result
+                request.served = end.target
                 end.take_ticket(request.hand_over_ticket())
                 try:
                     if reply.ok:
@@ -239,6 +253,8 @@ class ProxyService:
             raise loop.last_error
         if loop.switched is not None and not request.ctx.attempts:  # switched off, every one
             return await self._switched(loop.switched, request, visited)
+        if loop.retired is not None and not request.ctx.attempts:  # every model retired
+            raise _retired(loop.retired, self._models)
         if loop.too_long and not request.ctx.attempts:
             raise ContextTooLong(
                 "The prompt is longer than the context window of every target of this route.",
@@ -262,8 +278,8 @@ class ProxyService:
 class _Request:
     """What every attempt of one request needs, whichever route serves it."""
 
-    __slots__ = ("body", "ctx", "deadline", "operation", "priority", "stream", "strip_usage",
-                 "tenant", "ticket")
+    __slots__ = ("body", "ctx", "deadline", "operation", "priority", "served", "stream",
+                 "strip_usage", "tenant", "ticket")
 
     def __init__(
         self, operation: Operation, body: dict[str, Any], ctx: RequestContext,
@@ -279,6 +295,7 @@ class _Request:
         self.priority = priority
         self.tenant = tenant
         self.deadline = deadline
+        self.served: Target | None = None  # the target whose answer goes back
 
     def hand_over_ticket(self) -> Ticket | None:
         """The ticket, to the attempt that answers: from then on its end settles it."""
@@ -317,6 +334,13 @@ def _settle_reply(
     ctx.usage = usage
     ctx.cost_usd = target.price.cost(usage)
     return usage
+
+
+def _retired(entry: CatalogueModel, models: Mapping[str, CatalogueModel]) -> ModelRetired:
+    successor = models.get(entry.successor) if entry.successor else None
+    use = "" if successor is None else f" Its successor is '{successor.id}'."
+    return ModelRetired(f"The model '{entry.id}' of this route is retired.{use}",
+                        param="model")
 
 
 def _unavailable(route: Route) -> ModelportError:

@@ -20,6 +20,7 @@ SECTIONS: dict[type[BaseModel], str] = {
     schema.RawOpenAIProvider: "`kind: openai`",
     schema.RawLlamaCppProvider: "`kind: llama_cpp`",
     schema.RawEmbeddingsProvider: "`kind: embeddings`",
+    schema.RawModel: "`models`",
     schema.RawRoute: "`routes`",
     schema.RawTarget: "`routes.targets`",
     schema.RawBreaker: "`routes.targets.breaker`",

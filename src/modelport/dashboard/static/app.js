@@ -128,6 +128,7 @@
     keys: loadKeys,
     requests: () => loadRequests(false),
     feedback: loadFeedback,
+    models: loadModels,
     switches: loadSwitches,
   };
 
@@ -398,6 +399,22 @@
     Charts.bars($("chart-feedback"), reply.data.map(label),
       [{ label: "correction rate %", values: reply.data.map((f) => f.correction_rate * 100),
         color: "#9333ea" }]);
+  }
+
+  // --- the model catalogue -------------------------------------------------------------
+
+  async function loadModels() {
+    const models = await api("/admin/models");
+    const rows = models.data.map((m) => el("tr", { "data-model": m.id },
+      cell("id", m.id, "name"), cell("target", m.provider + "/" + m.model, "mono"),
+      cell("owner", m.owner || "-"), cell("status", m.status, "status-" + m.status),
+      cell("routes", m.routes.length ? m.routes.join(", ") : "-"),
+      cell("requests", fmt.int(m.last_day.requests)),
+      cell("error_rate", fmt.pct(m.last_day.error_rate)),
+      cell("cost_usd", fmt.usd(m.last_day.cost_usd)),
+      cell("retire_at", m.retire_at ? new Date(m.retire_at).toLocaleDateString() : "-"),
+      cell("successor", m.successor || "-")));
+    $("models-table").tBodies[0].replaceChildren(...rows);
   }
 
   // --- kill switches -------------------------------------------------------------------
