@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from modelport.config.catalogue import CatalogueModel, prod_problem
+from modelport.config.prompt import compile_prompt
 from modelport.config.schema import (
     RawConfig,
     RawEmbeddingsProvider,
@@ -551,6 +552,9 @@ def _route(
         stream_idle_timeout_s=raw.stream_idle_timeout_s,
         fallback_routes=tuple(raw.fallback_routes),
         fallback_on=MappingProxyType(raw.fallback_on.model_dump()),
+        prompt=None if raw.prompt is None else compile_prompt(
+            raw.prompt.version, [(m.role, m.content) for m in raw.prompt.messages],
+            raw.prompt.variables, f"routes.{name}.prompt", problems),
     )
 
 

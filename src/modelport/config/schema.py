@@ -201,6 +201,20 @@ class RawFallbackRules(_Strict):
     content_policy: PolicyRule = "fail"
 
 
+class RawPromptMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Annotated[str, Field(min_length=1, max_length=100_000)]
+
+
+class RawPrompt(_Strict):
+    """A route's versioned prompt (``config.prompt``)."""
+
+    version: Annotated[str, Field(min_length=1, max_length=128)]
+    variables: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
+                    str | None] = Field(default_factory=dict)
+    messages: list[RawPromptMessage] = Field(min_length=1, max_length=64)
+
+
 class RawRoute(_Strict):
     description: str = ""
     owner: str = ""
@@ -220,6 +234,7 @@ class RawRoute(_Strict):
     fallback_routes: list[NonEmpty] = Field(default_factory=list)
     fallback_on: RawFallbackRules = Field(default_factory=RawFallbackRules)
     retention_days: float | None = Field(default=None, gt=0, le=36_500)
+    prompt: RawPrompt | None = None
     targets: list[RawTarget] = Field(min_length=1)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from modelport.config.catalogue import CatalogueModel
+from modelport.config.prompt import PromptSettings
 
 
 class Secret:
@@ -179,6 +180,7 @@ class RouteSettings:
     stream_idle_timeout_s: float | None = None
     fallback_routes: tuple[str, ...] = ()
     fallback_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    prompt: PromptSettings | None = None  # put before each chat request's messages
 
 
 def repository_models(repository: str | None) -> tuple[str, ...]:

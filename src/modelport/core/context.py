@@ -28,6 +28,7 @@ class RequestContext:
     recorded: bool = False  # an inference use case: the recorder takes it, refusals included
     operation: Operation | None = None  # set once the request is admitted to a route or model
     model_version: str | None = None  # when the use case knows it (a tensor model's version)
+    prompt_version: str | None = None  # the route's prompt put before the request, if any
     route: str | None = None
     target: str | None = None
     stream: bool = False

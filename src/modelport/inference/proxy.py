@@ -30,6 +30,7 @@ from modelport.errors import (
     UnsupportedOperation,
 )
 from modelport.inference.attempts_loop import AttemptLoop
+from modelport.inference.prompts import apply_prompt
 from modelport.inference.relay import StreamRelay
 from modelport.inference.switched import switched_reply
 from modelport.observability.metrics import Metrics
@@ -52,6 +53,7 @@ from modelport.routing.table import Route, RouteTable, Target
 _CAPTURE_LIMIT = 64 * 1024
 COST_HEADER = b"x-modelport-cost-usd"
 ATTEMPTS_HEADER = b"x-modelport-attempts"
+PROMPT_HEADER = b"x-modelport-prompt-version"
 
 
 class Answer:
@@ -151,6 +153,10 @@ class ProxyService:
                                   [])
                 route = self._fallback_of(switch, principal)
                 ctx.target = route.targets[0].label
+        prompt = route.settings.prompt
+        if prompt is not None:
+            apply_prompt(prompt, operation, body)
+            ctx.prompt_version = prompt.version
         if self._tracing is None:
             ticket = self._admit(operation, body, route, principal, ctx)
         else:
@@ -164,6 +170,8 @@ class ProxyService:
                            deadline=time.monotonic() + budget)
         headers = [] if ticket is None else [
             (k.lower().encode(), v.encode()) for k, v in ticket.headers().items()]
+        if prompt is not None:
+            headers.append((PROMPT_HEADER, prompt.version.encode()))
         try:
             result = await self._serve(route, request, {route.name})
         except ModelportError as exc:

@@ -99,6 +99,9 @@ class Recorder:
         overhead = max(latency - ctx.upstream_s, 0.0)
         series = self._series_for(ctx)
         series.requests.inc()
+        if ctx.prompt_version is not None:
+            self._metrics.prompt_requests.labels(
+                ctx.route or UNKNOWN, ctx.prompt_version, f"{str(ctx.status)[0]}xx").inc()
         if series.errors is not None:
             series.errors.inc()
         for gap in ctx.chunk_gaps:
@@ -146,6 +149,8 @@ class Recorder:
             extra["completion_tokens"] = ctx.usage.completion_tokens
         if ctx.key_id is not None:
             extra["key_id"] = ctx.key_id
+        if ctx.prompt_version is not None:
+            extra["prompt_version"] = ctx.prompt_version
         if ctx.cost_usd is not None:
             extra["cost_usd"] = ctx.cost_usd
         if len(ctx.attempts) > 1:
@@ -202,6 +207,7 @@ class Recorder:
             model_version=self.model_version(ctx),
             queue_ms=ctx.queue_s * 1000 if ctx.queue_s else None,
             usage_estimated=ctx.usage_estimated or None,
+            prompt_version=ctx.prompt_version,
         )
 
 

@@ -10,6 +10,7 @@ an unknown route is ``-``, and status is the HTTP status code.
 | modelport_requests_total | counter | route, target, model_version, environment, status, |
 | | | status_class |
 | modelport_errors_total | counter | route, code |
+| modelport_prompt_requests_total | counter | route, prompt_version, status_class |
 | modelport_inter_chunk_seconds | histogram | route, target |
 | modelport_feedback_total | counter | route, model_version, outcome |
 | modelport_ledger_lag_seconds | gauge | |
@@ -79,6 +80,10 @@ class Metrics:
             "modelport_requests", "Requests answered.",
             ["route", "target", "model_version", "environment", "status", "status_class"],
             registry=r,
+        )
+        self.prompt_requests = Counter(
+            "modelport_prompt_requests", "Requests of routes with a prompt, by its version.",
+            ["route", "prompt_version", "status_class"], registry=r,
         )
         self.errors = Counter(
             "modelport_errors", "Requests that ended in an error, by error code.",

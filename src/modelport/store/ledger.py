@@ -64,6 +64,7 @@ class LedgerRecord(NamedTuple):
     model_version: str | None = None
     queue_ms: float | None = None
     usage_estimated: bool | None = None
+    prompt_version: str | None = None
 
 
 class LedgerWriter:

@@ -75,6 +75,7 @@ def _row(row: RowMapping, full: bool) -> dict[str, Any]:
         "prompt_tokens": row["prompt_tokens"],
         "completion_tokens": row["completion_tokens"],
         "usage_estimated": bool(row["usage_estimated"]),
+        "prompt_version": row["prompt_version"],
         "cost_usd": row["cost_usd"],
         "attempts": row["attempts"],
     }

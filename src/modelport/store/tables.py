@@ -86,6 +86,7 @@ requests = Table(
     Column("model_version", String(256)),  # the answering target's model version
     Column("queue_ms", Float),  # time spent waiting for a target's admission slot
     Column("usage_estimated", Boolean),  # the provider reported no usage: tokens are a guess
+    Column("prompt_version", String(128)),  # the route's prompt that was put before the request
     Index("ix_requests_request_id", "request_id"),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_route_created_at", "route", "created_at"),

@@ -128,3 +128,4 @@ def test_dates_move_a_model_along_and_deprecated_answers_carry_the_rfc_headers()
     assert retired.retired_from == -math.inf and retired.status_at(0.0) == "retired"
     assert CatalogueModel(id="a", provider="p", model="m",
                           status="approved").lifecycle_headers(0.0) == []
+

@@ -22,6 +22,8 @@ SECTIONS: dict[type[BaseModel], str] = {
     schema.RawEmbeddingsProvider: "`kind: embeddings`",
     schema.RawModel: "`models`",
     schema.RawRoute: "`routes`",
+    schema.RawPrompt: "`routes.prompt`",
+    schema.RawPromptMessage: "`routes.prompt.messages`",
     schema.RawTarget: "`routes.targets`",
     schema.RawBreaker: "`routes.targets.breaker`",
     schema.RawFallbackRules: "`routes.fallback_on`",
