@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/ab.py --base c79cf2a            # what a change costs, measured
     .venv/bin/python bench/ab.py --base HEAD~3 --config bench/configs/production.yaml
+    .venv/bin/python bench/ab.py --base HEAD --head-config bench/configs/controls.yaml \
+        --head-setup "modelport switch off --route bench-other --reason bench \
+                      --config $PWD/bench/configs/controls.yaml"   # what a config costs
 
 The base revision is checked out into a temporary git worktree and run with the same virtual
 environment (its ``src`` first on ``PYTHONPATH``), so only Modelport's own code differs. Both
@@ -9,7 +12,10 @@ gateways serve the same config in front of the same nginx upstream, pinned to th
 (only one is under load at a time); wrk runs on the other core. Rounds interleave the two
 builds (A B, then B A, ...), at each concurrency. The report gives per-round medians with
 their spread, and the difference of the working tree against the base: added p50 at c=1,
-throughput ratio at c=32, CPU time per request.
+throughput ratio at c=32, CPU time per request. With ``--head-config`` the working tree
+serves another config than the base (``--base HEAD`` on a clean tree: the same code, so the
+difference is what that config costs); ``--head-setup`` is a shell command run first in the
+run's folder, where the gateways run (say, turning a kill switch off in that config's store).
 """
 
 from __future__ import annotations
@@ -111,7 +117,10 @@ def render(args: argparse.Namespace, runs: list[dict[str, Any]], info: dict[str,
     lines = [
         f"# Modelport {args.base} against the working tree, {info['date']}",
         "",
-        f"Config `{args.config}`; {args.rounds} rounds of {args.duration:g} s per build "
+        f"Config `{args.config}`"
+        + (f" (base), `{args.head_config}` (head, after `{args.head_setup}`)"
+           if args.head_config != args.config else "")
+        + f"; {args.rounds} rounds of {args.duration:g} s per build "
         "and concurrency, interleaved; gateways pinned to one core, wrk on the other.",
         "",
         "| build | c | req/s | p50 ms | p99 ms | CPU µs/req |",
@@ -151,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="the git revision to compare against")
     parser.add_argument("--config", default=str(BENCH / "configs" / "bare.yaml"))
+    parser.add_argument("--head-config", default=None,
+                        help="the working tree's config [default: --config]")
+    parser.add_argument("--head-setup", default=None,
+                        help="a shell command run in the run's folder before the gateways start")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument(
@@ -159,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--out", default=None, help="write the report (.md) and .json here")
     args = parser.parse_args(argv)
+    args.head_config = args.head_config or args.config
     for port in (*PORTS.values(), 18100):
         ensure_port_free(port)
     info = {
@@ -173,11 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_checkout(args.base) as base,
     ):
         children = Children(Path(work))
+        if args.head_setup:
+            subprocess.run(args.head_setup, shell=True, check=True, cwd=work,
+                           env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
+                                                      f"{os.environ.get('PATH', '')}"})
         try:
             start_upstream(children, args.pin)
             gateways = {
                 "base": start(children, "base", base / "src", Path(args.config), args.pin),
-                "head": start(children, "head", REPO / "src", Path(args.config), args.pin),
+                "head": start(children, "head", REPO / "src", Path(args.head_config),
+                              args.pin),
             }
             for name, child in gateways.items():  # warm up
                 measure(child, name, 32, 2, args.pin)

@@ -90,7 +90,22 @@ class ProxyService:
         route: Route,
         principal: Principal | None,
         ctx: RequestContext,
-    ) -> Ticket | None:
+    ) -> _Admitted:
+        """Authorise (403), follow a kill switch, put the route's prompt before the
+        request, then take limit slots and reserve budget (429)."""
+        self._access.authorize(principal, route.settings)
+        if self._switches.any_off:
+            switch = self._switches.for_request(
+                route.name, principal.key_id if principal is not None else None)
+            if switch is not None:
+                if switch.behaviour != "fallback":
+                    return _Admitted(route, None, switch)
+                route = self._fallback_of(switch, principal)
+                ctx.target = route.targets[0].label
+        prompt = route.settings.prompt
+        if prompt is not None:
+            apply_prompt(prompt, operation, body)
+            ctx.prompt_version = prompt.version
         ctx.environment = route.settings.environment
         embedding = operation is Operation.EMBEDDING
         ticket = self._access.admit(
@@ -100,7 +115,7 @@ class ProxyService:
         )
         if ticket is not None and ticket.completion_cap is not None:
             body["max_tokens"] = ticket.completion_cap  # what the budget can pay
-        return ticket
+        return _Admitted(route, ticket)
 
     def _traced_admit(
         self,
@@ -110,15 +125,15 @@ class ProxyService:
         route: Route,
         principal: Principal | None,
         ctx: RequestContext,
-    ) -> Ticket | None:
+    ) -> _Admitted:
         span = tracing.span("modelport.admission", {"modelport.route": route.name})
         try:
-            ticket = self._admit(operation, body, route, principal, ctx)
+            admitted = self._admit(operation, body, route, principal, ctx)
         except BaseException as exc:
             end_span(span, exc)
             raise
         end_span(span)
-        return ticket
+        return admitted
 
     async def call(
         self,
@@ -143,24 +158,16 @@ class ProxyService:
                 f"Streaming is not available for {operation.value} requests.", param="stream"
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
-        self._access.authorize(principal, route.settings)
-        if self._switches.any_off:
-            switch = self._switches.for_request(
-                route.name, principal.key_id if principal is not None else None)
-            if switch is not None:
-                if switch.behaviour != "fallback":
-                    return Answer(switched_reply(switch, operation, body, ctx, stream=stream),
-                                  [])
-                route = self._fallback_of(switch, principal)
-                ctx.target = route.targets[0].label
-        prompt = route.settings.prompt
-        if prompt is not None:
-            apply_prompt(prompt, operation, body)
-            ctx.prompt_version = prompt.version
         if self._tracing is None:
-            ticket = self._admit(operation, body, route, principal, ctx)
+            admitted = self._admit(operation, body, route, principal, ctx)
         else:
-            ticket = self._traced_admit(self._tracing, operation, body, route, principal, ctx)
+            admitted = self._traced_admit(self._tracing, operation, body, route, principal,
+                                          ctx)
+        if admitted.switch is not None:  # a kill switch answers or refuses
+            return Answer(switched_reply(admitted.switch, operation, body, ctx, stream=stream),
+                          [])
+        route, ticket = admitted.route, admitted.ticket
+        prompt = route.settings.prompt
         if route.settings.capture:
             ctx.request_body = raw[:_CAPTURE_LIMIT]
         budget = route.settings.deadline_s if timeout_s is None else min(
@@ -281,6 +288,19 @@ class ProxyService:
             return await self._serve(self._routes.get(name), request, visited)
         return switched_reply(switch, request.operation, request.body, request.ctx,
                               stream=request.stream)
+
+
+class _Admitted:
+    """What admission decided: the route that serves (a switch may name another), the
+    ticket, or the kill switch that answers instead."""
+
+    __slots__ = ("route", "switch", "ticket")
+
+    def __init__(self, route: Route, ticket: Ticket | None, switch: Switch | None = None
+                 ) -> None:
+        self.route = route
+        self.ticket = ticket
+        self.switch = switch
 
 
 class _Request:
