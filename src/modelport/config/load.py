@@ -383,6 +383,36 @@ def _check_fallback_routes(routes: Mapping[str, RouteSettings], problems: list[s
                 problems.append(f"{where}: a route cannot fall back to itself")
             elif routes[other].environment != route.environment:
                 problems.append(f"{where}: route '{other}' is in another environment")
+    problems.extend(_fallback_cycles(routes))
+
+
+def _fallback_cycles(routes: Mapping[str, RouteSettings]) -> list[str]:
+    """A cycle of fallback routes (a -> b -> a), for each back edge a depth-first walk
+    meets, in the file's order (linear in routes and fallbacks). At run time a request never
+    falls back to a route it came from, but a cycle is a config mistake all the same."""
+    found: list[str] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in routes:
+        if start in state:
+            continue
+        path, stack = [start], [iter(routes[start].fallback_routes)]
+        state[start] = 1
+        while stack:
+            other = next(stack[-1], None)
+            if other is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif other not in routes or other == path[-1]:
+                continue  # reported above
+            elif state.get(other) == 1:
+                cycle = [*path[path.index(other):], other]
+                found.append(f"routes.{cycle[0]}.fallback_routes: a cycle of fallbacks: "
+                             + " -> ".join(cycle))
+            elif other not in state:
+                state[other] = 1
+                path.append(other)
+                stack.append(iter(routes[other].fallback_routes))
+    return found
 
 
 def _check_distinct_keys(keys: Mapping[str, KeySettings | None], problems: list[str]) -> None:

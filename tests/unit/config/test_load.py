@@ -501,3 +501,14 @@ routes:
         "routes.support-summary.targets[0].provider: unknown provider 'upstream-b'"
         " (known: upstream-a)",
     ]
+
+
+def test_a_cycle_of_fallback_routes_is_named_once(tmp_path: Path) -> None:
+    found = problems_of(tmp_path, provider_yaml() + """\
+routes:
+  a: {fallback_routes: [b], targets: [{provider: openai, model: m}]}
+  b: {fallback_routes: [c], targets: [{provider: openai, model: m}]}
+  c: {fallback_routes: [a], targets: [{provider: openai, model: m}]}
+  d: {fallback_routes: [a, b], targets: [{provider: openai, model: m}]}
+""", {"OPENAI_API_KEY": SECRET_VALUE})
+    assert found == ["routes.a.fallback_routes: a cycle of fallbacks: a -> b -> c -> a"]

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from modelport.core.operation import Operation
 from modelport.errors import RequestError, UnsupportedOperation
+
+if TYPE_CHECKING:  # NumPy only where embeddings are served (a kill switch's answer is text)
+    import numpy as np
 
 MAX_STOP = 4
 
@@ -180,7 +182,7 @@ def embeddings_body(model: str, vectors: np.ndarray, prompt_tokens: int,
                     encoding: str = "float") -> bytes:
     data = []
     for i, row in enumerate(vectors):
-        embedding: Any = (base64.b64encode(row.astype(np.float32).tobytes()).decode()
+        embedding: Any = (base64.b64encode(row.astype("float32").tobytes()).decode()
                           if encoding == "base64" else row)
         data.append({"object": "embedding", "index": i, "embedding": embedding})
     return orjson.dumps({
