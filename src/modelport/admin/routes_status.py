@@ -14,11 +14,15 @@ from typing import Any
 
 from starlette.routing import Route
 
-from modelport.admin.guard import require_admin
+from modelport.admin.guard import client_of, require_admin
+from modelport.admin.keys import read_admin_json
 from modelport.admin.stats import figures_view
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.responses import send_json
 from modelport.api.services import services_of
+from modelport.errors import ServiceUnavailable
+from modelport.protocol.admin import CanarySpec, parse
+from modelport.routing.canary import Canary, WindowFigures
 from modelport.routing.table import Route as ServedRoute
 from modelport.routing.table import Target
 from modelport.store.stats import Figures, StatsStore, TargetFigures
@@ -42,6 +46,23 @@ def target_view(route: str, target: Target, ledger: TargetFigures) -> dict[str, 
     }
 
 
+def canary_view(canary: Canary) -> dict[str, Any]:
+    """The canary's state and, over its window on this server, its figures beside the
+    stable targets'."""
+    mine, stable = canary.figures()
+    s = canary.settings
+
+    def side(f: WindowFigures) -> dict[str, Any]:
+        return {"requests": f.requests, "errors": f.errors, "error_rate": f.error_rate,
+                "p95_ms": f.p95_ms}
+
+    return {"target": canary.target, "state": canary.state, "reason": canary.reason,
+            "percent": s.percent, "sticky": s.sticky, "window_s": s.window_s,
+            "slo": {"max_error_rate": s.max_error_rate, "max_p95_ms": s.max_p95_ms,
+                    "min_requests": s.min_requests},
+            "canary": side(mine), "stable": side(stable)}
+
+
 def route_view(route: ServedRoute, ledger: TargetFigures) -> dict[str, Any]:
     s = route.settings
     return {
@@ -49,6 +70,7 @@ def route_view(route: ServedRoute, ledger: TargetFigures) -> dict[str, Any]:
         "environment": s.environment, "strategy": s.strategy,
         **figures_view(ledger.figures.get((s.name, None), _NONE)),
         "targets": [target_view(s.name, t, ledger) for t in route.targets],
+        "canary": None if route.canary is None else canary_view(route.canary),
     }
 
 
@@ -63,5 +85,20 @@ async def routes_status(scope: Scope, receive: Receive, send: Send) -> None:
     })
 
 
+async def canary_action(scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /admin/routes/{route}/canary`` ``{"action": "promote"|"abort"|"resume",
+    "reason"}``: applied here at once, stored and audited for the other servers."""
+    services = services_of(scope)
+    actor = require_admin(services, scope)
+    spec = parse(CanarySpec, await read_admin_json(scope, receive))
+    if services.canaries is None:
+        raise ServiceUnavailable("Canaries need the store.")
+    canary = await services.canaries.act(scope["path_params"]["route"], spec.action,
+                                         spec.reason, actor, client_of(scope))
+    await send_json(send, canary_view(canary))
+
+
 def routes() -> list[Route]:
-    return [Route("/admin/routes", AsgiEndpoint(routes_status), methods=["GET"])]
+    return [Route("/admin/routes", AsgiEndpoint(routes_status), methods=["GET"]),
+            Route("/admin/routes/{route}/canary", AsgiEndpoint(canary_action),
+                  methods=["POST"])]

@@ -10,6 +10,9 @@ from modelport.api.responses import send_bytes, send_json
 from modelport.api.services import services_of
 from modelport.errors import AuthError
 from modelport.providers.base import HostedRuntime
+from modelport.routing.canary import STATES
+
+CANARY_STATES = {state: i for i, state in enumerate(STATES)}
 
 
 async def live(scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,6 +53,8 @@ async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
             m.key_budget.labels(principal.key_id).set(principal.budget.limit_usd)
             m.key_budget_spent.labels(principal.key_id).set(
                 access.budgets.spent(principal.key_id, principal.budget))
+    for canary in services.routes.canaries():
+        m.canary_state.labels(canary.route, canary.target).set(CANARY_STATES[canary.state])
     m.switch_off.clear()
     for switch in services.switches.switches():
         m.switch_off.labels(switch.scope, switch.name).set(1)

@@ -46,7 +46,8 @@ class InferenceEndpoint:
 
         async def serve() -> Answer:
             return await services.proxy.call(self.operation, body, raw, ctx, principal,
-                                             timeout_s=timeout_s, priority=priority)
+                                             timeout_s=timeout_s, priority=priority,
+                                             headers=scope["headers"])
 
         idempotency_key = header(scope, b"idempotency-key")
         if idempotency_key is not None and body.get("stream") is not True:

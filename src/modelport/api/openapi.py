@@ -272,6 +272,12 @@ def _admin_paths() -> dict[str, Any]:
                                   "version."),
         "/admin/stats": _admin("Requests, errors, latency and cost over time."),
         "/admin/routes": _admin("Each route's targets: breaker, load, latency, errors."),
+        "/admin/routes/{route}/canary": _admin(
+            "Promote a route's canary (all traffic), abort it (none) or resume it.", "post",
+            {"type": "object", "additionalProperties": False, "required": ["action"],
+             "properties": {"action": {"enum": ["promote", "abort", "resume"]},
+                            "reason": {"type": "string", "maxLength": 1000}}},
+            params=("route",)),
         "/admin/models": _admin("The model catalogue: each model's status in force, its "
                                 "routes, and its last day's requests, errors and cost."),
         "/admin/models/{model_id}": _admin("One model of the catalogue.",

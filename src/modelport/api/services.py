@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelport import __version__
 from modelport.config.settings import Settings
+from modelport.inference.canaries import CanaryKeeper
 from modelport.inference.idempotency import IdempotencyCache
 from modelport.inference.proxy import ProxyService
 from modelport.inference.recorder import Recorder
@@ -34,6 +35,7 @@ from modelport.policy.sync import KeySync
 from modelport.providers import Provider, build_provider
 from modelport.providers.openai import OpenAIProvider
 from modelport.routing.table import RouteTable
+from modelport.store.canaries import CanaryStore
 from modelport.store.engine import make_engine, migrate
 from modelport.store.keys import KeyStore
 from modelport.store.ledger import LedgerWriter
@@ -84,6 +86,7 @@ class Services:
     key_sync: KeySync | None = None
     switches: Switchboard = field(default_factory=Switchboard)  # kill switches that are off
     switch_store: SwitchStore | None = None
+    canaries: CanaryKeeper | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
     readiness: Readiness = field(default_factory=Readiness)
     # dashboard session id -> expiry (monotonic); read and written by dashboard.sessions only
@@ -156,6 +159,10 @@ async def build_services(
             await access_log.start()
             stack.push_async_callback(access_log.stop)
         routes = RouteTable(settings, providers, metrics)
+        canaries = CanaryKeeper(routes, CanaryStore(engine), metrics)
+        stack.push_async_callback(canaries.close)
+        key_sync.on_revision = canaries.refresh
+        await canaries.refresh()  # a canary rolled back before a restart stays back
         masker = Masker(settings.secrets())
         services = Services(
             settings=settings,
@@ -181,6 +188,7 @@ async def build_services(
             key_sync=key_sync,
             switches=switches,
             switch_store=switch_store,
+            canaries=canaries,
         )
         readiness.serving = True
         try:

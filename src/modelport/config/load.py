@@ -34,6 +34,7 @@ from modelport.config.schema import (
 )
 from modelport.config.settings import (
     BreakerSettings,
+    CanarySettings,
     KeySettings,
     LimitSettings,
     LocalModelSettings,
@@ -523,9 +524,13 @@ _FROM_CATALOGUE = ("input_per_mtok", "output_per_mtok", "context_window", "versi
 def _target(where: str, t: RawTarget, providers: Mapping[str, ProviderSettings],
             models: Mapping[str, CatalogueModel], problems: list[str]) -> TargetSettings:
     """A route's target; one naming a catalogue model takes its provider, model and prices."""
+    canary = None if t.canary is None else CanarySettings(
+        percent=t.canary.percent, window_s=t.canary.window_s, sticky=t.canary.sticky,
+        max_error_rate=t.canary.slo.max_error_rate, max_p95_ms=t.canary.slo.max_p95_ms,
+        min_requests=t.canary.slo.min_requests)
     common = {"weight": t.weight, "max_concurrency": t.max_concurrency,
               "max_queue": t.max_queue, "queue_timeout_s": t.queue_timeout_s,
-              "breaker": BreakerSettings(**t.breaker.model_dump())}
+              "breaker": BreakerSettings(**t.breaker.model_dump()), "canary": canary}
     if t.provider is None:
         entry = models.get(t.model)
         if entry is None:
@@ -563,6 +568,13 @@ def _route(
             if problem is not None:
                 problems.append(problem)
         targets.append(target)
+    canaries = [i for i, t in enumerate(targets) if t.canary is not None]
+    if len(canaries) > 1:
+        problems.append(f"routes.{name}.targets[{canaries[1]}].canary: a route has one canary "
+                        "at a time")
+    if canaries and len(targets) == 1:
+        problems.append(f"routes.{name}.targets[{canaries[0]}].canary: a canary needs a "
+                        "stable target beside it in the route")
     return RouteSettings(
         name=name,
         targets=tuple(targets),

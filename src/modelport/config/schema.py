@@ -170,6 +170,24 @@ class RawModel(_Strict):
         return self
 
 
+class RawCanarySLO(_Strict):
+    """What a canary must keep to over its window, once it has ``min_requests``."""
+
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    max_p95_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+    min_requests: int = Field(default=20, gt=0, le=1_000_000)
+
+
+class RawCanary(_Strict):
+    """A target that gets ``percent`` of the route's traffic until it proves itself
+    (``routing.canary``)."""
+
+    percent: float = Field(gt=0, le=100)
+    sticky: Annotated[str, Field(pattern=r"^(key|header [A-Za-z0-9-]{1,64})$")] | None = None
+    slo: RawCanarySLO = Field(default_factory=RawCanarySLO)
+    window_s: float = Field(default=300.0, gt=0, le=86_400)
+
+
 class RawTarget(_Strict):
     provider: NonEmpty | None = None  # none: ``model`` is the id of a catalogue model
     model: NonEmpty
@@ -182,6 +200,7 @@ class RawTarget(_Strict):
     max_queue: int = Field(default=0, ge=0, le=1_000_000)
     queue_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     breaker: RawBreaker = Field(default_factory=RawBreaker)
+    canary: RawCanary | None = None
 
 
 FallbackRule = Literal["retry", "fail"]

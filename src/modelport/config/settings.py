@@ -135,6 +135,25 @@ class BreakerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CanarySettings:
+    """A canary target's share of traffic and the objective it must meet
+    (``routing.canary`` has the rules)."""
+
+    percent: float
+    window_s: float = 300.0
+    max_error_rate: float = 0.05
+    max_p95_ms: float | None = None
+    min_requests: int = 20
+    sticky: str | None = None  # "key", or "header <name>": one caller stays on one side
+
+    @property
+    def sticky_header(self) -> bytes | None:
+        if self.sticky is None or not self.sticky.startswith("header "):
+            return None
+        return self.sticky.removeprefix("header ").lower().encode()
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSettings:
     provider: str
     model: str
@@ -148,6 +167,7 @@ class TargetSettings:
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     version: str | None = None
     catalogue: CatalogueModel | None = None  # its entry in the models catalogue, if any
+    canary: CanarySettings | None = None
 
     @property
     def label(self) -> str:

@@ -51,37 +51,44 @@ class AttemptEnd:
         self._ticket = ticket
 
     def succeed(self, usage: Usage | None = None, cost_usd: float | None = None) -> None:
-        if self._end("succeeded"):
+        if self._end("succeeded", ok=True):
             self.target.breaker.record_success()
             self._settle(usage, cost_usd, served=True)
 
     def refuse(self) -> None:
-        if self._end("refused"):
+        if self._end("refused", ok=True):
             self.target.breaker.record_success()
             self._settle(None, None, served=False)
 
     def fail(self, target_fault: bool = True, *, usage: Usage | None = None,
              cost_usd: float | None = None, served: bool = False) -> None:
-        if self._end("failed"):
+        if self._end("failed", ok=not target_fault):
             if target_fault:
                 self.target.breaker.record_failure()
+                if self.target.is_canary and self.target.breaker.state == "open":
+                    self.target.watch.breaker_opened()  # type: ignore[union-attr]
             else:
                 self.target.breaker.record_success()
             self._settle(usage, cost_usd, served=served)
 
     def abandon(self, *, usage: Usage | None = None, cost_usd: float | None = None,
                 served: bool = False) -> None:
-        if self._end("abandoned"):
+        if self._end("abandoned", ok=None):
             self.target.breaker.release_probe_without_result()
             self._settle(usage, cost_usd, served=served)
 
-    def _end(self, how: str) -> bool:
-        """True the first time: the slot goes back and the time upstream is counted."""
+    def _end(self, how: str, *, ok: bool | None) -> bool:
+        """True the first time: the slot goes back, the time upstream is counted, and the
+        route's canary, if any, sees the outcome (``ok`` None: no verdict)."""
         if self.ended is not None:
             return False
         self.ended = how
-        self._ctx.upstream_s += time.perf_counter() - self._started
+        elapsed = time.perf_counter() - self._started
+        self._ctx.upstream_s += elapsed
         self._slot.release()
+        watch = self.target.watch
+        if watch is not None and ok is not None:
+            watch.observe(self.target.is_canary, ok, elapsed)
         return True
 
     def _settle(self, usage: Usage | None, cost_usd: float | None, *, served: bool) -> None:

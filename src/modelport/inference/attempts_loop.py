@@ -67,6 +67,7 @@ class AttemptLoop:
         tenant: str,
         tracing: Tracing | None = None,
         switches: Switchboard | None = None,
+        caller: str | None = None,
     ) -> None:
         self._switches = switches if switches is not None and switches.targets_off else None
         self.switched: Switch | None = None  # a target was skipped: a switch took it out
@@ -79,7 +80,7 @@ class AttemptLoop:
         self._prompt = prompt_tokens
         self._priority = priority
         self._tenant = tenant
-        self._plan = route.plan(rng)
+        self._plan = route.plan(rng, caller)
         self._pos = 0
         self._min_window: float = 0.0
         # targets that cannot help this request again: they refused its credential, its

@@ -13,7 +13,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -145,6 +145,7 @@ class ProxyService:
         *,
         timeout_s: float | None = None,
         priority: int = 1,
+        headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> Answer:
         """Serve one request: a whole reply, or a relay for a stream that has begun, with
         the headers to answer with. An error raised carries them too."""
@@ -174,7 +175,7 @@ class ProxyService:
             timeout_s, route.settings.deadline_s)
         request = _Request(operation, body, ctx, ticket, stream, strip_usage, priority,
                            tenant=principal.key_id if principal is not None else "",
-                           deadline=time.monotonic() + budget)
+                           deadline=time.monotonic() + budget, headers=headers)
         headers = [] if ticket is None else [
             (k.lower().encode(), v.encode()) for k, v in ticket.headers().items()]
         if prompt is not None:
@@ -219,7 +220,8 @@ class ProxyService:
         loop = AttemptLoop(route, ctx, rng=self._rng, deadline=request.deadline,
                            prompt_tokens=prompt, priority=request.priority,
                            tenant=request.tenant, tracing=self._tracing,
-                           switches=self._switches)
+                           switches=self._switches,
+                           caller=None if route.canary is None else request.caller(route))
         if request.stream:
             opened = await loop.run(request.open_stream, stream=True)
             if opened is not None:
@@ -306,14 +308,15 @@ class _Admitted:
 class _Request:
     """What every attempt of one request needs, whichever route serves it."""
 
-    __slots__ = ("body", "ctx", "deadline", "operation", "priority", "served", "stream",
-                 "strip_usage", "tenant", "ticket")
+    __slots__ = ("body", "ctx", "deadline", "headers", "operation", "priority", "served",
+                 "stream", "strip_usage", "tenant", "ticket")
 
     def __init__(
         self, operation: Operation, body: dict[str, Any], ctx: RequestContext,
         ticket: Ticket | None, stream: bool, strip_usage: bool, priority: int, *,
-        tenant: str, deadline: float,
+        tenant: str, deadline: float, headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
+        self.headers = headers  # the client's, read only for a sticky canary
         self.operation = operation
         self.body = body
         self.ctx = ctx
@@ -324,6 +327,16 @@ class _Request:
         self.tenant = tenant
         self.deadline = deadline
         self.served: Target | None = None  # the target whose answer goes back
+
+    def caller(self, route: Route) -> str | None:
+        """Who is asking, for a sticky canary: the key's id, or a header's value."""
+        sticky = route.canary.settings.sticky if route.canary is not None else None
+        if sticky is None:
+            return None
+        if sticky == "key":
+            return self.tenant or None
+        name = route.canary.settings.sticky_header  # type: ignore[union-attr]
+        return next((v.decode("latin-1") for k, v in self.headers if k == name), None)
 
     def hand_over_ticket(self) -> Ticket | None:
         """The ticket, to the attempt that answers: from then on its end settles it."""

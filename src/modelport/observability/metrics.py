@@ -11,6 +11,8 @@ an unknown route is ``-``, and status is the HTTP status code.
 | | | status_class |
 | modelport_errors_total | counter | route, code |
 | modelport_prompt_requests_total | counter | route, prompt_version, status_class |
+| modelport_canary_rollbacks_total | counter | route, target |
+| modelport_canary_state | gauge | route, target (0 running, 1 rolled back, 2 aborted, 3 promoted) |
 | modelport_inter_chunk_seconds | histogram | route, target |
 | modelport_feedback_total | counter | route, model_version, outcome |
 | modelport_ledger_lag_seconds | gauge | |
@@ -84,6 +86,15 @@ class Metrics:
         self.prompt_requests = Counter(
             "modelport_prompt_requests", "Requests of routes with a prompt, by its version.",
             ["route", "prompt_version", "status_class"], registry=r,
+        )
+        self.canary_rollbacks = Counter(
+            "modelport_canary_rollbacks", "Canaries rolled back for missing their objective.",
+            ["route", "target"], registry=r,
+        )
+        self.canary_state = Gauge(
+            "modelport_canary_state",
+            "A route's canary: 0 running, 1 rolled back, 2 aborted, 3 promoted.",
+            ["route", "target"], registry=r,
         )
         self.errors = Counter(
             "modelport_errors", "Requests that ended in an error, by error code.",

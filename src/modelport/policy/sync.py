@@ -36,6 +36,9 @@ class KeySync:
         switches: tuple[SwitchStore, Switchboard] | None = None,
     ) -> None:
         self._switches = switches
+        # called after the keys and switches were reloaded for a new revision: what else
+        # follows the store (the routes' canaries)
+        self.on_revision: Callable[[], Awaitable[object]] | None = None
         self._on_tick = on_tick
         self._prepare = prepare
         self._ring = ring
@@ -68,6 +71,8 @@ class KeySync:
                 if self._switches is not None and switches is not None:
                     self._switches[1].load(switch_of(r) for r in switches)
                 self._revision = revision
+                if self.on_revision is not None:
+                    await self.on_revision()
             if not self.synced:
                 if self.on_first_sync is not None:
                     await self.on_first_sync()

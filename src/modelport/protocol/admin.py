@@ -71,6 +71,13 @@ class SwitchSpec(_Strict):
     reason: str = Field(default="", max_length=1000)
 
 
+class CanarySpec(_Strict):
+    """``POST /admin/routes/{route}/canary``: finish a canary by hand, or run it again."""
+
+    action: Literal["promote", "abort", "resume"]
+    reason: str = Field(default="", max_length=1000)
+
+
 class RotateSpec(_Strict):
     grace_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
 

@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelport.admission.gate import Gate, GateSettings
@@ -22,6 +22,7 @@ from modelport.errors import UnknownRoute
 from modelport.observability.metrics import Metrics
 from modelport.providers.base import Provider
 from modelport.routing.breaker import CircuitBreaker
+from modelport.routing.canary import Canary
 from modelport.routing.strategies import TargetStats, order
 
 log = logging.getLogger("modelport.routing")
@@ -39,6 +40,8 @@ class Target:
     gate: Gate
     provider_timeout_s: float = math.inf  # the provider's own limit on one call
     count_attempt: Callable[[str], None] = lambda _outcome: None  # by outcome class
+    watch: Canary | None = None  # the route's canary, which sees this target's attempts
+    is_canary: bool = False  # this target is that canary
 
     @property
     def model(self) -> str:
@@ -54,6 +57,9 @@ class Route:
     settings: RouteSettings
     targets: tuple[Target, ...]
     weights: tuple[float, ...]
+    canary: Canary | None = None
+    stable: tuple[Target, ...] = ()  # with a canary: the other targets
+    stable_weights: tuple[float, ...] = ()
 
     @property
     def name(self) -> str:
@@ -62,13 +68,25 @@ class Route:
     def select(self) -> Target:
         return self.targets[0]
 
-    def plan(self, rng: random.Random) -> list[Target]:
-        """The targets in the order this request should try them."""
-        if len(self.targets) == 1:
-            return [self.targets[0]]
-        indexes = order(self.settings.strategy, self.targets,  # type: ignore[arg-type]
-                        [t.stats for t in self.targets], self.weights, rng)
-        return [self.targets[i] for i in indexes]
+    def plan(self, rng: random.Random, caller: str | None = None) -> list[Target]:
+        """The targets in the order this request should try them. With a canary, a request
+        on its side (``caller`` keeps one caller on one side) tries it first, then the stable
+        targets; the others try only the stable targets."""
+        canary = self.canary
+        if canary is None:
+            return self._order(self.targets, self.weights, rng)
+        stable = self._order(self.stable, self.stable_weights, rng)
+        if canary.on_canary_side(caller, rng):
+            return [*(t for t in self.targets if t.is_canary), *stable]
+        return stable
+
+    def _order(self, targets: tuple[Target, ...], weights: tuple[float, ...],
+               rng: random.Random) -> list[Target]:
+        if len(targets) == 1:
+            return [targets[0]]
+        indexes = order(self.settings.strategy, targets,  # type: ignore[arg-type]
+                        [t.stats for t in targets], weights, rng)
+        return [targets[i] for i in indexes]
 
 
 def _target(
@@ -119,20 +137,29 @@ def _attempt_counter(metrics: Metrics | None, route: str, label: str) -> Callabl
     return count
 
 
+def _route(settings: RouteSettings, targets: tuple[Target, ...]) -> Route:
+    """A route; with a canary target, its canary watches every target's attempts."""
+    weights = tuple(t.weight for t in settings.targets)
+    found = [t for t in targets if t.settings.canary is not None]
+    if not found:
+        return Route(settings, targets, weights)
+    canary = Canary(settings.name, found[0].label, found[0].settings.canary)  # type: ignore[arg-type]
+    watched = tuple(replace(t, watch=canary, is_canary=t is found[0]) for t in targets)
+    stable = tuple(t for t in watched if not t.is_canary)
+    return Route(settings, watched, weights, canary, stable,
+                 tuple(t.settings.weight for t in stable))
+
+
 class RouteTable:
     def __init__(
         self, settings: Settings, providers: Mapping[str, Provider],
         metrics: Metrics | None = None,
     ) -> None:
         self._routes = {
-            name: Route(
-                settings=route,
-                targets=tuple(
-                    _target(route, t, providers[t.provider], metrics,
-                            settings.providers[t.provider].timeout_s)
-                    for t in route.targets),
-                weights=tuple(t.weight for t in route.targets),
-            )
+            name: _route(route, tuple(
+                _target(route, t, providers[t.provider], metrics,
+                        settings.providers[t.provider].timeout_s)
+                for t in route.targets))
             for name, route in settings.routes.items()
         }
 
@@ -147,6 +174,11 @@ class RouteTable:
 
     def __contains__(self, name: object) -> bool:
         return name in self._routes
+
+    def canaries(self) -> Iterator[Canary]:
+        for route in self._routes.values():
+            if route.canary is not None:
+                yield route.canary
 
     def queued(self) -> Iterator[tuple[str, str, int, int]]:
         """(route, target, queued, in flight) for every target, for the metrics scrape."""

@@ -1,6 +1,7 @@
 """Persistence: SQL tables, migrations, the ledger writer, keys with the audit log, and usage
 reports. The only package that speaks SQL."""
 
+from modelport.store.canaries import CanaryRow, CanaryStore
 from modelport.store.engine import make_engine, migrate
 from modelport.store.keys import AuditEntry, KeyRow, KeyStore, SecretRow
 from modelport.store.ledger import LedgerRecord, LedgerWriter
@@ -9,6 +10,8 @@ from modelport.store.usage import UsageRow, UsageStore
 
 __all__ = [
     "AuditEntry",
+    "CanaryRow",
+    "CanaryStore",
     "KeyRow",
     "KeyStore",
     "LedgerRecord",

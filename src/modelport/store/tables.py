@@ -161,6 +161,18 @@ store_revision = Table(
     Column("revision", BigInteger, nullable=False),
 )
 
+# Canaries a server rolled back or an operator promoted or aborted; none: running as configured
+canaries = Table(
+    "canaries",
+    metadata,
+    Column("route", String(200), primary_key=True),
+    Column("target", String(400), nullable=False),  # the canary target's label
+    Column("state", String(16), nullable=False),  # rolled_back, promoted, aborted
+    Column("reason", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
 # Kill switches that are off: one row per (scope, name); turning one back on deletes its row.
 switches = Table(
     "switches",

@@ -26,6 +26,8 @@ SECTIONS: dict[type[BaseModel], str] = {
     schema.RawPromptMessage: "`routes.prompt.messages`",
     schema.RawTarget: "`routes.targets`",
     schema.RawBreaker: "`routes.targets.breaker`",
+    schema.RawCanary: "`routes.targets.canary`",
+    schema.RawCanarySLO: "`routes.targets.canary.slo`",
     schema.RawFallbackRules: "`routes.fallback_on`",
     schema.RawKey: "`keys`",
 }
@@ -56,7 +58,7 @@ def _sections() -> dict[str, str]:
 
 
 def _table_keys(text: str) -> set[str]:
-    return set(re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE))
+    return set(re.findall(r"^\| `([a-z0-9_]+)` \|", text, flags=re.MULTILINE))
 
 
 def test_every_model_of_the_schema_has_a_section() -> None:

@@ -47,7 +47,8 @@ def context() -> RequestContext:
 
 async def relay_all(upstream: FakeUpstream, ctx: RequestContext, *, strip: bool) -> list[bytes]:
     slot = await Gate(GateSettings()).acquire()
-    target = SimpleNamespace(breaker=CircuitBreaker(BreakerSettings(), time.monotonic))
+    target = SimpleNamespace(breaker=CircuitBreaker(BreakerSettings(), time.monotonic),
+                             watch=None, is_canary=False)
     end = AttemptEnd(target, slot, ctx)  # type: ignore[arg-type]
     relay = StreamRelay(upstream, ctx, end, strip_usage_chunk=strip)
     return [out async for out in relay.events()]
