@@ -266,7 +266,8 @@ def test_the_dashboard_shows_the_model_catalogue_with_a_days_traffic(
                 "successor": "mini"},
     }
     config["routes"] = {"r1": {"targets": [{"model": "mini"}]},
-                        "r2": {"targets": [{"model": "old"}]}}
+                        "r2": {"targets": [{"model": "old"},
+                                           {"model": "mini", "canary": {"percent": 5}}]}}
     proc = ServeProcess(write_config(tmp_path / "modelport.yaml", config), access_env(),
                         tmp_path).wait_ready()
     try:
@@ -289,10 +290,14 @@ def test_the_dashboard_shows_the_model_catalogue_with_a_days_traffic(
         page.wait_for_selector(mini)
         sync_api.expect(page.locator(f"{mini} td[data-field=requests]")).to_have_text("2")
         assert _text(page, f"{mini} td[data-field=status]") == "approved"
-        assert _text(page, f"{mini} td[data-field=routes]") == "r1"
+        assert _text(page, f"{mini} td[data-field=routes]") == "r1, r2"
         assert _text(page, f"{mini} td[data-field=error_rate]") == "0.0%"
         old = "#models-table tr[data-model=old]"
         assert _text(page, f"{old} td[data-field=status]") == "deprecated"
         assert _text(page, f"{old} td[data-field=successor]") == "mini"
+        page.click("#tabs button[data-panel=routes]")
+        canary = "#routes-table tr[data-route=r2][data-target='upstream-a/m1']"
+        page.wait_for_selector(canary)
+        assert _text(page, f"{canary} td[data-field=canary]") == "running (5%)"
     finally:
         proc.stop()

@@ -1,5 +1,5 @@
 """The ``modelport`` command: ``serve``, ``init``, ``config validate``, and the store's
-commands (``keys``, ``switch``, ``usage``, ``logs``).
+commands (``keys``, ``switch``, ``canary``, ``usage``, ``logs``).
 
 Configuration problems are printed one per line with their key paths and exit with status
 2, before any socket is opened: never a traceback, never a half-started server. Each command
@@ -26,6 +26,8 @@ _DEFAULT_CONFIG = "modelport.yaml"  # cli.source.DEFAULT_CONFIG, not imported fo
     "logs": ("modelport.cli.logs:command", "Recent requests from the ledger, or one in full."),
     "switch": ("modelport.cli.switch:command",
                "Turn everything, a route, a key, a provider or a model off and back on."),
+    "canary": ("modelport.cli.canary:command",
+               "Promote, abort or resume a route's canary, or list the canaries."),
     "init": ("modelport.cli.init:command", "Write a commented starter modelport.yaml."),
 })
 @click.version_option(__version__, prog_name="modelport")

@@ -199,15 +199,20 @@
         cell("model_version", ""), cell("breaker", ""), cell("in_flight", ""),
         cell("queued", ""), cell("requests", fmt.int(route.requests)),
         cell("error_rate", fmt.pct(route.error_rate)), cell("p50_ms", fmt.ms(route.p50_ms)),
-        cell("p99_ms", fmt.ms(route.p99_ms))));
+        cell("p99_ms", fmt.ms(route.p99_ms)), cell("canary", "")));
+      const canary = route.canary;
       for (const target of route.targets) {
+        const isCanary = canary && canary.target === target.target;
         rows.push(el("tr", { "data-route": route.route, "data-target": target.target },
           cell("route", ""), cell("target", target.target),
           cell("model_version", target.model_version), cell("breaker", breaker(target)),
           cell("in_flight", fmt.int(target.in_flight)), cell("queued", fmt.int(target.queued)),
           cell("requests", fmt.int(target.requests)),
           cell("error_rate", fmt.pct(target.error_rate)),
-          cell("p50_ms", fmt.ms(target.p50_ms)), cell("p99_ms", fmt.ms(target.p99_ms))));
+          cell("p50_ms", fmt.ms(target.p50_ms)), cell("p99_ms", fmt.ms(target.p99_ms)),
+          cell("canary", isCanary ? canary.state.replace("_", " ") + " (" + canary.percent
+            + "%)" : "", isCanary && canary.reason ? "canary" : undefined)));
+        if (isCanary && canary.reason) rows[rows.length - 1].title = canary.reason;
         labels.push(route.route + " \u00b7 " + target.target);
         p50.push(target.p50_ms);
         p99.push(target.p99_ms);
