@@ -189,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         children = Children(Path(work))
         if args.head_setup:
             subprocess.run(args.head_setup, shell=True, check=True, cwd=work,
-                           env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
-                                                      f"{os.environ.get('PATH', '')}"})
+                           env={**gateway_env(), "PATH": f"{Path(sys.executable).parent}:"
+                                                        f"{os.environ.get('PATH', '')}"})
         try:
             start_upstream(children, args.pin)
             gateways = {
