@@ -172,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--out", default=None, help="write the report (.md) and .json here")
     args = parser.parse_args(argv)
-    args.head_config = args.head_config or args.config
+    args.config = str(Path(args.config).resolve())  # the gateways run in the run's folder
+    args.head_config = str(Path(args.head_config or args.config).resolve())
     for port in (*PORTS.values(), 18100):
         ensure_port_free(port)
     info = {
