@@ -11,6 +11,7 @@ a 400 naming ``metadata.<name>``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -27,11 +28,30 @@ _ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(
 MAX_VALUE_CHARS = 8192  # one metadata value put into a prompt
 
 
+_SIMPLE = re.compile(r"(?:[^{}]|\{(?![{%#])|\}|\{\{\s*[A-Za-z_]\w*\s*\}\})*", re.S)
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
+
+
 @dataclass(frozen=True, slots=True)
 class PromptMessage:
+    """One message's template. Rendered per request the cheapest way that gives Jinja2's
+    result: a template that uses no variable is rendered once, when the config is loaded;
+    one made only of text and ``{{ name }}`` placeholders is filled in by joining its pieces
+    (a microsecond rather than Jinja2's ten); anything else goes through Jinja2."""
+
     role: str
     source: str  # the template as written
     template: jinja2.Template
+    static: str | None = None  # the text, when it uses no variable
+    pieces: tuple[str, ...] | None = None  # text, name, text, name, ... for simple ones
+
+    def render(self, values: Mapping[str, str]) -> str:
+        if self.static is not None:
+            return self.static
+        pieces = self.pieces
+        if pieces is None:
+            return self.template.render(values)
+        return "".join(p if i % 2 == 0 else values[p] for i, p in enumerate(pieces))
 
     def __hash__(self) -> int:
         return hash((self.role, self.source))
@@ -53,7 +73,7 @@ class PromptSettings:
         rendered = []
         for message in self.messages:
             try:
-                content = message.template.render(values)
+                content = message.render(values)
             except jinja2.TemplateError as exc:  # a filter failing on a value, say
                 raise RequestError(f"This route's prompt cannot be filled in: {exc}",
                                    param="metadata") from None
@@ -88,9 +108,19 @@ def compile_prompt(version: str, messages: list[tuple[str, str]],
         except jinja2.TemplateSyntaxError as exc:
             problems.append(f"{at}: not a valid template: {exc.message} (line {exc.lineno})")
             continue
-        for name in sorted(jinja2.meta.find_undeclared_variables(parsed)):
+        used = jinja2.meta.find_undeclared_variables(parsed)
+        for name in sorted(used):
             if name not in variables:
                 problems.append(f"{at}: undefined variable '{name}' (declare it in "
                                 f"{where}.variables, with a default or null)")
-        compiled.append(PromptMessage(role, source, template))
+        static = pieces = None
+        if not used:
+            try:
+                static = template.render()
+            except jinja2.TemplateError as exc:
+                problems.append(f"{at}: cannot be rendered: {exc}")
+                continue
+        elif _SIMPLE.fullmatch(source):
+            pieces = tuple(_PLACEHOLDER.split(source))
+        compiled.append(PromptMessage(role, source, template, static, pieces))
     return PromptSettings(version, tuple(compiled), MappingProxyType(dict(variables)))

@@ -54,3 +54,19 @@ def test_rendering_takes_metadata_then_defaults_and_refuses_what_is_missing() ->
                                "routes.r.prompt", problems)
     with pytest.raises(RequestError, match="unsafe"):  # the sandbox keeps internals out
         sandboxed.render({"b": "x"})
+
+
+@pytest.mark.parametrize("source", [
+    "Plain text, once.\n", "Hi {{ a }}, {{b}}!", "{{a}}{{ b }}", 'JSON {"k": {"j": 1}} {{ a }}',
+    "Trailing newline {{ a }}\n\n", "{{ a | upper }} {% if b %}B{% endif %}",
+])
+def test_every_way_of_rendering_gives_what_jinja2_gives(source: str) -> None:
+    problems: list[str] = []
+    prompt = compile_prompt("v1", [("system", source)], {"a": "x<y>&", "b": "z"},
+                            "routes.r.prompt", problems)
+    assert problems == []
+    message = prompt.messages[0]
+    values = {"a": "x<y>&", "b": "z"}
+    assert message.render(values) == message.template.render(values)
+    fast = message.static is not None or message.pieces is not None
+    assert fast == ("|" not in source and "%" not in source)
