@@ -25,6 +25,7 @@ from modelport.protocol.admin import CanarySpec, parse
 from modelport.routing.canary import Canary, WindowFigures
 from modelport.routing.table import Route as ServedRoute
 from modelport.routing.table import Target
+from modelport.store.shadows import ShadowStore
 from modelport.store.stats import Figures, StatsStore, TargetFigures
 
 WINDOW = timedelta(hours=1)
@@ -85,6 +86,30 @@ async def routes_status(scope: Scope, receive: Receive, send: Send) -> None:
     })
 
 
+async def shadow_comparison(scope: Scope, receive: Receive, send: Send) -> None:
+    """``GET /admin/routes/{route}/shadow``: the route's shadow calls over the last day
+    against the answers they copied (all servers: from the ledger)."""
+    services = services_of(scope)
+    require_admin(services, scope)
+    route = services.routes.get(scope["path_params"]["route"])
+    since = datetime.now(UTC) - timedelta(days=1)
+    found = await asyncio.to_thread(ShadowStore.sharing(services.requests).compare,
+                                    route.name, since)
+    shadow = route.settings.shadow
+    await send_json(send, {
+        "object": "shadow_comparison", "route": route.name, "since": since.isoformat(),
+        "target": shadow.target.label if shadow is not None else found.target,
+        "percent": shadow.percent if shadow is not None else None,
+        "shadows": found.shadows, "errors": found.errors, "matches": found.matches,
+        "differs": found.differs, "match_rate": found.match_rate,
+        "shadow": {"p50_ms": found.shadow_p50_ms, "p95_ms": found.shadow_p95_ms,
+                   "cost_usd": found.shadow_cost_usd},
+        "served": {"p50_ms": found.served_p50_ms, "p95_ms": found.served_p95_ms,
+                   "cost_usd": found.served_cost_usd},
+        "truncated": found.truncated,
+    })
+
+
 async def canary_action(scope: Scope, receive: Receive, send: Send) -> None:
     """``POST /admin/routes/{route}/canary`` ``{"action": "promote"|"abort"|"resume",
     "reason"}``: applied here at once, stored and audited for the other servers."""
@@ -101,4 +126,6 @@ async def canary_action(scope: Scope, receive: Receive, send: Send) -> None:
 def routes() -> list[Route]:
     return [Route("/admin/routes", AsgiEndpoint(routes_status), methods=["GET"]),
             Route("/admin/routes/{route}/canary", AsgiEndpoint(canary_action),
-                  methods=["POST"])]
+                  methods=["POST"]),
+            Route("/admin/routes/{route}/shadow", AsgiEndpoint(shadow_comparison),
+                  methods=["GET"])]

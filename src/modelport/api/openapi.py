@@ -278,6 +278,9 @@ def _admin_paths() -> dict[str, Any]:
              "properties": {"action": {"enum": ["promote", "abort", "resume"]},
                             "reason": {"type": "string", "maxLength": 1000}}},
             params=("route",)),
+        "/admin/routes/{route}/shadow": _admin(
+            "The route's shadow calls over the last day against the answers they copied.",
+            params=("route",)),
         "/admin/models": _admin("The model catalogue: each model's status in force, its "
                                 "routes, and its last day's requests, errors and cost."),
         "/admin/models/{model_id}": _admin("One model of the catalogue.",

@@ -24,6 +24,7 @@ from modelport.inference.canaries import CanaryKeeper
 from modelport.inference.idempotency import IdempotencyCache
 from modelport.inference.proxy import ProxyService
 from modelport.inference.recorder import Recorder
+from modelport.inference.shadow import ShadowRunner
 from modelport.observability.access import AccessLog
 from modelport.observability.masking import Masker
 from modelport.observability.metrics import Metrics
@@ -160,6 +161,8 @@ async def build_services(
             stack.push_async_callback(access_log.stop)
         routes = RouteTable(settings, providers, metrics)
         canaries = CanaryKeeper(routes, CanaryStore(engine), metrics)
+        shadows = ShadowRunner(ledger.submit, metrics, settings.config_version)
+        stack.push_async_callback(shadows.close)
         stack.push_async_callback(canaries.close)
         key_sync.on_revision = canaries.refresh
         await canaries.refresh()  # a canary rolled back before a restart stays back
@@ -170,7 +173,7 @@ async def build_services(
             providers=providers,
             routes=routes,
             proxy=ProxyService(routes, access, metrics, tracing=tracing, switches=switches,
-                               models=settings.models),
+                               models=settings.models, shadows=shadows),
             recorder=Recorder(metrics, ledger, settings.config_version, access_log,
                               versions=model_versions(settings),
                               masker=masker),

@@ -30,6 +30,7 @@ from modelport.config.schema import (
     RawLlamaCppProvider,
     RawProvider,
     RawRoute,
+    RawShadow,
     RawTarget,
 )
 from modelport.config.settings import (
@@ -43,6 +44,7 @@ from modelport.config.settings import (
     Secret,
     ServerSettings,
     Settings,
+    ShadowSettings,
     StoreSettings,
     TargetSettings,
     TracingSettings,
@@ -555,6 +557,15 @@ def _target(where: str, t: RawTarget, providers: Mapping[str, ProviderSettings],
         version=t.version, catalogue=entry, **common)  # type: ignore[arg-type]
 
 
+def _shadow(name: str, raw: RawShadow, providers: Mapping[str, ProviderSettings],
+            models: Mapping[str, CatalogueModel], problems: list[str]) -> ShadowSettings:
+    where = f"routes.{name}.shadow.target"
+    target = _target(where, raw.target, providers, models, problems)
+    if target.canary is not None:
+        problems.append(f"{where}.canary: a shadow target cannot be a canary")
+    return ShadowSettings(target, raw.percent, raw.budget_usd, raw.budget_period)
+
+
 def _route(
     name: str, raw: RawRoute, providers: Mapping[str, ProviderSettings],
     models: Mapping[str, CatalogueModel], problems: list[str],
@@ -594,6 +605,8 @@ def _route(
         stream_idle_timeout_s=raw.stream_idle_timeout_s,
         fallback_routes=tuple(raw.fallback_routes),
         fallback_on=MappingProxyType(raw.fallback_on.model_dump()),
+        shadow=None if raw.shadow is None else _shadow(name, raw.shadow, providers, models,
+                                                       problems),
         prompt=None if raw.prompt is None else compile_prompt(
             raw.prompt.version, [(m.role, m.content) for m in raw.prompt.messages],
             raw.prompt.variables, f"routes.{name}.prompt", problems),

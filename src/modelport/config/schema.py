@@ -234,6 +234,15 @@ class RawPrompt(_Strict):
     messages: list[RawPromptMessage] = Field(min_length=1, max_length=64)
 
 
+class RawShadow(_Strict):
+    """A share of the route's requests copied to another target (``inference.shadow``)."""
+
+    target: RawTarget
+    percent: float = Field(gt=0, le=100)
+    budget_usd: float = Field(ge=0, le=1_000_000)  # what the shadows may spend a period
+    budget_period: Literal["day", "month"] = "day"
+
+
 class RawRoute(_Strict):
     description: str = ""
     owner: str = ""
@@ -254,6 +263,7 @@ class RawRoute(_Strict):
     fallback_on: RawFallbackRules = Field(default_factory=RawFallbackRules)
     retention_days: float | None = Field(default=None, gt=0, le=36_500)
     prompt: RawPrompt | None = None
+    shadow: RawShadow | None = None
     targets: list[RawTarget] = Field(min_length=1)
 
 

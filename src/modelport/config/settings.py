@@ -181,6 +181,16 @@ class TargetSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowSettings:
+    """Copying ``percent`` of a route's requests to ``target``, within its own budget."""
+
+    target: TargetSettings
+    percent: float
+    budget_usd: float
+    budget_period: str = "day"
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSettings:
     name: str
     targets: tuple[TargetSettings, ...]
@@ -201,6 +211,7 @@ class RouteSettings:
     fallback_routes: tuple[str, ...] = ()
     fallback_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     prompt: PromptSettings | None = None  # put before each chat request's messages
+    shadow: ShadowSettings | None = None
 
 
 def repository_models(repository: str | None) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from modelport.errors import (
 from modelport.inference.attempts_loop import AttemptLoop
 from modelport.inference.prompts import apply_prompt
 from modelport.inference.relay import StreamRelay
+from modelport.inference.shadow import ShadowRunner
 from modelport.inference.switched import switched_reply
 from modelport.observability.metrics import Metrics
 from modelport.observability.tracing import Tracing, end_span
@@ -74,7 +75,9 @@ class ProxyService:
         rng: random.Random | None = None, *, tracing: Tracing | None = None,
         switches: Switchboard | None = None,
         models: Mapping[str, CatalogueModel] | None = None,
+        shadows: ShadowRunner | None = None,
     ) -> None:
+        self._shadows = shadows
         self._switches = switches or Switchboard()
         self._models = models or {}  # the models catalogue, by id
         self._routes = routes
@@ -197,6 +200,8 @@ class ProxyService:
                 headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
             if route.settings.capture:
                 ctx.response_body = result.body[:_CAPTURE_LIMIT]
+            if route.shadow is not None and self._shadows is not None:
+                self._shadows.maybe(route, operation, body, result, ctx)
         return Answer(result, headers)
 
     def _fallback_of(self, switch: Switch, principal: Principal | None) -> Route:

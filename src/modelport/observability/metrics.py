@@ -12,6 +12,7 @@ an unknown route is ``-``, and status is the HTTP status code.
 | modelport_errors_total | counter | route, code |
 | modelport_prompt_requests_total | counter | route, prompt_version, status_class |
 | modelport_canary_rollbacks_total | counter | route, target |
+| modelport_shadow_requests_total | counter | route, target, outcome |
 | modelport_canary_state | gauge | route, target (0 running, 1 rolled back, 2 aborted, 3 promoted) |
 | modelport_inter_chunk_seconds | histogram | route, target |
 | modelport_feedback_total | counter | route, model_version, outcome |
@@ -86,6 +87,10 @@ class Metrics:
         self.prompt_requests = Counter(
             "modelport_prompt_requests", "Requests of routes with a prompt, by its version.",
             ["route", "prompt_version", "status_class"], registry=r,
+        )
+        self.shadow_requests = Counter(
+            "modelport_shadow_requests", "Shadow calls, by outcome (match, differ, error, "
+            "over_budget).", ["route", "target", "outcome"], registry=r,
         )
         self.canary_rollbacks = Counter(
             "modelport_canary_rollbacks", "Canaries rolled back for missing their objective.",

@@ -60,6 +60,7 @@ class Route:
     canary: Canary | None = None
     stable: tuple[Target, ...] = ()  # with a canary: the other targets
     stable_weights: tuple[float, ...] = ()
+    shadow: Target | None = None  # where a share of its requests is copied to
 
     @property
     def name(self) -> str:
@@ -162,6 +163,12 @@ class RouteTable:
                 for t in route.targets))
             for name, route in settings.routes.items()
         }
+        for name, route in settings.routes.items():
+            if route.shadow is not None:
+                t = route.shadow.target
+                self._routes[name] = replace(self._routes[name], shadow=_target(
+                    route, t, providers[t.provider], None,
+                    settings.providers[t.provider].timeout_s))
 
     def get(self, name: str) -> Route:
         route = self._routes.get(name)

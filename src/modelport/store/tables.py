@@ -87,6 +87,8 @@ requests = Table(
     Column("queue_ms", Float),  # time spent waiting for a target's admission slot
     Column("usage_estimated", Boolean),  # the provider reported no usage: tokens are a guess
     Column("prompt_version", String(128)),  # the route's prompt that was put before the request
+    Column("shadow_of", String(128)),  # a shadow call: the id of the request it copied
+    Column("shadow_match", Boolean),  # its answer's text was the served one's, exactly
     Index("ix_requests_request_id", "request_id"),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_route_created_at", "route", "created_at"),

@@ -23,6 +23,7 @@ SECTIONS: dict[type[BaseModel], str] = {
     schema.RawModel: "`models`",
     schema.RawRoute: "`routes`",
     schema.RawPrompt: "`routes.prompt`",
+    schema.RawShadow: "`routes.shadow`",
     schema.RawPromptMessage: "`routes.prompt.messages`",
     schema.RawTarget: "`routes.targets`",
     schema.RawBreaker: "`routes.targets.breaker`",
