@@ -265,7 +265,9 @@ def test_the_dashboard_shows_the_model_catalogue_with_a_days_traffic(
                 "deprecated_at": "2026-01-01", "retire_at": "2099-01-01",
                 "successor": "mini"},
     }
-    config["routes"] = {"r1": {"targets": [{"model": "mini"}]},
+    config["routes"] = {"r1": {"targets": [{"model": "mini"}],
+                               "shadow": {"target": {"model": "old"}, "percent": 100,
+                                          "budget_usd": 1}},
                         "r2": {"targets": [{"model": "old"},
                                            {"model": "mini", "canary": {"percent": 5}}]}}
     proc = ServeProcess(write_config(tmp_path / "modelport.yaml", config), access_env(),
@@ -276,7 +278,8 @@ def test_the_dashboard_shows_the_model_catalogue_with_a_days_traffic(
                                headers=bearer(KEY_ALL))
             assert reply.status_code == 200, reply.text
         deadline = time.monotonic() + 10
-        while not httpx.get(f"{proc.url}/admin/requests", headers=ADMIN).json()["data"]:
+        while httpx.get(f"{proc.url}/admin/routes/r1/shadow",
+                        headers=ADMIN).json()["shadows"] < 2:  # the ledger has them all
             assert time.monotonic() < deadline
             time.sleep(0.05)
         page = browser.new_context().new_page()
@@ -299,5 +302,10 @@ def test_the_dashboard_shows_the_model_catalogue_with_a_days_traffic(
         canary = "#routes-table tr[data-route=r2][data-target='upstream-a/m1']"
         page.wait_for_selector(canary)
         assert _text(page, f"{canary} td[data-field=canary]") == "running (5%)"
+        shadow = "#shadows-table tr[data-route=r1]"
+        page.wait_for_selector(shadow)
+        assert _text(page, f"{shadow} td[data-field=target]") == "upstream-a/m2"
+        assert _text(page, f"{shadow} td[data-field=shadows]") == "2"
+        assert _text(page, f"{shadow} td[data-field=match_rate]") == "100.0%"
     finally:
         proc.stop()

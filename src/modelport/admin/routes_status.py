@@ -72,6 +72,9 @@ def route_view(route: ServedRoute, ledger: TargetFigures) -> dict[str, Any]:
         **figures_view(ledger.figures.get((s.name, None), _NONE)),
         "targets": [target_view(s.name, t, ledger) for t in route.targets],
         "canary": None if route.canary is None else canary_view(route.canary),
+        "shadow": None if s.shadow is None else {
+            "target": s.shadow.target.label, "percent": s.shadow.percent,
+            "budget_usd": s.shadow.budget_usd, "budget_period": s.shadow.budget_period},
     }
 
 

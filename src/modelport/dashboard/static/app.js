@@ -220,6 +220,7 @@
       }
     }
     $("routes-table").tBodies[0].replaceChildren(...rows);
+    await loadShadows(reply.data.filter((route) => route.shadow));
     Charts.bars($("chart-routes-latency"), labels,
       [{ label: "p99", values: p99, color: RED }, { label: "p50", values: p50, color: BLUE }]);
     Charts.bars($("chart-routes-errors"), labels,
@@ -404,6 +405,20 @@
     Charts.bars($("chart-feedback"), reply.data.map(label),
       [{ label: "correction rate %", values: reply.data.map((f) => f.correction_rate * 100),
         color: "#9333ea" }]);
+  }
+
+  async function loadShadows(routes) {
+    $("shadows").hidden = routes.length === 0;
+    const found = await Promise.all(routes.map(
+      (route) => api("/admin/routes/" + encodeURIComponent(route.route) + "/shadow")));
+    $("shadows-table").tBodies[0].replaceChildren(...found.map((s) =>
+      el("tr", { "data-route": s.route },
+        cell("route", s.route, "name"), cell("target", s.target, "mono"),
+        cell("percent", s.percent === null ? "-" : s.percent + "%"),
+        cell("shadows", fmt.int(s.shadows)), cell("errors", fmt.int(s.errors)),
+        cell("match_rate", fmt.pct(s.match_rate)),
+        cell("p50", fmt.ms(s.shadow.p50_ms) + " / " + fmt.ms(s.served.p50_ms)),
+        cell("cost_usd", fmt.usd(s.shadow.cost_usd)))));
   }
 
   // --- the model catalogue -------------------------------------------------------------
