@@ -47,7 +47,7 @@ class InferenceEndpoint:
         async def serve() -> Answer:
             return await services.proxy.call(self.operation, body, raw, ctx, principal,
                                              timeout_s=timeout_s, priority=priority,
-                                             headers=scope["headers"])
+                                             client_headers=scope["headers"])
 
         idempotency_key = header(scope, b"idempotency-key")
         if idempotency_key is not None and body.get("stream") is not True:

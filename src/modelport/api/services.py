@@ -160,12 +160,8 @@ async def build_services(
             await access_log.start()
             stack.push_async_callback(access_log.stop)
         routes = RouteTable(settings, providers, metrics)
-        canaries = CanaryKeeper(routes, CanaryStore(engine), metrics)
-        shadows = ShadowRunner(ledger.submit, metrics, settings.config_version)
-        stack.push_async_callback(shadows.close)
-        stack.push_async_callback(canaries.close)
-        key_sync.on_revision = canaries.refresh
-        await canaries.refresh()  # a canary rolled back before a restart stays back
+        canaries, shadows = await _release_controls(stack, routes, engine, metrics, ledger,
+                                                    key_sync, settings.config_version)
         masker = Masker(settings.secrets())
         services = Services(
             settings=settings,
@@ -198,6 +194,21 @@ async def build_services(
             yield services
         finally:
             readiness.serving = False
+
+
+async def _release_controls(
+    stack: AsyncExitStack, routes: RouteTable, engine: Any, metrics: Metrics,
+    ledger: LedgerWriter, key_sync: KeySync, config_version: str,
+) -> tuple[CanaryKeeper, ShadowRunner]:
+    """The routes' canaries, kept in step with the store on every revision (a canary
+    rolled back before a restart stays back), and the shadow traffic runner."""
+    canaries = CanaryKeeper(routes, CanaryStore(engine), metrics)
+    shadows = ShadowRunner(ledger.submit, metrics, config_version)
+    stack.push_async_callback(shadows.close)
+    stack.push_async_callback(canaries.close)
+    key_sync.on_revision = canaries.refresh
+    await canaries.refresh()
+    return canaries, shadows
 
 
 async def _load_runtimes(providers: Mapping[str, Provider], tensors: TensorService | None,

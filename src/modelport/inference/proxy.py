@@ -148,10 +148,11 @@ class ProxyService:
         *,
         timeout_s: float | None = None,
         priority: int = 1,
-        headers: Sequence[tuple[bytes, bytes]] = (),
+        client_headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> Answer:
         """Serve one request: a whole reply, or a relay for a stream that has begun, with
-        the headers to answer with. An error raised carries them too."""
+        the headers to answer with. An error raised carries them too. ``client_headers``
+        are read only to keep a caller on one side of a sticky canary."""
         ctx.operation = operation
         stream = wants_stream(body)
         route = self._routes.get(requested_route(body))
@@ -178,7 +179,7 @@ class ProxyService:
             timeout_s, route.settings.deadline_s)
         request = _Request(operation, body, ctx, ticket, stream, strip_usage, priority,
                            tenant=principal.key_id if principal is not None else "",
-                           deadline=time.monotonic() + budget, headers=headers)
+                           deadline=time.monotonic() + budget, headers=client_headers)
         headers = [] if ticket is None else [
             (k.lower().encode(), v.encode()) for k, v in ticket.headers().items()]
         if prompt is not None:
