@@ -107,6 +107,13 @@ class InProcessGateway:
             time.sleep(0.02)
 
 
+def run_modelport(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``modelport ARGS`` as a user runs it, in ``workdir``, with a bare environment."""
+    return subprocess.run([sys.executable, "-m", "modelport.cli.main", *args], cwd=workdir,
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+
+
 def start_gateway(tmp_path: Path, config: dict[str, Any], env: dict[str, str]) -> InProcessGateway:
     path = write_config(tmp_path / "modelport.yaml", config)
     return InProcessGateway(load_settings(path, env)).start()

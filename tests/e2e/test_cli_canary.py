@@ -4,8 +4,6 @@ server follows an abort, a promote and a resume within its key poll; the list sa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from modelport.config import load_settings
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway import InProcessGateway, write_config
+from tests.gateway import run_modelport as modelport
 
 
 @pytest.fixture
@@ -30,12 +29,6 @@ def workdir(tmp_path: Path, upstream: FakeUpstream) -> Path:
         },
     })
     return tmp_path
-
-
-def modelport(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "modelport.cli.main", *args], cwd=workdir,
-                          capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin"})
 
 
 def targets(url: str) -> set[str]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from sqlalchemy import create_engine, insert, select
 
 from modelport.store.keys import KeyStore
 from modelport.store.tables import api_key_secrets, api_keys, requests
+from tests.gateway import run_modelport as modelport
 from tests.gateway import write_config
 
 KEY_LINE = re.compile(r"^key: (mpk_[A-Za-z0-9]{40})$", re.M)
@@ -35,12 +34,6 @@ def workdir(tmp_path: Path) -> Path:
         },
     })
     return tmp_path
-
-
-def modelport(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "modelport.cli.main", *args], cwd=workdir,
-                          capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin"})
 
 
 def create_key(workdir: Path, *args: str) -> tuple[str, str]:

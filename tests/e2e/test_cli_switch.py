@@ -4,8 +4,6 @@ server applies what the command wrote within its key poll, and the audit log say
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from modelport.config import load_settings
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway import InProcessGateway, write_config
+from tests.gateway import run_modelport as modelport
 
 
 @pytest.fixture
@@ -28,12 +27,6 @@ def workdir(tmp_path: Path, upstream: FakeUpstream) -> Path:
         },
     })
     return tmp_path
-
-
-def modelport(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "modelport.cli.main", *args], cwd=workdir,
-                          capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin"})
 
 
 def chat(url: str) -> httpx.Response:

@@ -16,8 +16,6 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from modelport.config.catalogue import CatalogueModel
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
@@ -372,7 +370,7 @@ def _settle_reply(
     """Usage and cost of an answer; an answer that reports no usage is charged what it
     is estimated to have used (the prompt as admitted, the answer's text), and the ledger
     row says so, rather than served for free."""
-    usage = _reply_usage(reply)
+    usage = reply.usage()
     if usage is None:
         embedding = request.operation is Operation.EMBEDDING
         usage = Usage(prompt_tokens=estimate_tokens(request.body, embedding=embedding)[0],
@@ -396,16 +394,6 @@ def _unavailable(route: Route) -> ModelportError:
         "No target of this route can take the request now.",
         headers={"Retry-After": str(max(1, math.ceil(wait)))},
     )
-
-
-def _reply_usage(reply: UpstreamReply) -> Usage | None:
-    parsed: object = reply.document
-    if parsed is None:
-        try:
-            parsed = orjson.loads(reply.body)
-        except orjson.JSONDecodeError:
-            return None
-    return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
 
 
 def _loop_time(deadline: float) -> float:

@@ -19,11 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
-from modelport.core.usage import Usage
 from modelport.errors import ModelportError
 from modelport.observability.metrics import Metrics
 from modelport.policy.budgets import period_start
@@ -103,7 +100,7 @@ class ShadowRunner:
             log.exception("shadow call failed", extra={"route": route})
             status, code = 500, "internal_error"
         elapsed = time.perf_counter() - started
-        usage = _usage(reply)
+        usage = reply.usage() if reply is not None and reply.ok else None
         cost = target.price.cost(usage) if usage is not None else None
         budget.spent += cost or 0.0
         match = None
@@ -131,23 +128,9 @@ class ShadowRunner:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _document(reply: UpstreamReply) -> Any:
-    if reply.document is not None:
-        return reply.document
-    try:
-        return orjson.loads(reply.body)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _usage(reply: UpstreamReply | None) -> Usage | None:
-    document = _document(reply) if reply is not None and reply.ok else None
-    return Usage.from_openai(document.get("usage")) if isinstance(document, dict) else None
-
-
 def _text(reply: UpstreamReply) -> str | None:
     """The answer's text: a chat message's content, or a completion's text."""
-    document = _document(reply)
+    document = reply.parsed()
     try:
         choice = document["choices"][0]
         return str(choice["message"]["content"] if "message" in choice else choice["text"])

@@ -14,7 +14,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+
 from modelport.core.operation import Operation
+from modelport.core.usage import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,20 @@ class UpstreamReply:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+    def parsed(self) -> Any:
+        """The body as JSON (the provider's parse when it made one); None when it is not."""
+        if self.document is not None:
+            return self.document
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+    def usage(self) -> Usage | None:
+        """The ``usage`` object it reports, if any."""
+        parsed = self.parsed()
+        return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
 
 
 class UpstreamStream(Protocol):
