@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from modelport.admin import config as admin_config
 from modelport.admin import keys as admin_keys
 from modelport.admin import models as admin_models
 from modelport.admin import requests as admin_requests
@@ -21,11 +22,13 @@ from modelport.observability.tracing import SpanExporter
 
 def build_app(
     settings: Settings, access_stream: BinaryIO | None = None,
-    trace_exporter: SpanExporter | None = None,
+    trace_exporter: SpanExporter | None = None, *, reload_on_hangup: bool = False,
 ) -> RequestMiddleware:
     return create_app(settings, access_stream, trace_exporter=trace_exporter,
+                      reload_on_hangup=reload_on_hangup,
                       extra_routes=[*admin_keys.routes(), *admin_usage.routes(),
                                       *admin_requests.routes(), *admin_stats.routes(),
                                       *admin_routes_status.routes(),
                                       *admin_switches.routes(), *admin_models.routes(),
+                                      *admin_config.routes(),
                                       *dashboard_pages.routes(), *dashboard_signin.routes()])

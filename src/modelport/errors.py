@@ -56,7 +56,7 @@ passed back to the client with its status, after secrets are scrubbed from it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 
@@ -69,6 +69,7 @@ class ModelportError(Exception):
     headers: Mapping[str, str] = MappingProxyType({})  # sent with the error (Retry-After)
     # the class a route's fallback_on rules know this failure by; None: not a target's
     fallback_class: str | None = None
+    problems: Sequence[str] = ()  # each with its key path, where there are several
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -80,6 +81,7 @@ class ConfigError(ModelportError):
     """The configuration is invalid; raised only while loading, never on a request."""
 
     code = "config_invalid"
+    problems: list[str]
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -92,6 +94,18 @@ class RequestError(ModelportError):
     status = 400
     code = "invalid_request"
     type = "invalid_request_error"
+
+
+class InvalidConfig(RequestError):
+    """A config version sent to a running server does not validate; the running one stays.
+    Every problem is listed, each with its key path."""
+
+    code = "config_invalid"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"The config was not applied: {len(problems)} problem(s); the "
+                         "running config stays.")
+        self.problems = tuple(problems)
 
 
 class MalformedBody(RequestError):

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelport.api.services import STATE_KEY, Services
+from modelport.api.services import LIVE_KEY, Services
 from modelport.dashboard.headers import CONTENT_SECURITY_POLICY
 from modelport.dashboard.sessions import MAX_SESSIONS, SESSION_COOKIE
 from modelport.dashboard.throttle import MAX_FAILURES
@@ -66,7 +66,7 @@ def _with(session: str) -> dict[str, str]:
 
 
 def _services(gateway: InProcessGateway) -> Services:
-    services: Services = gateway.server.lifespan.state[STATE_KEY]
+    services: Services = gateway.server.lifespan.state[LIVE_KEY].current
     return services
 
 

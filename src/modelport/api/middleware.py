@@ -20,7 +20,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 
 from modelport.api.origins import OriginGuard
-from modelport.api.services import Services, services_of
+from modelport.api.services import LIVE_KEY, STATE_KEY, Services
 from modelport.core.context import RequestContext
 from modelport.errors import (
     AuthError,
@@ -71,7 +71,11 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        services = services_of(scope)
+        # Pinned: the whole request is served by the config version in force now.
+        state = scope["state"]
+        services = state[LIVE_KEY].current
+        scope["state"] = {**state, STATE_KEY: services}
+        generation = services.generation
         incoming: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
@@ -111,6 +115,7 @@ class RequestMiddleware:
 
         in_flight = services.metrics.in_flight
         in_flight.inc()
+        generation.in_flight += 1
         try:
             if bad_id:
                 raise RequestError(
@@ -132,6 +137,7 @@ class RequestMiddleware:
             await self._render(InternalError(request_id), ctx, send_with_headers)
         finally:
             in_flight.dec()
+            generation.in_flight -= 1
             if span is None:
                 if ctx.recorded:  # an inference use case, answered or refused
                     services.recorder.finish(ctx)

@@ -3,6 +3,11 @@
 ``build_services`` starts providers, the key ring and its sync, and the ledger writer, and
 stops them again; request handlers reach the result through ``services_of(scope)``. There is
 no module-level state.
+
+One ``Services`` object serves one config version: applying another (``api.reload``) makes a
+new one that shares everything long-lived (metrics, store, ledger, key ring, limiter state,
+switches) and replaces the settings, providers, routes and what is built on them. Each
+request is pinned to the object current when it arrived, and finishes on it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from modelport.providers import Provider, build_provider
 from modelport.providers.openai import OpenAIProvider
 from modelport.routing.table import RouteTable
 from modelport.store.canaries import CanaryStore
+from modelport.store.config_versions import ConfigVersionStore
 from modelport.store.engine import make_engine, migrate
 from modelport.store.keys import KeyStore
 from modelport.store.ledger import LedgerWriter
@@ -49,7 +55,8 @@ if TYPE_CHECKING:
     from modelport.tensors.inference import TensorInference
     from modelport.tensors.service import TensorService
 
-STATE_KEY = "modelport.services"
+STATE_KEY = "modelport.services"  # a request's pinned Services (set by the middleware)
+LIVE_KEY = "modelport.live"  # the lifespan's Live
 log = logging.getLogger("modelport.services")
 
 
@@ -64,6 +71,35 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return self.serving and self.loaded
+
+
+@dataclass(slots=True)
+class Generation:
+    """The config version a ``Services`` object serves, and its requests in flight (a
+    provider a newer version dropped is closed once they are done)."""
+
+    number: int | None = None  # its row in the store's config versions, once kept
+    in_flight: int = 0
+
+
+class ProviderSet:
+    """Every provider this server started, each closed once: when the config versions that
+    used it are done with it, or at shutdown."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, Provider] = {}
+
+    def add(self, providers: Mapping[str, Provider]) -> None:
+        for provider in providers.values():
+            self._open[id(provider)] = provider
+
+    async def close(self, provider: Provider) -> None:
+        if self._open.pop(id(provider), None) is not None:
+            await provider.close()
+
+    async def close_all(self) -> None:
+        for provider in list(self._open.values()):
+            await self.close(provider)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +124,12 @@ class Services:
     switches: Switchboard = field(default_factory=Switchboard)  # kill switches that are off
     switch_store: SwitchStore | None = None
     canaries: CanaryKeeper | None = None
+    shadows: ShadowRunner | None = None
+    access_log: AccessLog | None = None
+    retention: BodyRetention | None = None
+    config_store: ConfigVersionStore | None = None
+    generation: Generation = field(default_factory=Generation)
+    provider_set: ProviderSet = field(default_factory=ProviderSet)
     started_at: int = field(default_factory=lambda: int(time.time()))
     readiness: Readiness = field(default_factory=Readiness)
     # dashboard session id -> expiry (monotonic); read and written by dashboard.sessions only
@@ -127,18 +169,17 @@ async def build_services(
             for provider in providers.values():
                 if isinstance(provider, OpenAIProvider):
                     provider.propagate_traces(tracing)
-        tensors, tensor_inference = None, None
+        tensors = None
         if settings.model_repository is not None:
             # Imported here: NumPy and the V2 codec cost ~12 MB that a server without tensor
             # models does not need.
-            from modelport.tensors.inference import TensorInference
             from modelport.tensors.service import TensorService
 
             tensors = TensorService(Path(settings.model_repository), metrics)
-            tensor_inference = TensorInference(tensors, access, switches)
             stack.push_async_callback(tensors.close)
-        for provider in providers.values():
-            stack.push_async_callback(provider.close)
+        provider_set = ProviderSet()
+        provider_set.add(providers)
+        stack.push_async_callback(provider_set.close_all)
         readiness = Readiness()
         # Side by side and in the background: local models load in their own processes,
         # each taking seconds, while the server already answers (their routes with 503
@@ -161,33 +202,31 @@ async def build_services(
             stack.push_async_callback(access_log.stop)
         routes = RouteTable(settings, providers, metrics)
         canaries, shadows = await _release_controls(stack, routes, engine, metrics, ledger,
-                                                    key_sync, settings.config_version)
+                                                    key_sync)
         masker = Masker(settings.secrets())
+        recorder = Recorder(metrics, ledger, settings.config_version, access_log,
+                            versions=model_versions(settings), masker=masker)
         services = Services(
-            settings=settings,
+            **serving(settings, providers, routes, access, recorder, masker, metrics=metrics,
+                      tracing=tracing, switches=switches, shadows=shadows, tensors=tensors),
             metrics=metrics,
-            providers=providers,
-            routes=routes,
-            proxy=ProxyService(routes, access, metrics, tracing=tracing, switches=switches,
-                               models=settings.models, shadows=shadows),
-            recorder=Recorder(metrics, ledger, settings.config_version, access_log,
-                              versions=model_versions(settings),
-                              masker=masker),
             ledger=ledger,
-            access=access,
             keys=keys,
             usage=usage,
             requests=requests,
             idempotency=IdempotencyCache(settings.server.idempotency_ttl_s),
-            masker=masker,
             tensors=tensors,
-            tensor_inference=tensor_inference,
             tracing=tracing,
             readiness=readiness,
             key_sync=key_sync,
             switches=switches,
             switch_store=switch_store,
             canaries=canaries,
+            shadows=shadows,
+            access_log=access_log,
+            retention=retention,
+            config_store=ConfigVersionStore(engine),
+            provider_set=provider_set,
         )
         readiness.serving = True
         try:
@@ -196,14 +235,35 @@ async def build_services(
             readiness.serving = False
 
 
+def serving(
+    settings: Settings, providers: Mapping[str, Provider], routes: RouteTable,
+    access: AccessPolicy, recorder: Recorder, masker: Masker, *, metrics: Metrics,
+    tracing: Tracing | None, switches: Switchboard, shadows: ShadowRunner | None,
+    tensors: TensorService | None,
+) -> dict[str, Any]:
+    """The parts of ``Services`` that belong to one config version."""
+    tensor_inference = None
+    if tensors is not None:
+        from modelport.tensors.inference import TensorInference
+
+        tensor_inference = TensorInference(tensors, access, switches)
+    return {
+        "settings": settings, "providers": providers, "routes": routes, "access": access,
+        "recorder": recorder, "masker": masker, "tensor_inference": tensor_inference,
+        "proxy": ProxyService(routes, access, metrics, tracing=tracing, switches=switches,
+                              models=settings.models, shadows=shadows,
+                              config_version=settings.config_version),
+    }
+
+
 async def _release_controls(
     stack: AsyncExitStack, routes: RouteTable, engine: Any, metrics: Metrics,
-    ledger: LedgerWriter, key_sync: KeySync, config_version: str,
+    ledger: LedgerWriter, key_sync: KeySync,
 ) -> tuple[CanaryKeeper, ShadowRunner]:
     """The routes' canaries, kept in step with the store on every revision (a canary
     rolled back before a restart stays back), and the shadow traffic runner."""
     canaries = CanaryKeeper(routes, CanaryStore(engine), metrics)
-    shadows = ShadowRunner(ledger.submit, metrics, config_version)
+    shadows = ShadowRunner(ledger.submit, metrics)
     stack.push_async_callback(shadows.close)
     stack.push_async_callback(canaries.close)
     key_sync.on_revision = canaries.refresh
@@ -232,6 +292,16 @@ def model_versions(settings: Settings) -> dict[tuple[str, str], str]:
     """Each (route, target label) with the model version that answers there."""
     return {(route.name, t.label): t.model_version
             for route in settings.routes.values() for t in route.targets}
+
+
+class Live:
+    """The services of the config version in force; applying another swaps ``current``.
+    The request middleware reads it once per request and pins the request to it."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, services: Services) -> None:
+        self.current = services
 
 
 def services_of(scope: Mapping[str, Any]) -> Services:

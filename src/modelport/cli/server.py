@@ -141,7 +141,7 @@ def run(settings: Settings, sock: socket.socket, *, host: str, log_level: str) -
     wants_access = settings.server.access_log and log_level in ("debug", "info")
     access = sys.stderr.buffer if wants_access else None
     config = uvicorn.Config(
-        build_app(settings, access),
+        build_app(settings, access, reload_on_hangup=True),
         loop="uvloop",
         http=guarded_protocol(ConnectionLimits.of(settings.server)),
         lifespan="on",

@@ -56,15 +56,19 @@ from modelport.errors import ConfigError
 
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Load and resolve a config file, or raise ``ConfigError`` listing every problem."""
+    return load_text(read_text(Path(path)), str(path), environ)
+
+
+def load_text(text: str, source: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load and resolve a config given as YAML text (``source`` names it in problems)."""
     env = os.environ if environ is None else environ
-    path = Path(path)
-    data = _read_yaml(path)
+    data = _parse_yaml(text, source)
     try:
         raw = parse_raw(data)
     except ConfigError as exc:
         exc.problems.extend(_loose_cross_checks(data, env))
         raise ConfigError(exc.problems) from None
-    return resolve(raw, env, source=str(path))
+    return resolve(raw, env, source=source)
 
 
 def load_data(data: Any, source: str, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,15 +85,19 @@ def validate_file(path: str | Path, environ: Mapping[str, str] | None = None) ->
     return []
 
 
-def _read_yaml(path: Path) -> Any:
+def read_text(path: Path) -> str:
+    """A config file's text; ``ConfigError`` when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
+
+
+def _parse_yaml(text: str, path: str) -> Any:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -426,6 +434,15 @@ def _check_distinct_keys(keys: Mapping[str, KeySettings | None], problems: list[
         if key.key in seen:
             problems.append(f"keys.{name}.key: the same secret as keys.{seen[key.key]}.key")
         seen.setdefault(key.key, name)
+
+
+def version_of(text: str) -> str | None:
+    """The config version of a YAML text, without resolving it; None when it does not
+    parse."""
+    try:
+        return config_version(parse_raw(_parse_yaml(text, "<text>")))
+    except ConfigError:
+        return None
 
 
 def config_version(raw: RawConfig) -> str:

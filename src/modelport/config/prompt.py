@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -41,7 +41,7 @@ class PromptMessage:
 
     role: str
     source: str  # the template as written
-    template: jinja2.Template
+    template: jinja2.Template = field(compare=False)  # compared by its source
     static: str | None = None  # the text, when it uses no variable
     pieces: tuple[str, ...] | None = None  # text, name, text, name, ... for simple ones
 

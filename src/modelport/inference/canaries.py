@@ -31,6 +31,11 @@ class CanaryKeeper:
         self._metrics = metrics
         self._writing = 0  # local changes on their way to the store
         self._tasks: set[asyncio.Task[None]] = set()
+        self.adopt(routes)
+
+    def adopt(self, routes: RouteTable) -> None:
+        """Keep the canaries of these routes from now on (a config version applied)."""
+        self._routes = routes
         for canary in routes.canaries():
             canary.on_change = self._rolled_back
 

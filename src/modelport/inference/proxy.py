@@ -74,8 +74,10 @@ class ProxyService:
         switches: Switchboard | None = None,
         models: Mapping[str, CatalogueModel] | None = None,
         shadows: ShadowRunner | None = None,
+        config_version: str = "",
     ) -> None:
         self._shadows = shadows
+        self._config_version = config_version  # the one these routes belong to
         self._switches = switches or Switchboard()
         self._models = models or {}  # the models catalogue, by id
         self._routes = routes
@@ -200,7 +202,8 @@ class ProxyService:
             if route.settings.capture:
                 ctx.response_body = result.body[:_CAPTURE_LIMIT]
             if route.shadow is not None and self._shadows is not None:
-                self._shadows.maybe(route, operation, body, result, ctx)
+                self._shadows.maybe(route, operation, body, result, ctx,
+                                    self._config_version)
         return Answer(result, headers)
 
     def _fallback_of(self, switch: Switch, principal: Principal | None) -> Route:

@@ -72,6 +72,15 @@ class Recorder:
                            _Series] = {}
         self._recent: OrderedDict[str, Answered] = OrderedDict()
 
+    def for_version(self, config_version: str, versions: Mapping[tuple[str, str], str],
+                    masker: Masker) -> Recorder:
+        """The recorder of another config version: the same ledger, log and memory of
+        recent answers (feedback on a request served before a reload still finds it)."""
+        recorder = Recorder(self._metrics, self._ledger, config_version, self._access_log,
+                            versions=versions, masker=masker)
+        recorder._recent = self._recent
+        return recorder
+
     def model_version(self, ctx: RequestContext) -> str | None:
         if ctx.model_version is not None:
             return ctx.model_version

@@ -50,17 +50,17 @@ class _Budget:
 
 class ShadowRunner:
     def __init__(self, record: Callable[[LedgerRecord], None], metrics: Metrics,
-                 config_version: str, rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None) -> None:
         self._record = record
         self._metrics = metrics
-        self._config_version = config_version
         self._rng = rng or random.Random()
         self._budgets: dict[str, _Budget] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def maybe(self, route: Route, operation: Operation, body: dict[str, Any],
-              served: UpstreamReply, ctx: RequestContext) -> None:
-        """Copy this answered request to the route's shadow target, or not."""
+              served: UpstreamReply, ctx: RequestContext, config_version: str) -> None:
+        """Copy this answered request to the route's shadow target, or not; its row names
+        the config version that served the request."""
         shadow = route.shadow
         if shadow is None or not served.ok or operation is Operation.EMBEDDING:
             return
@@ -77,13 +77,13 @@ class ShadowRunner:
             return
         task = asyncio.get_running_loop().create_task(
             self._run(route.name, shadow, operation, body, served, ctx.request_id, ctx.path,
-                      budget))
+                      budget, config_version))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, route: str, target: Target, operation: Operation,
                    body: dict[str, Any], served: UpstreamReply, request_id: str, path: str,
-                   budget: _Budget) -> None:
+                   budget: _Budget, config_version: str) -> None:
         created = time.time()
         started = time.perf_counter()
         status, code, reply = 200, None, None
@@ -115,7 +115,7 @@ class ShadowRunner:
             upstream_ms=elapsed * 1000, overhead_ms=0.0, first_chunk_ms=None,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
-            config_version=self._config_version, client_disconnected=False,
+            config_version=config_version, client_disconnected=False,
             request_body=None, response_body=None, cost_usd=cost,
             model_version=target.settings.model_version, shadow_of=request_id,
             shadow_match=match))

@@ -41,6 +41,11 @@ class AccessLog:
         self._second = 0
         self._stamp = ""
 
+    def learn(self, secrets: Iterable[str]) -> None:
+        """Redact these too (a reloaded config's): the earlier ones stay redacted."""
+        known = {s.decode() for s in self._secrets}
+        self._secrets = tuple(s.encode() for s in redaction_forms((*known, *secrets)))
+
     def write(self, fields: dict[str, Any]) -> None:
         line = orjson.dumps(
             {"ts": self._timestamp(), "level": "info", "logger": LOGGER, "msg": "request",

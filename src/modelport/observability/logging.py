@@ -41,6 +41,18 @@ class JsonFormatter(logging.Formatter):
         line = orjson.dumps(entry, default=str).decode()
         return redact(line, self._secrets)
 
+    def learn(self, secrets: Iterable[str]) -> None:
+        """Redact these too (a reloaded config's): the earlier ones stay redacted."""
+        self._secrets = redaction_forms((*self._secrets, *secrets))
+
+
+def learn_secrets(secrets: Iterable[str]) -> None:
+    """Teach the JSON handlers in place (``configure_logging``'s) more secrets to redact."""
+    wanted = tuple(secrets)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.learn(wanted)
+
 
 def redaction_forms(secrets: Iterable[str]) -> tuple[str, ...]:
     """Each secret as it may appear in a JSON line (raw and escaped), longest first, so that

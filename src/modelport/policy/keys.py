@@ -138,6 +138,21 @@ class KeyRing:
                 by_hash[secret.secret_hash] = _Entry(row.id, _epoch(secret.expires_at))
         self._by_hash, self._by_id = by_hash, by_id
 
+    def replace_config(self, before: Mapping[str, KeySettings],
+                       after: Mapping[str, KeySettings]) -> None:
+        """Swap the config's keys for another config version's in one step; the store's
+        keys stay as they are."""
+        self.mutations += 1
+        by_hash, by_id = dict(self._by_hash), dict(self._by_id)
+        for settings in before.values():
+            by_id.pop(from_config(settings).key_id, None)
+            by_hash.pop(hash_key(settings.key.reveal()), None)
+        for settings in after.values():
+            principal = from_config(settings)
+            by_id[principal.key_id] = principal
+            by_hash[hash_key(settings.key.reveal())] = _Entry(principal.key_id, None)
+        self._by_hash, self._by_id = by_hash, by_id
+
     def put(self, row: KeyRow) -> None:
         """Add or refresh one stored key (after create or rotate) without a reload."""
         self.mutations += 1

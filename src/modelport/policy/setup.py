@@ -60,6 +60,18 @@ def build_access(
                            on_tick=policy.limiter.prune, switches=switches)
 
 
+def access_for(previous: AccessPolicy, before: Settings, after: Settings) -> AccessPolicy:
+    """The access policy of another config version: the same key ring, limiter state and
+    budgets (limits in progress carry over); a new token signer only when its secret
+    changed, so browser tokens stay valid across a reload that leaves it."""
+    signer = previous.signer
+    if (after.token_secret, after.admin_key) != (before.token_secret, before.admin_key):
+        signer = TokenSigner(token_secret(after))
+    return AccessPolicy(previous.keyring, signer, previous.limiter, previous.budgets,
+                        after.routes, auth_required=after.auth_required,
+                        admin_key=after.admin_key, metrics_token=after.metrics_token)
+
+
 async def seed_budgets(policy: AccessPolicy, usage: UsageStore) -> None:
     """Load what each key with a budget has spent in its current period. Raises when the
     store cannot be read: ``KeySync`` calls it after its first successful read and tries

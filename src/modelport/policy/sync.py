@@ -82,6 +82,11 @@ class KeySync:
             return False
         return True
 
+    def reconfigure(self, config_keys: Mapping[str, KeySettings]) -> None:
+        """Another config version's keys, in force at once."""
+        before, self._config_keys = self._config_keys, config_keys
+        self._ring.replace_config(before, config_keys)
+
     def _mutations(self) -> tuple[int, int]:
         board = self._switches[1].mutations if self._switches is not None else 0
         return self._ring.mutations, board

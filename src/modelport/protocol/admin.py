@@ -78,6 +78,23 @@ class CanarySpec(_Strict):
     reason: str = Field(default="", max_length=1000)
 
 
+class ConfigSpec(_Strict):
+    """``PUT /admin/config`` as JSON: the config's YAML text, why, and whether only to check
+    it (the same can be sent as the YAML itself, with ``reason`` and ``dry_run`` in the
+    query)."""
+
+    text: str = Field(max_length=4 * 1024 * 1024)
+    reason: str = Field(default="", max_length=1000)
+    dry_run: bool = False
+
+
+class RollbackSpec(_Strict):
+    """``POST /admin/config/rollback``: the version to bring back, by number or hash."""
+
+    version: str | int
+    reason: str = Field(default="", max_length=1000)
+
+
 class RotateSpec(_Strict):
     grace_seconds: int = Field(default=0, ge=0, le=30 * 24 * 3600)
 

@@ -1,8 +1,12 @@
 """The route table: route names to their targets, each bound to a live provider.
 
-Built once from the settings when the app starts; lookups on the request path are a dict
-read. Each target carries its runtime state: a circuit breaker, latency and load statistics
-for the selection strategies, and an admission gate (concurrency cap and bounded queue).
+Built from the settings when the app starts and again for each config version applied;
+lookups on the request path are a dict read. Each target carries its runtime state: a
+circuit breaker, latency and load statistics for the selection strategies, and an admission
+gate (concurrency cap and bounded queue). A new table takes over that state from the one
+before it wherever a target is unchanged (same route, settings and provider object), and a
+route's canary with its window wherever the canary is unchanged, so that a reload resets
+only what it changed.
 """
 
 from __future__ import annotations
@@ -138,13 +142,18 @@ def _attempt_counter(metrics: Metrics | None, route: str, label: str) -> Callabl
     return count
 
 
-def _route(settings: RouteSettings, targets: tuple[Target, ...]) -> Route:
-    """A route; with a canary target, its canary watches every target's attempts."""
+def _route(settings: RouteSettings, targets: tuple[Target, ...],
+           before: Route | None = None) -> Route:
+    """A route; with a canary target, its canary watches every target's attempts (the
+    canary of ``before``, the route as it was, when it is the same one)."""
     weights = tuple(t.weight for t in settings.targets)
     found = [t for t in targets if t.settings.canary is not None]
     if not found:
         return Route(settings, targets, weights)
-    canary = Canary(settings.name, found[0].label, found[0].settings.canary)  # type: ignore[arg-type]
+    canary = before.canary if before is not None else None
+    if canary is None or canary.target != found[0].label \
+            or canary.settings != found[0].settings.canary:
+        canary = Canary(settings.name, found[0].label, found[0].settings.canary)  # type: ignore[arg-type]
     watched = tuple(replace(t, watch=canary, is_canary=t is found[0]) for t in targets)
     stable = tuple(t for t in watched if not t.is_canary)
     return Route(settings, watched, weights, canary, stable,
@@ -154,15 +163,26 @@ def _route(settings: RouteSettings, targets: tuple[Target, ...]) -> Route:
 class RouteTable:
     def __init__(
         self, settings: Settings, providers: Mapping[str, Provider],
-        metrics: Metrics | None = None,
+        metrics: Metrics | None = None, previous: RouteTable | None = None,
     ) -> None:
-        self._routes = {
-            name: _route(route, tuple(
-                _target(route, t, providers[t.provider], metrics,
-                        settings.providers[t.provider].timeout_s)
-                for t in route.targets))
-            for name, route in settings.routes.items()
-        }
+        """``previous``: the table this one replaces, whose unchanged targets (breakers,
+        statistics, gates) and canaries carry over."""
+        before = previous._routes if previous is not None else {}
+        self._routes: dict[str, Route] = {}
+        for name, route in settings.routes.items():
+            kept = {t.label: t for t in before[name].targets} if name in before else {}
+
+            def target(t: TargetSettings, kept: dict[str, Target] = kept,
+                       route: RouteSettings = route) -> Target:
+                old = kept.get(t.label)
+                provider = providers[t.provider]
+                if old is not None and old.provider is provider and old.settings == t:
+                    return replace(old, watch=None, is_canary=False)
+                return _target(route, t, provider, metrics,
+                               settings.providers[t.provider].timeout_s)
+
+            self._routes[name] = _route(route, tuple(target(t) for t in route.targets),
+                                        before.get(name))
         for name, route in settings.routes.items():
             if route.shadow is not None:
                 t = route.shadow.target

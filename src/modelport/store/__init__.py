@@ -2,6 +2,7 @@
 reports. The only package that speaks SQL."""
 
 from modelport.store.canaries import CanaryRow, CanaryStore
+from modelport.store.config_versions import ConfigVersionRow, ConfigVersionStore
 from modelport.store.engine import make_engine, migrate
 from modelport.store.keys import AuditEntry, KeyRow, KeyStore, SecretRow
 from modelport.store.ledger import LedgerRecord, LedgerWriter
@@ -12,6 +13,8 @@ __all__ = [
     "AuditEntry",
     "CanaryRow",
     "CanaryStore",
+    "ConfigVersionRow",
+    "ConfigVersionStore",
     "KeyRow",
     "KeyStore",
     "LedgerRecord",

@@ -27,6 +27,12 @@ class BodyRetention:
         if self._days:
             self._task = asyncio.create_task(self._run(), name="modelport-retention")
 
+    async def use(self, days_by_route: Mapping[str, float]) -> None:
+        """Another config version's retention (running from now on if it has any)."""
+        self._days = dict(days_by_route)
+        if self._days and self._task is None:
+            await self.start()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -188,3 +188,23 @@ switches = Table(
     Column("actor", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Every configuration applied to a server, one immutable row per application: the config as
+# written (its secrets are references, never values), who applied it, how and why. A row's id
+# is the number `modelport config history` shows; ``config_version`` is the content hash that
+# every response and ledger row names.
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("config_version", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("action", String(16), nullable=False),  # start, apply, rollback, signal
+    Column("source", String(400), nullable=False),  # the file, or "admin api"
+    Column("reason", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("client", String(200), nullable=True),
+    Column("restores", Integer, nullable=True),  # a rollback: the id it brought back
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_config_versions_hash", "config_version"),
+)

@@ -69,6 +69,7 @@ def test_migrate_twice_is_harmless(tmp_path: Path) -> None:
         inspector = inspect(engine)
         assert sorted(inspector.get_table_names()) == [
             "alembic_version", "api_key_secrets", "api_keys", "audit_log", "canaries",
+            "config_versions",
             "feedback", "requests", "store_revision", "switches",
         ]
     finally:

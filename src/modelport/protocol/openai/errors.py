@@ -12,16 +12,11 @@ from modelport.errors import ModelportError
 
 
 def error_body(exc: ModelportError) -> bytes:
-    return orjson.dumps(
-        {
-            "error": {
-                "message": exc.message,
-                "type": exc.type,
-                "param": exc.param,
-                "code": exc.code,
-            }
-        }
-    )
+    error: dict[str, object] = {"message": exc.message, "type": exc.type,
+                                "param": exc.param, "code": exc.code}
+    if exc.problems:
+        error["problems"] = list(exc.problems)
+    return orjson.dumps({"error": error})
 
 
 def error_event(exc: ModelportError) -> bytes:
