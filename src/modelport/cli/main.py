@@ -1,5 +1,6 @@
-"""The ``modelport`` command: ``serve``, ``init``, ``config validate``, and the store's
-commands (``keys``, ``switch``, ``canary``, ``usage``, ``logs``).
+"""The ``modelport`` command: ``serve``, ``init``, ``config validate``, the running server's
+config versions (``config apply|rollback|history|diff|show``), and the store's commands
+(``keys``, ``switch``, ``canary``, ``usage``, ``logs``).
 
 Configuration problems are printed one per line with their key paths and exit with status
 2, before any socket is opened: never a traceback, never a half-started server. Each command
@@ -51,9 +52,19 @@ def serve(config_path: str | None, host: str, port: int, log_level: str | None) 
     serve_command(config_path, host, port, log_level)
 
 
-@main.group()
+@main.group(cls=LazyGroup, lazy={
+    "apply": ("modelport.cli.config_versions:apply",
+              "Put a config file in force on the running server, without a restart."),
+    "rollback": ("modelport.cli.config_versions:rollback",
+                 "Put a kept config version in force again."),
+    "history": ("modelport.cli.config_versions:history",
+                "The config versions kept, newest first."),
+    "diff": ("modelport.cli.config_versions:diff", "What changed between two config versions."),
+    "show": ("modelport.cli.config_versions:show", "A kept config version's text."),
+})
 def config() -> None:
-    """Work with configuration files."""
+    """Validate configuration files; apply, list, compare and roll back config versions on
+    the running server."""
 
 
 @config.command("validate")
