@@ -26,6 +26,9 @@ _ERROR = {
                 "type": {"type": "string"},
                 "param": {"type": ["string", "null"]},
                 "code": {"type": ["string", "null"]},
+                "problems": {"type": "array", "items": {"type": "string"},
+                             "description": "config_invalid: every problem, each with its "
+                                            "key path."},
             },
         }
     },
@@ -235,6 +238,40 @@ def _switch_post() -> dict[str, Any]:
     return post
 
 
+def _config_paths() -> dict[str, Any]:
+    """Config versions: the one in force, applying one, the kept ones, diff, rollback."""
+    apply = _admin("Apply a config without a restart: the YAML itself (reason and dry_run in "
+                   "the query), or JSON. 400 config_invalid lists every problem; the running "
+                   "config stays.", "put",
+                   {"type": "object", "additionalProperties": False, "required": ["text"],
+                    "properties": {"text": {"type": "string"},
+                                   "reason": {"type": "string", "maxLength": 1000},
+                                   "dry_run": {"type": "boolean"}}})
+    apply["put"]["requestBody"]["content"]["application/yaml"] = {"schema": {"type": "string"}}
+    apply["put"]["parameters"] = [
+        {"name": "reason", "in": "query", "schema": {"type": "string"}},
+        {"name": "dry_run", "in": "query", "schema": {"type": "boolean"}}]
+    versions = _admin("The config versions kept, newest first (current: the one in force).")
+    versions["get"]["parameters"] = [{"name": "limit", "in": "query",
+                                      "schema": {"type": "integer", "minimum": 1,
+                                                 "maximum": 1000}}]
+    diff = _admin("A unified diff between two kept versions (to: the one in force).")
+    diff["get"]["parameters"] = [{"name": n, "in": "query", "required": n == "from",
+                                  "schema": {"type": "string"}} for n in ("from", "to")]
+    return {
+        "/admin/config": {**_admin("The config in force: its version and text."), **apply},
+        "/admin/config/rollback": _admin(
+            "Put a kept version (number or hash) in force again, as a new version.", "post",
+            {"type": "object", "additionalProperties": False, "required": ["version"],
+             "properties": {"version": {"type": ["string", "integer"]},
+                            "reason": {"type": "string", "maxLength": 1000}}}),
+        "/admin/config/versions": versions,
+        "/admin/config/versions/{ref}": _admin("One kept version, with its text.",
+                                               params=("ref",)),
+        "/admin/config/diff": diff,
+    }
+
+
 def _admin_paths() -> dict[str, Any]:
     """The admin API (admin key only)."""
     return {
@@ -289,6 +326,7 @@ def _admin_paths() -> dict[str, Any]:
             **_switch_post(),
             **_admin("The kill switches that are off, with who, why and since when."),
         },
+        **_config_paths(),
     }
 
 
