@@ -90,6 +90,8 @@ def test_apply_diff_and_roll_back_restore_exactly_the_earlier_behaviour(
     v2 = second.headers["x-modelport-config-version"]
     assert v2 == answer["config_version"] != v1
     assert upstream.requests[-1].body["model"] == "m2"
+    metrics = httpx.get(f"{gateway.url}/metrics", headers=ADMIN).text
+    assert f'config_version="{v2}"' in metrics and f'config_version="{v1}"' not in metrics
 
     history = httpx.get(f"{gateway.url}/admin/config/versions", headers=ADMIN).json()
     assert history["current"] == 2
@@ -251,3 +253,24 @@ def test_unchanged_providers_breakers_and_limits_survive_a_reload(
     while getattr(provider, "_session", None) is not None:  # closed once drained
         assert time.monotonic() < deadline, "the replaced provider was not closed"
         time.sleep(0.05)
+
+
+def test_a_version_the_store_cannot_keep_is_not_applied(
+    gateway: InProcessGateway, upstream: FakeUpstream, sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelport.errors import ServiceUnavailable
+
+    def down(**_: Any) -> None:
+        raise ServiceUnavailable("The store is unavailable.")
+
+    store = services(gateway).config_store
+    assert store is not None
+    monkeypatch.setattr(store, "record", down)
+    changed = config(upstream, sqlite_url, model="m2")
+    changed["providers"]["q"] = {"kind": "openai", "base_url": upstream.base_url}
+    refused = put(gateway, text(changed))
+    assert refused.status_code == 503
+    assert refused.json()["error"]["message"] == "The store is unavailable."
+    assert chat(gateway).headers["x-modelport-target"] == "p/m1"
+    assert "q" not in services(gateway).providers

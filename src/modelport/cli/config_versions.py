@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
 import urllib.error
 import urllib.parse
@@ -23,6 +22,7 @@ from typing import Any, NoReturn
 import click
 
 from modelport.cli.keys import table
+from modelport.config.load import admin_key_in_environment
 
 DEFAULT_URL = "http://127.0.0.1:4000"
 EXIT_FAILED, EXIT_CONFIG = 1, 2
@@ -50,15 +50,15 @@ def _user() -> str:
 def call(url: str, method: str, path: str, body: bytes | None = None,
          content_type: str = "application/json") -> Any:
     """One admin API call; its JSON answer, or one line on stderr and an exit status."""
-    key = os.environ.get("MODELPORT_ADMIN_KEY")
-    if not key:
+    key = admin_key_in_environment()
+    if key is None:
         _fail("set MODELPORT_ADMIN_KEY to the server's admin key")
     request = urllib.request.Request(url.rstrip("/") + path, data=body, method=method,
-                                     headers={"Authorization": f"Bearer {key}",
+                                     headers={"Authorization": f"Bearer {key.reveal()}",
                                               "Content-Type": content_type,
                                               "X-Modelport-Actor": _user()[:64]})
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:

@@ -228,6 +228,12 @@ ADMIN_KEY_ENV = "MODELPORT_ADMIN_KEY"
 MIN_KEY_CHARS = 16
 
 
+def admin_key_in_environment(environ: Mapping[str, str] | None = None) -> Secret | None:
+    """``MODELPORT_ADMIN_KEY``, as the command-line tools that call the admin API send it."""
+    value = (os.environ if environ is None else environ).get(ADMIN_KEY_ENV)
+    return Secret(value) if value else None
+
+
 def _strong(secret: Secret | None, where: str, problems: list[str]) -> Secret | None:
     """Keys that guard Modelport itself must not be guessable (nor so short that redacting
     them from logs would mangle ordinary words)."""

@@ -11,7 +11,7 @@ from modelport.core.pricing import Price
 from modelport.errors import AuthError, BudgetExceeded, Forbidden, RateLimited
 from modelport.policy.access import AccessPolicy
 from modelport.policy.budgets import BudgetBook
-from modelport.policy.keys import KeyRing
+from modelport.policy.keys import KeyRing, from_config
 from modelport.policy.limits import Limiter, Limits
 from modelport.policy.secrets import display_prefix, hash_key, new_key
 from modelport.policy.tokens import TokenSigner, narrower
@@ -208,3 +208,19 @@ async def test_sync_drops_a_reload_that_raced_a_local_change() -> None:
     sync = KeySync(ring, RacingStore(ring), {})  # type: ignore[arg-type]
     assert await sync.refresh()
     assert ring.authenticate(key).key_id == "key_1"
+
+
+def test_a_config_version_swaps_the_configs_keys_and_leaves_the_stores() -> None:
+    ring = KeyRing()
+    old = {"a": KeySettings(name="a", key=Secret("cfg-secret-a-0000000000")),
+           "b": KeySettings(name="b", key=Secret("cfg-secret-b-0000000000"))}
+    ring.load(old, [])
+    new = {"b": KeySettings(name="b", key=Secret("cfg-secret-b-rotated-000")),
+           "c": KeySettings(name="c", key=Secret("cfg-secret-c-0000000000"))}
+    ring.replace_config(old, new)
+    for gone in ("cfg-secret-a-0000000000", "cfg-secret-b-0000000000"):
+        with pytest.raises(AuthError):
+            ring.authenticate(gone)
+    assert ring.authenticate("cfg-secret-b-rotated-000").name == "b"
+    assert ring.authenticate("cfg-secret-c-0000000000").name == "c"
+    assert ring.principal(from_config(old["a"]).key_id) is None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace as copy
 from types import MappingProxyType
 
 import pytest
 
 from modelport.config.settings import (
+    CanarySettings,
     ProviderSettings,
     RouteSettings,
     ServerSettings,
@@ -126,3 +128,36 @@ def test_table_iterates_and_answers_membership_by_route_name(
     assert [r.name for r in routes] == ["support-summary", "embed"]
     assert "embed" in routes
     assert "gpt-4o-mini" not in routes
+
+
+def test_a_new_table_keeps_the_state_of_unchanged_targets_and_canaries() -> None:
+    settings = settings_with({"a": [("openai", "m1"), ("backup", "m2")],
+                              "b": [("openai", "m3")]})
+    canary = CanarySettings(percent=10)
+    routes = dict(settings.routes)
+    routes["a"] = copy(routes["a"], targets=(
+        routes["a"].targets[0], copy(routes["a"].targets[1], canary=canary)))
+    settings = copy(settings, routes=MappingProxyType(routes))
+    providers = {"openai": FakeProvider("openai"), "backup": FakeProvider("backup")}
+    first = RouteTable(settings, providers)
+
+    routes["b"] = copy(routes["b"], targets=(copy(routes["b"].targets[0], weight=2.0),))
+    second = RouteTable(copy(settings, routes=MappingProxyType(routes)), providers,
+                        previous=first)
+    a1, a2 = first.get("a"), second.get("a")
+    assert [t.breaker for t in a2.targets] == [t.breaker for t in a1.targets]
+    assert [t.gate for t in a2.targets] == [t.gate for t in a1.targets]
+    assert a2.canary is a1.canary is not None  # its window and state go on
+    assert all(t.watch is a2.canary for t in a2.targets)
+    assert second.get("b").targets[0].breaker is not first.get("b").targets[0].breaker
+
+    moved = {"openai": FakeProvider("openai"), "backup": providers["backup"]}
+    third = RouteTable(copy(settings, routes=MappingProxyType(routes)), moved,
+                       previous=second)
+    assert third.get("a").targets[0].breaker is not a2.targets[0].breaker  # a new provider
+    assert third.get("a").targets[1].breaker is a2.targets[1].breaker
+    routes["a"] = copy(routes["a"], targets=(
+        routes["a"].targets[0], copy(routes["a"].targets[1], canary=CanarySettings(percent=20))))
+    fourth = RouteTable(copy(settings, routes=MappingProxyType(routes)), moved,
+                        previous=third)
+    assert fourth.get("a").canary is not a2.canary  # a changed canary starts afresh
