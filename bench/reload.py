@@ -45,14 +45,14 @@ def config(routes: int, store: Path, variant: int) -> str:
         route: dict[str, Any] = {
             "description": f"route {i}", "owner": "team", "strategy": "ordered",
             "targets": [{"model": f"model-{i % 20}"},
-                        {"provider": f"p{(i + 1) % 5}", "model": f"fallback-{i}"}],
+                        {"model": f"model-{(i + 1) % 20}"}],
         }
         if i % 10 == 0:
             route["prompt"] = {"version": f"v{i}", "variables": {"name": "you"},
                                "messages": [{"role": "system",
                                              "content": "Answer {{ name }} briefly."}]}
         table[f"route-{i:04d}"] = route
-    table["route-0000"]["targets"][1]["model"] = f"fallback-variant-{variant}"
+    table["route-0000"]["targets"][1]["model"] = f"model-{10 + variant}"
     return yaml.safe_dump({"admin_key": "env:BENCH_ADMIN_KEY",
                            "store": {"url": f"sqlite:///{store}"}, "providers": providers,
                            "models": models, "routes": table}, sort_keys=False)
@@ -75,7 +75,7 @@ def _wait_live(url: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("modelport serve exited")
+            raise RuntimeError("modelport serve exited; see its log above")
         try:
             with urllib.request.urlopen(f"{url}/health/ready", timeout=1) as reply:
                 if reply.status == 200:

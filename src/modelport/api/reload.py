@@ -97,7 +97,8 @@ class ConfigReloader:
         ``ServiceUnavailable`` when the store cannot keep the version."""
         async with self._lock:
             old = self.live.current
-            settings = await asyncio.to_thread(load_text, text, source, self._environ)
+            settings = await asyncio.to_thread(load_text, text, source, self._environ,
+                                                 old.settings)
             problems = restart_problems(old.settings, settings)
             if problems:
                 raise ConfigError(problems)

@@ -104,11 +104,11 @@ def compile_prompt(version: str, messages: list[tuple[str, str]],
         at = f"{where}.messages[{i}].content"
         try:
             parsed = _ENV.parse(source)
-            template = _ENV.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             problems.append(f"{at}: not a valid template: {exc.message} (line {exc.lineno})")
             continue
         used = jinja2.meta.find_undeclared_variables(parsed)
+        template = _ENV.from_string(parsed)  # compiled from the tree: parsed once
         for name in sorted(used):
             if name not in variables:
                 problems.append(f"{at}: undefined variable '{name}' (declare it in "

@@ -69,3 +69,25 @@ def test_diff_text_labels_each_side_with_its_number_and_hash() -> None:
     assert diff == ("--- version 1 (aaa)\n+++ version 2 (bbb)\n@@ -1,2 +1,2 @@\n a: 1\n"
                     "-b: 2\n+b: 3\n")
     assert diff_text(row(1, "aaa", "x\n"), row(2, "aaa", "x\n")) == ""
+
+
+def test_a_reload_compiles_only_the_prompts_it_changed(tmp_path: Path) -> None:
+    running = loaded(tmp_path)
+    same = load_text(yaml.safe_dump({
+        "store": {"url": f"sqlite:///{tmp_path / 's.db'}"},
+        "providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+        "routes": {"r1": {"targets": [{"provider": "p", "model": "m"}],
+                          "prompt": {"version": "v1", "messages": [
+                              {"role": "system", "content": "Be brief, {{ name }}."}],
+                              "variables": {"name": "you"}}}}}), "t", {}, running)
+    assert same.routes["r1"].prompt is running.routes["r1"].prompt
+    changed = load_text(yaml.safe_dump({
+        "store": {"url": f"sqlite:///{tmp_path / 's.db'}"},
+        "providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+        "routes": {"r1": {"targets": [{"provider": "p", "model": "m"}],
+                          "prompt": {"version": "v1", "messages": [
+                              {"role": "system", "content": "Be brief, {{ name }}."}],
+                              "variables": {"name": "them"}}}}}), "t", {}, running)
+    assert changed.routes["r1"].prompt is not running.routes["r1"].prompt
+    assert changed.routes["r1"].prompt.render({}) == [  # type: ignore[union-attr]
+        {"role": "system", "content": "Be brief, them."}]
