@@ -108,6 +108,14 @@ class InvalidConfig(RequestError):
         self.problems = tuple(problems)
 
 
+class InvalidOutput(ModelportError):
+    """No answer kept the route's output contract (after its repairs and fallbacks)."""
+
+    status = 502
+    code = "invalid_output"
+    type = "server_error"
+
+
 class MalformedBody(RequestError):
     code = "invalid_json"
 

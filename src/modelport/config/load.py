@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from modelport.config.catalogue import CatalogueModel, prod_problem
+from modelport.config.output import compile_output
 from modelport.config.prompt import PromptSettings, compile_prompt
 from modelport.config.schema import (
     RawConfig,
@@ -642,6 +643,10 @@ def _route(
         shadow=None if raw.shadow is None else _shadow(name, raw.shadow, providers, models,
                                                        problems),
         prompt=None if raw.prompt is None else _prompt(name, raw.prompt, before, problems),
+        output=None if raw.output is None else compile_output(
+            raw.output.json_schema, raw.output.labels, raw.output.max_chars, raw.output.regex,
+            raw.output.repair_attempts, f"routes.{name}.output", problems),
+        stream_validation=raw.stream_validation,
     )
 
 

@@ -7,7 +7,7 @@ references are resolved in phase two, ``config/load.py``. Nothing here reads the
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -243,6 +243,22 @@ class RawShadow(_Strict):
     budget_period: Literal["day", "month"] = "day"
 
 
+class RawOutput(_Strict):
+    """A route's output contract: what an answer must be before it is returned."""
+
+    json_schema: dict[str, Any] | None = None
+    labels: list[NonEmpty] | None = Field(default=None, min_length=1)
+    max_chars: int | None = Field(default=None, gt=0, le=10_000_000)
+    regex: NonEmpty | None = None
+    repair_attempts: int = Field(default=1, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _something(self) -> RawOutput:
+        if (self.json_schema, self.labels, self.max_chars, self.regex) == (None,) * 4:
+            raise ValueError("give at least one of json_schema, labels, max_chars, regex")
+        return self
+
+
 class RawRoute(_Strict):
     description: str = ""
     owner: str = ""
@@ -264,6 +280,8 @@ class RawRoute(_Strict):
     retention_days: float | None = Field(default=None, gt=0, le=36_500)
     prompt: RawPrompt | None = None
     shadow: RawShadow | None = None
+    output: RawOutput | None = None
+    stream_validation: Literal["buffer", "final"] = "buffer"
     targets: list[RawTarget] = Field(min_length=1)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from modelport.config.catalogue import CatalogueModel
+from modelport.config.output import OutputContract
 from modelport.config.prompt import PromptSettings
 
 
@@ -212,6 +213,8 @@ class RouteSettings:
     fallback_on: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     prompt: PromptSettings | None = None  # put before each chat request's messages
     shadow: ShadowSettings | None = None
+    output: OutputContract | None = None  # what an answer must be before it is returned
+    stream_validation: str = "buffer"  # with a contract: buffer, or final (a verdict event)
 
 
 def repository_models(repository: str | None) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ class RequestContext:
     operation: Operation | None = None  # set once the request is admitted to a route or model
     model_version: str | None = None  # when the use case knows it (a tensor model's version)
     prompt_version: str | None = None  # the route's prompt put before the request, if any
+    validation: str | None = None  # the output contract's verdict: passed, repaired, failed
     route: str | None = None
     target: str | None = None
     stream: bool = False

@@ -17,11 +17,13 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from modelport.config.catalogue import CatalogueModel
+from modelport.config.output import OutputContract
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
 from modelport.errors import (
     ContextTooLong,
+    InvalidOutput,
     ModelportError,
     ModelRetired,
     Overloaded,
@@ -32,6 +34,15 @@ from modelport.inference.prompts import apply_prompt
 from modelport.inference.relay import StreamRelay
 from modelport.inference.shadow import ShadowRunner
 from modelport.inference.switched import switched_reply
+from modelport.inference.validation import (
+    SKIPPED,
+    VALIDATION_HEADER,
+    StreamVerdict,
+    as_stream,
+    contracts_of,
+    problem_of,
+    repair_body,
+)
 from modelport.observability.metrics import Metrics
 from modelport.observability.tracing import Tracing, end_span
 from modelport.policy.access import AccessPolicy, Ticket
@@ -163,6 +174,7 @@ class ProxyService:
                 f"Streaming is not available for {operation.value} requests.", param="stream"
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
+        contracts = contracts_of(route.settings, operation, body)  # may raise, too
         if self._tracing is None:
             admitted = self._admit(operation, body, route, principal, ctx)
         else:
@@ -171,21 +183,31 @@ class ProxyService:
         if admitted.switch is not None:  # a kill switch answers or refuses
             return Answer(switched_reply(admitted.switch, operation, body, ctx, stream=stream),
                           [])
+        if admitted.route is not route:  # a switch sent it to another route
+            contracts = contracts_of(admitted.route.settings, operation, body)
         route, ticket = admitted.route, admitted.ticket
+        buffered = bool(contracts) and stream and route.settings.stream_validation == "buffer"
+        if buffered:  # fetched whole, checked, then sent as the stream that was asked for
+            body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         prompt = route.settings.prompt
         if route.settings.capture:
             ctx.request_body = raw[:_CAPTURE_LIMIT]
         budget = route.settings.deadline_s if timeout_s is None else min(
             timeout_s, route.settings.deadline_s)
-        request = _Request(operation, body, ctx, ticket, stream, strip_usage, priority,
-                           tenant=principal.key_id if principal is not None else "",
-                           deadline=time.monotonic() + budget, headers=client_headers)
+        request = _Request(operation, body, ctx, ticket, stream and not buffered, strip_usage,
+                           priority, tenant=principal.key_id if principal is not None else "",
+                           deadline=time.monotonic() + budget, headers=client_headers,
+                           principal=principal)
         headers = [] if ticket is None else [
             (k.lower().encode(), v.encode()) for k, v in ticket.headers().items()]
         if prompt is not None:
             headers.append((PROMPT_HEADER, prompt.version.encode()))
         try:
             result = await self._serve(route, request, {route.name})
+            if contracts:
+                result = await self._kept_to(contracts, route, request, result, headers)
+            else:
+                headers.append(SKIPPED)
         except ModelportError as exc:
             exc.headers = {**{k.decode(): v.decode() for k, v in headers},
                            ATTEMPTS_HEADER.decode(): str(len(ctx.attempts)), **exc.headers}
@@ -204,7 +226,86 @@ class ProxyService:
             if route.shadow is not None and self._shadows is not None:
                 self._shadows.maybe(route, operation, body, result, ctx,
                                     self._config_version)
+            if buffered and result.ok:
+                ctx.stream = True
+                result = as_stream(result, operation, ctx, str(body.get("model", "")),
+                                   with_usage=not strip_usage)
         return Answer(result, headers)
+
+    async def _kept_to(
+        self, contracts: tuple[OutputContract, ...], route: Route, request: _Request,
+        result: UpstreamReply | StreamRelay, headers: list[tuple[bytes, bytes]],
+    ) -> UpstreamReply | StreamRelay:
+        """The answer, held to its contracts: checked, repaired, or replaced by a fallback
+        route's; 502 ``invalid_output`` when none keeps them. A stream in ``final`` mode
+        is checked as it passes (its verdict is its last event)."""
+        operation, ctx = request.operation, request.ctx
+        if isinstance(result, StreamRelay):
+            result.verdict = StreamVerdict(contracts, operation, ctx)
+            headers.append((VALIDATION_HEADER, b"final"))
+            return result
+        if not result.ok:  # a client error passed back: there is no answer to check
+            headers.append(SKIPPED)
+            return result
+        problem = problem_of(contracts, operation, result)
+        if problem is None:
+            ctx.validation = "passed"
+            headers.append((VALIDATION_HEADER, b"passed"))
+            return result
+        body = request.body
+        for _ in range(max(c.repair_attempts for c in contracts)):
+            repair = repair_body(body, operation, result, problem)
+            if repair is None:
+                break
+            retried = await self._again(route, request, repair)
+            if retried is None:
+                break
+            body, result = repair, retried
+            problem = problem_of(contracts, operation, result)
+            if problem is None:
+                break
+        for name in route.settings.fallback_routes if problem is not None else ():
+            if name in self._routes:
+                other = await self._again(self._routes.get(name), request, request.body)
+                if other is not None and problem_of(contracts, operation, other) is None:
+                    result, problem = other, None
+                    break
+        if problem is not None:
+            ctx.validation = "failed"
+            raise InvalidOutput(f"No answer kept this route's output contract: {problem}.")
+        ctx.validation = "repaired"
+        headers.append((VALIDATION_HEADER, b"repaired"))
+        return result
+
+    async def _again(self, route: Route, request: _Request, body: dict[str, Any]
+                     ) -> UpstreamReply | None:
+        """One more answer for a contract (a repair, or a fallback route's), admitted and
+        charged like any call, its usage and cost added to the request's; None when it
+        cannot be had (refused, failed, or not an answer)."""
+        ctx = request.ctx
+        usage, cost = ctx.usage, ctx.cost_usd
+        try:
+            ticket = self._access.admit(
+                request.principal, route.settings, route.targets[0].price,
+                lambda: estimate_tokens(body, embedding=False),
+                open_completion=open_completion(body))
+        except ModelportError:
+            return None
+        again = _Request(request.operation, body, ctx, ticket, False, False, request.priority,
+                         tenant=request.tenant, deadline=request.deadline,
+                         headers=request.headers, principal=request.principal)
+        try:
+            reply = await self._serve(route, again, {route.name})
+        except ModelportError:
+            return None
+        finally:
+            again.give_back_ticket()
+            if usage is not None and ctx.usage is not None and ctx.usage is not usage:
+                ctx.usage = Usage(usage.prompt_tokens + ctx.usage.prompt_tokens,
+                                  usage.completion_tokens + ctx.usage.completion_tokens)
+            if cost is not None and ctx.cost_usd is not cost:
+                ctx.cost_usd = cost + (ctx.cost_usd or 0.0)
+        return reply if isinstance(reply, UpstreamReply) and reply.ok else None
 
     def _fallback_of(self, switch: Switch, principal: Principal | None) -> Route:
         """The route a switch sends requests to: the operator's choice, so the caller's key
@@ -315,14 +416,16 @@ class _Admitted:
 class _Request:
     """What every attempt of one request needs, whichever route serves it."""
 
-    __slots__ = ("body", "ctx", "deadline", "headers", "operation", "priority", "served",
-                 "stream", "strip_usage", "tenant", "ticket")
+    __slots__ = ("body", "ctx", "deadline", "headers", "operation", "principal", "priority",
+                 "served", "stream", "strip_usage", "tenant", "ticket")
 
     def __init__(
         self, operation: Operation, body: dict[str, Any], ctx: RequestContext,
         ticket: Ticket | None, stream: bool, strip_usage: bool, priority: int, *,
         tenant: str, deadline: float, headers: Sequence[tuple[bytes, bytes]] = (),
+        principal: Principal | None = None,
     ) -> None:
+        self.principal = principal  # whose limits and budget a contract's repair is charged to
         self.headers = headers  # the client's, read only for a sticky canary
         self.operation = operation
         self.body = body

@@ -111,6 +111,8 @@ class Recorder:
         if ctx.prompt_version is not None:
             self._metrics.prompt_requests.labels(
                 ctx.route or UNKNOWN, ctx.prompt_version, f"{str(ctx.status)[0]}xx").inc()
+        if ctx.validation is not None:
+            self._metrics.validations.labels(ctx.route or UNKNOWN, ctx.validation).inc()
         if series.errors is not None:
             series.errors.inc()
         for gap in ctx.chunk_gaps:
@@ -160,6 +162,8 @@ class Recorder:
             extra["key_id"] = ctx.key_id
         if ctx.prompt_version is not None:
             extra["prompt_version"] = ctx.prompt_version
+        if ctx.validation is not None:
+            extra["validation"] = ctx.validation
         if ctx.cost_usd is not None:
             extra["cost_usd"] = ctx.cost_usd
         if len(ctx.attempts) > 1:
@@ -217,6 +221,7 @@ class Recorder:
             queue_ms=ctx.queue_s * 1000 if ctx.queue_s else None,
             usage_estimated=ctx.usage_estimated or None,
             prompt_version=ctx.prompt_version,
+            validation=ctx.validation,
         )
 
 

@@ -18,6 +18,7 @@ from modelport.core.pricing import Price
 from modelport.core.usage import Usage
 from modelport.errors import ModelportError, UpstreamError, UpstreamTimeout
 from modelport.inference.attempt_end import AttemptEnd
+from modelport.inference.validation import StreamVerdict
 from modelport.protocol.openai.errors import error_event
 from modelport.protocol.openai.stream import UsageTap
 from modelport.protocol.sse import EventSplitter
@@ -28,7 +29,7 @@ log = logging.getLogger("modelport.relay")
 
 class StreamRelay:
     __slots__ = ("_ctx", "_deadline", "_end", "_idle", "_price", "_splitter", "_tap",
-                 "_upstream")
+                 "_upstream", "verdict")
 
     def __init__(
         self,
@@ -49,6 +50,8 @@ class StreamRelay:
         self._tap = UsageTap(strip_usage_chunk=strip_usage_chunk)
         self._price = price
         self._idle = idle_timeout_s
+        # an output contract checked as the stream passes, its verdict the last event
+        self.verdict: StreamVerdict | None = None
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         """The provider's chunks; a gap longer than the idle timeout, or the request's
@@ -94,6 +97,8 @@ class StreamRelay:
             tail = self._splitter.flush()
             if tail.strip():
                 yield tail
+            if self.verdict is not None and not self.verdict.emitted:
+                yield self.verdict.final()  # a stream that ended without [DONE]
             self._end.succeed(*self._usage())
         except ModelportError as exc:
             self._ctx.error_code = exc.code
@@ -118,6 +123,8 @@ class StreamRelay:
 
     def _forwardable(self, chunk: bytes) -> bytes:
         events = self._splitter.feed(chunk)
+        if self.verdict is not None:
+            return b"".join(self.verdict.pass_on(e) for e in events if self._tap.forward(e))
         if len(events) == 1:
             return events[0] if self._tap.forward(events[0]) else b""
         return b"".join(e for e in events if self._tap.forward(e))

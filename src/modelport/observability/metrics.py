@@ -11,6 +11,7 @@ an unknown route is ``-``, and status is the HTTP status code.
 | | | status_class |
 | modelport_errors_total | counter | route, code |
 | modelport_prompt_requests_total | counter | route, prompt_version, status_class |
+| modelport_validations_total | counter | route, outcome |
 | modelport_canary_rollbacks_total | counter | route, target |
 | modelport_shadow_requests_total | counter | route, target, outcome |
 | modelport_canary_state | gauge | route, target (0 running, 1 rolled back, 2 aborted, 3 promoted) |
@@ -87,6 +88,10 @@ class Metrics:
         self.prompt_requests = Counter(
             "modelport_prompt_requests", "Requests of routes with a prompt, by its version.",
             ["route", "prompt_version", "status_class"], registry=r,
+        )
+        self.validations = Counter(
+            "modelport_validations", "Answers checked against an output contract, by outcome "
+            "(passed, repaired, failed).", ["route", "outcome"], registry=r,
         )
         self.shadow_requests = Counter(
             "modelport_shadow_requests", "Shadow calls, by outcome (match, differ, error, "

@@ -65,6 +65,7 @@ class LedgerRecord(NamedTuple):
     queue_ms: float | None = None
     usage_estimated: bool | None = None
     prompt_version: str | None = None
+    validation: str | None = None
     shadow_of: str | None = None
     shadow_match: bool | None = None
 

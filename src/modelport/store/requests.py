@@ -76,6 +76,7 @@ def _row(row: RowMapping, full: bool) -> dict[str, Any]:
         "completion_tokens": row["completion_tokens"],
         "usage_estimated": bool(row["usage_estimated"]),
         "prompt_version": row["prompt_version"],
+        "validation": row["validation"],
         "shadow_of": row["shadow_of"],
         "shadow_match": row["shadow_match"],
         "cost_usd": row["cost_usd"],

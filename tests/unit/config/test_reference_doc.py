@@ -24,6 +24,7 @@ SECTIONS: dict[type[BaseModel], str] = {
     schema.RawRoute: "`routes`",
     schema.RawPrompt: "`routes.prompt`",
     schema.RawShadow: "`routes.shadow`",
+    schema.RawOutput: "`routes.output`",
     schema.RawPromptMessage: "`routes.prompt.messages`",
     schema.RawTarget: "`routes.targets`",
     schema.RawBreaker: "`routes.targets.breaker`",

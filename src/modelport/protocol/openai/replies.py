@@ -131,18 +131,18 @@ class ChunkWriter:
             "created": int(time.time()),
             "model": model,
         }
-        self._first = True
+        self._started: set[int] = set()  # the choices whose first delta was written
 
-    def delta(self, text: str, finish_reason: str | None = None) -> bytes:
+    def delta(self, text: str, finish_reason: str | None = None, index: int = 0) -> bytes:
         if self._chat:
             delta: dict[str, Any] = {"content": text} if text or finish_reason is None else {}
-            if self._first:
+            if index not in self._started:
                 delta["role"] = "assistant"
-                self._first = False
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None,
+                self._started.add(index)
+            choice: dict[str, Any] = {"index": index, "delta": delta, "logprobs": None,
                                       "finish_reason": finish_reason}
         else:
-            choice = {"index": 0, "text": text, "logprobs": None,
+            choice = {"index": index, "text": text, "logprobs": None,
                       "finish_reason": finish_reason}
         return self._event({**self._head, "choices": [choice]})
 

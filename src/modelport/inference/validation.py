@@ -1,0 +1,156 @@
+"""Holding answers to their output contract (``config.output``) before they are used.
+
+The contracts of a request are its route's ``output:`` and its own ``response_format``. An
+answer that breaks one is not returned: the use case (``inference.proxy``) asks again with a
+repair message that quotes what was wrong (chat only, ``repair_attempts`` times), then tries
+the route's fallback routes, and only then gives up with 502 ``invalid_output``. Every
+answer says what happened in ``x-modelport-validation``: passed, repaired, failed, skipped
+(no contract), or final (a stream whose verdict is its last event).
+
+A stream is validated whole before it is released (``stream_validation: buffer``, the
+default: the answer is fetched whole, checked, then sent as a stream), or streams as it comes
+and ends with a verdict event before ``[DONE]`` (``final``): ``StreamVerdict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from modelport.config.output import OutputContract, requested_contract
+from modelport.config.settings import RouteSettings
+from modelport.core.context import RequestContext
+from modelport.core.operation import Operation
+from modelport.protocol.openai.replies import ChunkWriter
+from modelport.protocol.sse import event_data
+from modelport.providers.base import UpstreamReply
+
+VALIDATION_HEADER = b"x-modelport-validation"
+SKIPPED = (VALIDATION_HEADER, b"skipped")
+REPAIR = ("Your previous answer could not be used: {problem}. Answer again, in full, so "
+          "that it meets this requirement; reply with the corrected answer only.")
+_TEXT_OPERATIONS = (Operation.CHAT, Operation.COMPLETION)
+
+
+def contracts_of(route: RouteSettings, operation: Operation,
+                 body: dict[str, Any]) -> tuple[OutputContract, ...]:
+    """The contracts an answer to this request must keep (400 for an unusable
+    ``response_format``); none for embeddings."""
+    if operation not in _TEXT_OPERATIONS:
+        return ()
+    requested = requested_contract(body) if "response_format" in body else None
+    found = (route.output, requested)
+    return tuple(c for c in found if c is not None)
+
+
+def answer_texts(operation: Operation, document: Any) -> list[str]:
+    """The text of each choice of a chat or text completion."""
+    choices = document.get("choices") if isinstance(document, dict) else None
+    if not isinstance(choices, list):
+        return []
+    texts = []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            texts.append("")
+        elif operation is Operation.CHAT:
+            message = choice.get("message")
+            content = message.get("content") if isinstance(message, dict) else None
+            texts.append(content if isinstance(content, str) else "")
+        else:
+            texts.append(choice["text"] if isinstance(choice.get("text"), str) else "")
+    return texts
+
+
+def problem_of(contracts: Sequence[OutputContract], operation: Operation,
+               reply: UpstreamReply) -> str | None:
+    """What is wrong with an answer, or None when every choice keeps every contract."""
+    texts = answer_texts(operation, reply.parsed())
+    if not texts:
+        return "the answer has no choices"
+    return _problem_of_texts(contracts, texts)
+
+
+def _problem_of_texts(contracts: Sequence[OutputContract], texts: Sequence[str]) -> str | None:
+    for i, text in enumerate(texts):
+        for contract in contracts:
+            problem = contract.check(text)
+            if problem is not None:
+                return problem if len(texts) == 1 else f"choice {i}: {problem}"
+    return None
+
+
+def repair_body(body: dict[str, Any], operation: Operation, reply: UpstreamReply,
+                problem: str) -> dict[str, Any] | None:
+    """The request again, with the bad answer and a message saying what to fix (chat only:
+    a text completion has no turn to say it in)."""
+    messages = body.get("messages")
+    if operation is not Operation.CHAT or not isinstance(messages, list):
+        return None
+    texts = answer_texts(operation, reply.parsed())
+    return {**body, "messages": [
+        *messages, {"role": "assistant", "content": texts[0] if texts else ""},
+        {"role": "user", "content": REPAIR.format(problem=problem)}]}
+
+
+def as_stream(reply: UpstreamReply, operation: Operation, ctx: RequestContext,
+              model: str, with_usage: bool) -> UpstreamReply:
+    """A validated whole answer sent as the stream the client asked for."""
+    document = reply.parsed()
+    writer = ChunkWriter(operation, ctx.request_id, model)
+    events = []
+    choices = document.get("choices", []) if isinstance(document, dict) else []
+    for index, text in enumerate(answer_texts(operation, document)):
+        finish = choices[index].get("finish_reason") or "stop"
+        events.append(writer.delta(text, None, index))
+        events.append(writer.delta("", finish, index))
+    if with_usage and ctx.usage is not None:
+        events.append(writer.usage(ctx.usage.prompt_tokens, ctx.usage.completion_tokens))
+    events.append(writer.done)
+    return UpstreamReply(200, b"".join(events), "text/event-stream; charset=utf-8")
+
+
+class StreamVerdict:
+    """``stream_validation: final``: the streamed text, collected as it passes, checked when
+    the provider's ``[DONE]`` arrives, and the verdict sent as one last event before it."""
+
+    __slots__ = ("_contracts", "_ctx", "_operation", "_texts", "emitted")
+
+    def __init__(self, contracts: Sequence[OutputContract], operation: Operation,
+                 ctx: RequestContext) -> None:
+        self._contracts = contracts
+        self._operation = operation
+        self._ctx = ctx
+        self._texts: dict[int, list[str]] = {}
+        self.emitted = False
+
+    def pass_on(self, event: bytes) -> bytes:
+        """The event to forward: as it came, or, for ``[DONE]``, the verdict then it."""
+        data = event_data(event)
+        if data == b"[DONE]":
+            return self.final() + event
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return event
+        for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") if self._operation is Operation.CHAT else choice
+            text = delta.get("content" if self._operation is Operation.CHAT else "text") \
+                if isinstance(delta, dict) else None
+            if isinstance(text, str) and text:
+                self._texts.setdefault(int(choice.get("index") or 0), []).append(text)
+        return event
+
+    def final(self) -> bytes:
+        """The verdict event (once)."""
+        if self.emitted:
+            return b""
+        self.emitted = True
+        texts = ["".join(self._texts[i]) for i in sorted(self._texts)] or [""]
+        problem = _problem_of_texts(self._contracts, texts)
+        outcome = self._ctx.validation = "passed" if problem is None else "failed"
+        return b"data: " + orjson.dumps({"object": "modelport.validation",
+                                         "validation": outcome, "problem": problem}) + b"\n\n"
