@@ -116,6 +116,16 @@ class InvalidOutput(ModelportError):
     type = "server_error"
 
 
+class ContentBlocked(RequestError):
+    """A route's input rules refuse the request (the message never echoes its text)."""
+
+    code = "content_blocked"
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule  # the kind of rule: regex, keyword, max_input_tokens
+
+
 class MalformedBody(RequestError):
     code = "invalid_json"
 

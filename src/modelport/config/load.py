@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from modelport.config.catalogue import CatalogueModel, prod_problem
+from modelport.config.guards import compile_guards
 from modelport.config.output import compile_output
 from modelport.config.prompt import PromptSettings, compile_prompt
 from modelport.config.schema import (
@@ -647,6 +648,10 @@ def _route(
             raw.output.json_schema, raw.output.labels, raw.output.max_chars, raw.output.regex,
             raw.output.repair_attempts, f"routes.{name}.output", problems),
         stream_validation=raw.stream_validation,
+        guards=None if raw.guards is None else compile_guards(
+            list(raw.guards.mask), raw.guards.restore, raw.guards.deny.regex,
+            raw.guards.deny.keywords, raw.guards.deny.max_input_tokens,
+            f"routes.{name}.guards", problems),
     )
 
 

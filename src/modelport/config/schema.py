@@ -259,6 +259,23 @@ class RawOutput(_Strict):
         return self
 
 
+class RawDeny(_Strict):
+    """Requests a route refuses before any call: 400 ``content_blocked``."""
+
+    regex: list[NonEmpty] = Field(default_factory=list)
+    keywords: list[NonEmpty] = Field(default_factory=list)
+    max_input_tokens: int | None = Field(default=None, gt=0, le=10_000_000)
+
+
+class RawGuards(_Strict):
+    """A route's input guards: what is masked before the call, and what is refused."""
+
+    mask: list[Literal["email", "phone", "card", "iban", "secret"]] = Field(
+        default_factory=list)
+    restore: bool = False
+    deny: RawDeny = Field(default_factory=RawDeny)
+
+
 class RawRoute(_Strict):
     description: str = ""
     owner: str = ""
@@ -281,6 +298,7 @@ class RawRoute(_Strict):
     prompt: RawPrompt | None = None
     shadow: RawShadow | None = None
     output: RawOutput | None = None
+    guards: RawGuards | None = None
     stream_validation: Literal["buffer", "final"] = "buffer"
     targets: list[RawTarget] = Field(min_length=1)
 

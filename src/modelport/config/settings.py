@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from modelport.config.catalogue import CatalogueModel
+from modelport.config.guards import GuardSettings
 from modelport.config.output import OutputContract
 from modelport.config.prompt import PromptSettings
 
@@ -214,6 +215,7 @@ class RouteSettings:
     prompt: PromptSettings | None = None  # put before each chat request's messages
     shadow: ShadowSettings | None = None
     output: OutputContract | None = None  # what an answer must be before it is returned
+    guards: GuardSettings | None = None  # masking and deny rules before the call
     stream_validation: str = "buffer"  # with a contract: buffer, or final (a verdict event)
 
 

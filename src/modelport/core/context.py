@@ -30,6 +30,8 @@ class RequestContext:
     model_version: str | None = None  # when the use case knows it (a tensor model's version)
     prompt_version: str | None = None  # the route's prompt put before the request, if any
     validation: str | None = None  # the output contract's verdict: passed, repaired, failed
+    # input guards' actions: (masked, kind, how many) or (blocked, rule, 1); never the values
+    guards: list[tuple[str, str, int]] | None = None
     route: str | None = None
     target: str | None = None
     stream: bool = False

@@ -16,12 +16,16 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from modelport.config.catalogue import CatalogueModel
+from modelport.config.guards import GuardSettings
 from modelport.config.output import OutputContract
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
 from modelport.errors import (
+    ContentBlocked,
     ContextTooLong,
     InvalidOutput,
     ModelportError,
@@ -46,6 +50,7 @@ from modelport.inference.validation import (
 from modelport.observability.metrics import Metrics
 from modelport.observability.tracing import Tracing, end_span
 from modelport.policy.access import AccessPolicy, Ticket
+from modelport.policy.guards import Masking, StreamRestorer, guard, restore_reply
 from modelport.policy.keys import Principal
 from modelport.policy.switches import Switch, Switchboard
 from modelport.protocol.openai.request import (
@@ -175,6 +180,10 @@ class ProxyService:
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
         contracts = contracts_of(route.settings, operation, body)  # may raise, too
+        guards, masking = route.settings.guards, None
+        if guards is not None:  # deny rules (400), then masking: before any call
+            body, masking = _guarded(guards, operation, body, ctx)
+        restore = masking if guards is not None and guards.restore else None
         if self._tracing is None:
             admitted = self._admit(operation, body, route, principal, ctx)
         else:
@@ -191,7 +200,7 @@ class ProxyService:
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         prompt = route.settings.prompt
         if route.settings.capture:
-            ctx.request_body = raw[:_CAPTURE_LIMIT]
+            ctx.request_body = (raw if masking is None else orjson.dumps(body))[:_CAPTURE_LIMIT]
         budget = route.settings.deadline_s if timeout_s is None else min(
             timeout_s, route.settings.deadline_s)
         request = _Request(operation, body, ctx, ticket, stream and not buffered, strip_usage,
@@ -226,10 +235,16 @@ class ProxyService:
             if route.shadow is not None and self._shadows is not None:
                 self._shadows.maybe(route, operation, body, result, ctx,
                                     self._config_version)
+            if restore is not None and restore.values and result.ok:
+                result = UpstreamReply(result.status,
+                                       restore_reply(result.body, operation, restore),
+                                       result.content_type)
             if buffered and result.ok:
                 ctx.stream = True
                 result = as_stream(result, operation, ctx, str(body.get("model", "")),
                                    with_usage=not strip_usage)
+        elif restore is not None and restore.values:
+            result.restorer = StreamRestorer(restore, operation)
         return Answer(result, headers)
 
     async def _kept_to(
@@ -485,6 +500,22 @@ def _settle_reply(
     ctx.usage = usage
     ctx.cost_usd = target.price.cost(usage)
     return usage
+
+
+def _guarded(guards: GuardSettings, operation: Operation, body: dict[str, Any],
+             ctx: RequestContext) -> tuple[dict[str, Any], Masking | None]:
+    """The body after a route's input guards, and what they masked, noted on the request
+    (kinds and counts, never values); ``ContentBlocked`` noted, then raised."""
+    embedding = operation is Operation.EMBEDDING
+    try:
+        guarded, masking = guard(guards, operation, body,
+                                 lambda: estimate_tokens(body, embedding=embedding)[0])
+    except ContentBlocked as exc:
+        ctx.guards = [("blocked", exc.rule, 1)]
+        raise
+    if masking is not None and masking.counts:
+        ctx.guards = [("masked", kind, n) for kind, n in sorted(masking.counts.items())]
+    return guarded, masking
 
 
 def _retired(entry: CatalogueModel, models: Mapping[str, CatalogueModel]) -> ModelRetired:

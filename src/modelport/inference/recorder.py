@@ -50,6 +50,11 @@ class _Series:
         self.cost = m.cost.labels(route, target)
 
 
+def guards_text(actions: list[tuple[str, str, int]]) -> str:
+    """``masked:email=2 masked:card=1`` or ``blocked:keyword=1``: kinds, never values."""
+    return " ".join(f"{action}:{kind}={count}" for action, kind, count in actions)[:200]
+
+
 class Recorder:
     def __init__(
         self,
@@ -113,6 +118,8 @@ class Recorder:
                 ctx.route or UNKNOWN, ctx.prompt_version, f"{str(ctx.status)[0]}xx").inc()
         if ctx.validation is not None:
             self._metrics.validations.labels(ctx.route or UNKNOWN, ctx.validation).inc()
+        for action, kind, count in ctx.guards or ():
+            self._metrics.guard_actions.labels(ctx.route or UNKNOWN, action, kind).inc(count)
         if series.errors is not None:
             series.errors.inc()
         for gap in ctx.chunk_gaps:
@@ -164,6 +171,8 @@ class Recorder:
             extra["prompt_version"] = ctx.prompt_version
         if ctx.validation is not None:
             extra["validation"] = ctx.validation
+        if ctx.guards:
+            extra["guards"] = guards_text(ctx.guards)
         if ctx.cost_usd is not None:
             extra["cost_usd"] = ctx.cost_usd
         if len(ctx.attempts) > 1:
@@ -222,6 +231,7 @@ class Recorder:
             usage_estimated=ctx.usage_estimated or None,
             prompt_version=ctx.prompt_version,
             validation=ctx.validation,
+            guards=guards_text(ctx.guards) if ctx.guards else None,
         )
 
 

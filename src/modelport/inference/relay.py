@@ -19,9 +19,10 @@ from modelport.core.usage import Usage
 from modelport.errors import ModelportError, UpstreamError, UpstreamTimeout
 from modelport.inference.attempt_end import AttemptEnd
 from modelport.inference.validation import StreamVerdict
+from modelport.policy.guards import StreamRestorer
 from modelport.protocol.openai.errors import error_event
 from modelport.protocol.openai.stream import UsageTap
-from modelport.protocol.sse import EventSplitter
+from modelport.protocol.sse import EventSplitter, event_data
 from modelport.providers.base import UpstreamStream
 
 log = logging.getLogger("modelport.relay")
@@ -29,7 +30,7 @@ log = logging.getLogger("modelport.relay")
 
 class StreamRelay:
     __slots__ = ("_ctx", "_deadline", "_end", "_idle", "_price", "_splitter", "_tap",
-                 "_upstream", "verdict")
+                 "_upstream", "restorer", "verdict")
 
     def __init__(
         self,
@@ -52,6 +53,8 @@ class StreamRelay:
         self._idle = idle_timeout_s
         # an output contract checked as the stream passes, its verdict the last event
         self.verdict: StreamVerdict | None = None
+        # masked values put back into the text as it passes (input guards' restore)
+        self.restorer: StreamRestorer | None = None
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         """The provider's chunks; a gap longer than the idle timeout, or the request's
@@ -97,8 +100,9 @@ class StreamRelay:
             tail = self._splitter.flush()
             if tail.strip():
                 yield tail
-            if self.verdict is not None and not self.verdict.emitted:
-                yield self.verdict.final()  # a stream that ended without [DONE]
+            ending = self._ending()  # a stream that ended without [DONE]
+            if ending:
+                yield ending
             self._end.succeed(*self._usage())
         except ModelportError as exc:
             self._ctx.error_code = exc.code
@@ -123,11 +127,32 @@ class StreamRelay:
 
     def _forwardable(self, chunk: bytes) -> bytes:
         events = self._splitter.feed(chunk)
-        if self.verdict is not None:
-            return b"".join(self.verdict.pass_on(e) for e in events if self._tap.forward(e))
+        if self.verdict is not None or self.restorer is not None:
+            return b"".join(self._filtered(e) for e in events if self._tap.forward(e))
         if len(events) == 1:
             return events[0] if self._tap.forward(events[0]) else b""
         return b"".join(e for e in events if self._tap.forward(e))
+
+    def _filtered(self, event: bytes) -> bytes:
+        """One event through the restorer and the verdict; before ``[DONE]``, what they
+        still hold."""
+        if event_data(event) == b"[DONE]":
+            return self._ending() + event
+        if self.restorer is not None:
+            event = self.restorer.pass_on(event)
+        if self.verdict is not None:
+            event = self.verdict.pass_on(event)
+        return event
+
+    def _ending(self) -> bytes:
+        out = b""
+        if self.restorer is not None:
+            out = self.restorer.flush()
+            if out and self.verdict is not None:
+                out = self.verdict.pass_on(out)
+        if self.verdict is not None:
+            out += self.verdict.final()
+        return out
 
     async def aclose(self) -> None:
         """Let go of the provider when the stream was never run to its end (the client left

@@ -19,16 +19,18 @@ import orjson
 _SECRET_KEYS = re.compile(
     r"(pass(word|wd)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key|"
     r"ssn|cvv|cvc)", re.IGNORECASE)
+# The detectors, shared with the input guards (``policy.guards``).
+KEY = re.compile(r"\b(?:sk|pk|rk|mpk|mpt)[-_][A-Za-z0-9_\-]{12,}")
+BEARER = re.compile(r"\bBearer\s+[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE)
+EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+PHONE = re.compile(r"(?<![\w+])\+?\d[\d ().\-]{8,}\d(?!\w)")
+CARD = re.compile(r"(?<!\d)(?:\d[ \-]?){12,18}\d(?!\d)")
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("key", re.compile(r"\b(?:sk|pk|rk|mpk|mpt)[-_][A-Za-z0-9_\-]{12,}")),
-    ("bearer", re.compile(r"\bBearer\s+[A-Za-z0-9._~+/\-]{8,}=*", re.IGNORECASE)),
-    ("email", re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")),
-    ("phone", re.compile(r"(?<![\w+])\+?\d[\d ().\-]{8,}\d(?!\w)")),
-)
-_CARD = re.compile(r"(?<!\d)(?:\d[ \-]?){12,18}\d(?!\d)")
+    ("key", KEY), ("bearer", BEARER), ("email", EMAIL), ("phone", PHONE))
+_CARD = CARD
 
 
-def _luhn(digits: str) -> bool:
+def luhn(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
@@ -54,7 +56,7 @@ class Masker:
     @staticmethod
     def _card(match: re.Match[str]) -> str:
         digits = re.sub(r"\D", "", match.group(0))
-        return "[MASKED:card]" if 13 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
+        return "[MASKED:card]" if 13 <= len(digits) <= 19 and luhn(digits) else match.group(0)
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):

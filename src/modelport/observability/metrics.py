@@ -12,6 +12,7 @@ an unknown route is ``-``, and status is the HTTP status code.
 | modelport_errors_total | counter | route, code |
 | modelport_prompt_requests_total | counter | route, prompt_version, status_class |
 | modelport_validations_total | counter | route, outcome |
+| modelport_guard_actions_total | counter | route, action, kind |
 | modelport_canary_rollbacks_total | counter | route, target |
 | modelport_shadow_requests_total | counter | route, target, outcome |
 | modelport_canary_state | gauge | route, target (0 running, 1 rolled back, 2 aborted, 3 promoted) |
@@ -92,6 +93,11 @@ class Metrics:
         self.validations = Counter(
             "modelport_validations", "Answers checked against an output contract, by outcome "
             "(passed, repaired, failed).", ["route", "outcome"], registry=r,
+        )
+        self.guard_actions = Counter(
+            "modelport_guard_actions", "Input guards' actions: values masked by kind "
+            "(email, phone, card, iban, secret), requests blocked by rule.",
+            ["route", "action", "kind"], registry=r,
         )
         self.shadow_requests = Counter(
             "modelport_shadow_requests", "Shadow calls, by outcome (match, differ, error, "

@@ -66,6 +66,7 @@ class LedgerRecord(NamedTuple):
     usage_estimated: bool | None = None
     prompt_version: str | None = None
     validation: str | None = None
+    guards: str | None = None
     shadow_of: str | None = None
     shadow_match: bool | None = None
 

@@ -77,6 +77,7 @@ def _row(row: RowMapping, full: bool) -> dict[str, Any]:
         "usage_estimated": bool(row["usage_estimated"]),
         "prompt_version": row["prompt_version"],
         "validation": row["validation"],
+        "guards": row["guards"],
         "shadow_of": row["shadow_of"],
         "shadow_match": row["shadow_match"],
         "cost_usd": row["cost_usd"],

@@ -90,6 +90,7 @@ requests = Table(
     Column("shadow_of", String(128)),  # a shadow call: the id of the request it copied
     Column("shadow_match", Boolean),  # its answer's text was the served one's, exactly
     Column("validation", String(16)),  # the output contract's verdict: passed, repaired, failed
+    Column("guards", String(200)),  # input guards: masked:email=2 or blocked:keyword=1
     Index("ix_requests_request_id", "request_id"),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_route_created_at", "route", "created_at"),

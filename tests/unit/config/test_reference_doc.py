@@ -25,6 +25,8 @@ SECTIONS: dict[type[BaseModel], str] = {
     schema.RawPrompt: "`routes.prompt`",
     schema.RawShadow: "`routes.shadow`",
     schema.RawOutput: "`routes.output`",
+    schema.RawGuards: "`routes.guards`",
+    schema.RawDeny: "`routes.guards.deny`",
     schema.RawPromptMessage: "`routes.prompt.messages`",
     schema.RawTarget: "`routes.targets`",
     schema.RawBreaker: "`routes.targets.breaker`",
