@@ -8,6 +8,7 @@ from modelport.admin import config as admin_config
 from modelport.admin import keys as admin_keys
 from modelport.admin import models as admin_models
 from modelport.admin import requests as admin_requests
+from modelport.admin import reviews as admin_reviews
 from modelport.admin import routes_status as admin_routes_status
 from modelport.admin import stats as admin_stats
 from modelport.admin import switches as admin_switches
@@ -30,5 +31,5 @@ def build_app(
                                       *admin_requests.routes(), *admin_stats.routes(),
                                       *admin_routes_status.routes(),
                                       *admin_switches.routes(), *admin_models.routes(),
-                                      *admin_config.routes(),
+                                      *admin_config.routes(), *admin_reviews.routes(),
                                       *dashboard_pages.routes(), *dashboard_signin.routes()])

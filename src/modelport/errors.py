@@ -126,6 +126,13 @@ class ContentBlocked(RequestError):
         self.rule = rule  # the kind of rule: regex, keyword, max_input_tokens
 
 
+class Conflict(RequestError):
+    """The request conflicts with the state of what it names (a review already decided)."""
+
+    status = 409
+    code = "conflict"
+
+
 class MalformedBody(RequestError):
     code = "invalid_json"
 

@@ -18,10 +18,11 @@ from modelport.errors import AuthError, Forbidden
 _READS = frozenset({"GET", "HEAD"})
 
 
-def require_admin(services: Services, scope: Scope) -> str:
+def require_admin(services: Services, scope: Scope, *, reviewers: bool = False) -> str:
     """The actor name for the audit log (``admin`` with the key, ``dashboard`` with a
-    session); 401 for anything else, 403 for a change made with a session but without the
-    dashboard's header."""
+    session, ``reviewer:<key id>`` with a reviewer's key where ``reviewers`` allows it);
+    403 for a reviewer's key anywhere else and for a change made with a session but without
+    the dashboard's header, 401 for anything else."""
     ctx = scope.get(CTX_KEY)
     if ctx is not None:
         ctx.response_headers.append((b"cache-control", b"no-store"))
@@ -32,7 +33,25 @@ def require_admin(services: Services, scope: Scope) -> str:
             raise Forbidden("Changes made with a dashboard session need the header "
                             "X-Modelport-Dashboard: 1.")
         return "dashboard"
+    reviewer = _reviewer(services, scope)
+    if reviewer is not None:
+        if not reviewers:
+            raise Forbidden("This key is a reviewer's: it may decide reviews and do nothing "
+                            "else.")
+        return f"reviewer:{reviewer}"
     raise AuthError("The admin API needs the admin key (MODELPORT_ADMIN_KEY).")
+
+
+def _reviewer(services: Services, scope: Scope) -> str | None:
+    """The key id of a valid reviewer's key in the request, if that is what it carries."""
+    token = services.access.bearer(header(scope, b"authorization"))
+    if token is None or not services.access.auth_required:
+        return None
+    try:
+        principal = services.access.keyring.authenticate(token)
+    except AuthError:
+        return None
+    return principal.key_id if principal.role == "reviewer" else None
 
 
 def client_of(scope: Scope) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 from starlette.routing import Route, Router
 
-from modelport.api import feedback, health, openai_routes, openapi, tokens, v2_routes
+from modelport.api import feedback, health, openai_routes, openapi, reviews, tokens, v2_routes
 from modelport.api.asgi import Receive, Scope, Send
 from modelport.api.dispatch import Dispatch
 from modelport.api.middleware import RequestMiddleware
@@ -53,7 +53,8 @@ def create_app(
             yield {LIVE_KEY: reloader.live, RELOADER_KEY: reloader}
 
     router = Router(lifespan=lifespan, default=_not_found)
-    routes = [*openai_routes.routes(), *tokens.routes(), *feedback.routes(), *health.routes(),
+    routes = [*openai_routes.routes(), *tokens.routes(), *feedback.routes(),
+              *reviews.routes(), *health.routes(),
               *openapi.routes(),
               *v2_routes.routes(), *extra_routes]
     return RequestMiddleware(Dispatch(routes, router), OriginGuard.of(settings))

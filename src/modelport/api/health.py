@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.body import header
 from modelport.api.responses import send_bytes, send_json
 from modelport.api.services import services_of
-from modelport.errors import AuthError
+from modelport.errors import AuthError, ServiceUnavailable
 from modelport.providers.base import HostedRuntime
 from modelport.routing.canary import STATES
 
@@ -61,6 +63,11 @@ async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
     for route, target, queued, in_flight in services.routes.queued():
         m.queue_depth.labels(route, target).set(queued)
         m.target_in_flight.labels(route, target).set(in_flight)
+    if services.reviews is not None and any(
+            r.review is not None for r in services.settings.routes.values()):
+        # the queue's depth, read from the store; with the store down, the last values
+        with contextlib.suppress(ServiceUnavailable):
+            await services.reviews.pending()
     await send_bytes(send, 200, services.metrics.render(), services.metrics.content_type)
 
 

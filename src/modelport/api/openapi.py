@@ -46,6 +46,7 @@ _ERRORS = {
         (404, "Unknown route (the `model` field)."),
         (405, "The path does not take this method (see Allow)."),
         (408, "The request's headers or body came too slowly."),
+        (409, "The review was decided already (review_decided)."),
         (410, "Every target of the route calls a retired model (the message names its "
               "successor)."),
         (413, "The body is larger than the limit (`server.max_body_bytes` for inference)."),
@@ -103,7 +104,11 @@ def _inference(summary: str, streams: bool) -> dict[str, Any]:
                 },
             },
             "responses": {"200": {"description": "The provider's answer.", "headers": _HEADERS,
-                                  "content": content}, **_ERRORS},
+                                  "content": content},
+                          "202": {"description": "Held for review (a draft-only route, or a "
+                                                 "broken output contract held for a person): "
+                                                 "the review's id and where to poll it."},
+                          **_ERRORS},
         }
     }
 
@@ -198,6 +203,16 @@ def _client_paths() -> dict[str, Any]:
             "responses": {"201": {"description": "The token."}, **_ANY,
                           "401": _ERRORS["401"], "404": _ERRORS["404"]},
         }},
+        "/v1/reviews/{review_id}": {"get": {
+            "summary": "What became of an answer held for review: pending, approved (with the "
+                       "answer as approved) or rejected (with the reason).",
+            "security": _BEARER,
+            "parameters": [{"name": "review_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The review."}, **_ANY,
+                          "401": _ERRORS["401"], "404": _ERRORS["404"],
+                          "503": _ERRORS["503"]},
+        }},
         "/v1/feedback": {"post": {
             "summary": "A user's verdict on one answer made with the same key.",
             "security": _BEARER,
@@ -272,6 +287,26 @@ def _config_paths() -> dict[str, Any]:
     }
 
 
+def _review_paths() -> dict[str, Any]:
+    """The review queue: the admin key or a reviewer's key."""
+    decide = _admin("Decide an item: approve (with an edited answer, optionally) or reject. "
+                    "409 when it was decided already.", "post",
+                    {"type": "object", "additionalProperties": False, "required": ["decision"],
+                     "properties": {"decision": {"enum": ["approve", "reject"]},
+                                    "answer": {"type": "string"},
+                                    "reason": {"type": "string", "maxLength": 4000}}},
+                    params=("review_id",))
+    decide["post"]["responses"]["409"] = _ERRORS["409"]
+    return {
+        "/admin/reviews": _admin("The review queue, oldest first (status, route, limit); the "
+                                 "admin key or a reviewer's key."),
+        "/admin/reviews/{review_id}": {
+            **_admin("One review item, with its request and answer.", params=("review_id",)),
+            **decide,
+        },
+    }
+
+
 def _admin_paths() -> dict[str, Any]:
     """The admin API (admin key only)."""
     return {
@@ -327,6 +362,7 @@ def _admin_paths() -> dict[str, Any]:
             **_admin("The kill switches that are off, with who, why and since when."),
         },
         **_config_paths(),
+        **_review_paths(),
     }
 
 

@@ -229,7 +229,8 @@ def next_services(old: Services, settings: Settings, providers: Mapping[str, Pro
                                         masker)
     return replace(old, **serving(
         settings, providers, routes, access, recorder, masker, metrics=old.metrics,
-        tracing=old.tracing, switches=old.switches, shadows=old.shadows, tensors=old.tensors),
+        tracing=old.tracing, switches=old.switches, shadows=old.shadows, tensors=old.tensors,
+        reviews=old.reviews),
         generation=Generation(number))
 
 

@@ -29,6 +29,7 @@ from modelport.inference.canaries import CanaryKeeper
 from modelport.inference.idempotency import IdempotencyCache
 from modelport.inference.proxy import ProxyService
 from modelport.inference.recorder import Recorder
+from modelport.inference.reviews import ReviewQueue
 from modelport.inference.shadow import ShadowRunner
 from modelport.observability.access import AccessLog
 from modelport.observability.masking import Masker
@@ -48,6 +49,7 @@ from modelport.store.keys import KeyStore
 from modelport.store.ledger import LedgerWriter
 from modelport.store.requests import RequestStore
 from modelport.store.retention import BodyRetention
+from modelport.store.reviews import ReviewStore
 from modelport.store.switches import SwitchStore
 from modelport.store.usage import UsageStore
 
@@ -125,6 +127,7 @@ class Services:
     switch_store: SwitchStore | None = None
     canaries: CanaryKeeper | None = None
     shadows: ShadowRunner | None = None
+    reviews: ReviewQueue | None = None  # the review queue (store.reviews)
     access_log: AccessLog | None = None
     retention: BodyRetention | None = None
     config_store: ConfigVersionStore | None = None
@@ -203,12 +206,15 @@ async def build_services(
         routes = RouteTable(settings, providers, metrics)
         canaries, shadows = await _release_controls(stack, routes, engine, metrics, ledger,
                                                     key_sync)
+        reviews = ReviewQueue(ReviewStore(engine), requests, metrics)
+        stack.push_async_callback(reviews.close)
         masker = Masker(settings.secrets())
         recorder = Recorder(metrics, ledger, settings.config_version, access_log,
                             versions=model_versions(settings), masker=masker)
         services = Services(
             **serving(settings, providers, routes, access, recorder, masker, metrics=metrics,
-                      tracing=tracing, switches=switches, shadows=shadows, tensors=tensors),
+                      tracing=tracing, switches=switches, shadows=shadows, tensors=tensors,
+                      reviews=reviews),
             metrics=metrics,
             ledger=ledger,
             keys=keys,
@@ -223,6 +229,7 @@ async def build_services(
             switch_store=switch_store,
             canaries=canaries,
             shadows=shadows,
+            reviews=reviews,
             access_log=access_log,
             retention=retention,
             config_store=ConfigVersionStore(engine),
@@ -239,7 +246,7 @@ def serving(
     settings: Settings, providers: Mapping[str, Provider], routes: RouteTable,
     access: AccessPolicy, recorder: Recorder, masker: Masker, *, metrics: Metrics,
     tracing: Tracing | None, switches: Switchboard, shadows: ShadowRunner | None,
-    tensors: TensorService | None,
+    tensors: TensorService | None, reviews: ReviewQueue | None = None,
 ) -> dict[str, Any]:
     """The parts of ``Services`` that belong to one config version."""
     tensor_inference = None
@@ -252,7 +259,7 @@ def serving(
         "recorder": recorder, "masker": masker, "tensor_inference": tensor_inference,
         "proxy": ProxyService(routes, access, metrics, tracing=tracing, switches=switches,
                               models=settings.models, shadows=shadows,
-                              config_version=settings.config_version),
+                              config_version=settings.config_version, reviews=reviews),
     }
 
 

@@ -139,12 +139,15 @@ def _budget(ctx: click.Context, param: click.Parameter, value: float | None) -> 
               "zone is given).")
 @click.option("--priority", type=click.Choice(["interactive", "batch"]), default="interactive",
               show_default=True, help="The highest queue priority the key may ask for.")
+@click.option("--role", type=click.Choice(["caller", "reviewer"]), default="caller",
+              show_default=True, help="reviewer: decides reviews (/admin/reviews, the "
+              "dashboard's queue) and calls no route.")
 @config_option
 @click.pass_obj
 def create(source: ConfigSource, name: str, routes: tuple[str, ...], environment: str,
            rpm: int | None, tpm: int | None, max_concurrency: int | None,
            budget_usd: float | None, budget_period: str | None, expires_at: datetime | None,
-           priority: str, config_path: str | None) -> None:
+           priority: str, role: str, config_path: str | None) -> None:
     """Create a key called NAME and print it, once."""
     name = name.strip()
     if not name or len(name) > 200:
@@ -163,6 +166,7 @@ def create(source: ConfigSource, name: str, routes: tuple[str, ...], environment
             tpm=tpm, max_concurrency=max_concurrency, budget_usd=budget_usd,
             budget_period=(budget_period or "month") if budget_usd is not None else None,
             expires_at=expires_at, actor=actor(), client=client(), priority=priority,
+            role=role,
         )
     _print_new_key(row.id, key)
 

@@ -43,6 +43,7 @@ from modelport.config.settings import (
     LimitSettings,
     LocalModelSettings,
     ProviderSettings,
+    ReviewSettings,
     RouteSettings,
     Secret,
     ServerSettings,
@@ -195,7 +196,7 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
     }
     models = _catalogue(raw, providers, problems)
     before = previous.routes if previous is not None else {}
-    routes = {name: _route(name, r, providers, models, problems, before.get(name))
+    routes = {name: _route(name, r, providers, models, problems, before.get(name), environ)
               for name, r in raw.routes.items()}
     _check_fallback_routes(routes, problems)
     tensor_models = repository_models(raw.model_repository)
@@ -399,6 +400,7 @@ def _key(
         budget_period=raw.budget_period,
         expires_at=raw.expires_at.timestamp() if raw.expires_at else None,
         priority=raw.priority,
+        role=raw.role,
     )
 
 
@@ -604,7 +606,7 @@ def _shadow(name: str, raw: RawShadow, providers: Mapping[str, ProviderSettings]
 def _route(
     name: str, raw: RawRoute, providers: Mapping[str, ProviderSettings],
     models: Mapping[str, CatalogueModel], problems: list[str],
-    before: RouteSettings | None = None,
+    before: RouteSettings | None = None, environ: Mapping[str, str] = MappingProxyType({}),
 ) -> RouteSettings:
     targets = []
     for i, t in enumerate(raw.targets):
@@ -648,11 +650,32 @@ def _route(
             raw.output.json_schema, raw.output.labels, raw.output.max_chars, raw.output.regex,
             raw.output.repair_attempts, f"routes.{name}.output", problems),
         stream_validation=raw.stream_validation,
+        review=_review(name, raw, environ, problems),
         guards=None if raw.guards is None else compile_guards(
             list(raw.guards.mask), raw.guards.restore, raw.guards.deny.regex,
             raw.guards.deny.keywords, raw.guards.deny.max_input_tokens,
             f"routes.{name}.guards", problems),
     )
+
+
+def _review(name: str, raw: RawRoute, environ: Mapping[str, str],
+            problems: list[str]) -> ReviewSettings | None:
+    where = f"routes.{name}"
+    if raw.review is None:
+        if raw.review_webhook is not None:
+            problems.append(f"{where}.review_webhook: the route has no review")
+        return None
+    url = secret = None
+    if raw.review_webhook is not None:
+        url = raw.review_webhook.url
+        secret = resolve_secret(raw.review_webhook.secret, f"{where}.review_webhook.secret",
+                                environ, problems)
+    if isinstance(raw.review, str):
+        if raw.review == "on_failure" and raw.output is None:
+            problems.append(f"{where}.review: on_failure needs an output contract "
+                            f"({where}.output)")
+        return ReviewSettings(raw.review, 100.0, url, secret)
+    return ReviewSettings("sample", raw.review.sample, url, secret)
 
 
 def _prompt(name: str, raw: RawPrompt, before: RouteSettings | None,

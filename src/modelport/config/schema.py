@@ -243,6 +243,29 @@ class RawShadow(_Strict):
     budget_period: Literal["day", "month"] = "day"
 
 
+class RawReviewSample(_Strict):
+    """``review: {sample: PERCENT}``: that share of answers is returned and also queued."""
+
+    sample: float = Field(gt=0, le=100)
+
+
+class RawWebhook(_Strict):
+    """Called on each decision of a route's reviews, signed with HMAC-SHA256."""
+
+    url: str
+    secret: str
+
+    _secret_ref = field_validator("secret")(_check_secret_ref)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+
 class RawOutput(_Strict):
     """A route's output contract: what an answer must be before it is returned."""
 
@@ -299,6 +322,8 @@ class RawRoute(_Strict):
     shadow: RawShadow | None = None
     output: RawOutput | None = None
     guards: RawGuards | None = None
+    review: Literal["always", "on_failure"] | RawReviewSample | None = None
+    review_webhook: RawWebhook | None = None
     stream_validation: Literal["buffer", "final"] = "buffer"
     targets: list[RawTarget] = Field(min_length=1)
 
@@ -314,6 +339,7 @@ class RawKey(_Strict):
     budget_period: Literal["day", "month"] = "month"
     expires_at: datetime | None = None
     priority: Literal["interactive", "batch"] = "interactive"
+    role: Literal["caller", "reviewer"] = "caller"
 
     _secret_ref = field_validator("key")(_check_secret_ref)
 

@@ -193,6 +193,16 @@ class ShadowSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewSettings:
+    """Which answers of a route a person sees (``inference.reviews``)."""
+
+    mode: str  # always (draft-only), on_failure (a broken contract), sample
+    percent: float = 100.0  # sample: the share of answers queued
+    webhook_url: str | None = None
+    webhook_secret: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RouteSettings:
     name: str
     targets: tuple[TargetSettings, ...]
@@ -216,6 +226,7 @@ class RouteSettings:
     shadow: ShadowSettings | None = None
     output: OutputContract | None = None  # what an answer must be before it is returned
     guards: GuardSettings | None = None  # masking and deny rules before the call
+    review: ReviewSettings | None = None  # answers held for, or shown to, a person
     stream_validation: str = "buffer"  # with a contract: buffer, or final (a verdict event)
 
 
@@ -292,6 +303,7 @@ class KeySettings:
     budget_period: str = "month"
     expires_at: float | None = None
     priority: str = "interactive"
+    role: str = "caller"  # reviewer: decides reviews, calls no route
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,4 +357,6 @@ class Settings:
         values += [s.reveal() for s in (self.admin_key, self.token_secret, self.metrics_token)
                    if s]
         values += [s.reveal() for s in self.tracing.otlp_headers.values()]
+        values += [r.review.webhook_secret.reveal() for r in self.routes.values()
+                   if r.review is not None and r.review.webhook_secret is not None]
         return tuple(values)

@@ -21,6 +21,7 @@ import orjson
 from modelport.config.catalogue import CatalogueModel
 from modelport.config.guards import GuardSettings
 from modelport.config.output import OutputContract
+from modelport.config.settings import ReviewSettings
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
@@ -36,6 +37,7 @@ from modelport.errors import (
 from modelport.inference.attempts_loop import AttemptLoop
 from modelport.inference.prompts import apply_prompt
 from modelport.inference.relay import StreamRelay
+from modelport.inference.reviews import ReviewQueue, held_reply
 from modelport.inference.shadow import ShadowRunner
 from modelport.inference.switched import switched_reply
 from modelport.inference.validation import (
@@ -91,7 +93,9 @@ class ProxyService:
         models: Mapping[str, CatalogueModel] | None = None,
         shadows: ShadowRunner | None = None,
         config_version: str = "",
+        reviews: ReviewQueue | None = None,
     ) -> None:
+        self._reviews = reviews
         self._shadows = shadows
         self._config_version = config_version  # the one these routes belong to
         self._switches = switches or Switchboard()
@@ -195,7 +199,11 @@ class ProxyService:
         if admitted.route is not route:  # a switch sent it to another route
             contracts = contracts_of(admitted.route.settings, operation, body)
         route, ticket = admitted.route, admitted.ticket
-        buffered = bool(contracts) and stream and route.settings.stream_validation == "buffer"
+        review = route.settings.review if self._reviews is not None and \
+            operation is not Operation.EMBEDDING else None
+        draft = review is not None and review.mode == "always"
+        buffered = stream and (draft or (
+            bool(contracts) and route.settings.stream_validation == "buffer"))
         if buffered:  # fetched whole, checked, then sent as the stream that was asked for
             body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         prompt = route.settings.prompt
@@ -214,7 +222,8 @@ class ProxyService:
         try:
             result = await self._serve(route, request, {route.name})
             if contracts:
-                result = await self._kept_to(contracts, route, request, result, headers)
+                result = await self._kept_to(contracts, route, request, result, headers,
+                                             review)
             else:
                 headers.append(SKIPPED)
         except ModelportError as exc:
@@ -232,24 +241,42 @@ class ProxyService:
                 headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
             if route.settings.capture:
                 ctx.response_body = result.body[:_CAPTURE_LIMIT]
-            if route.shadow is not None and self._shadows is not None:
-                self._shadows.maybe(route, operation, body, result, ctx,
-                                    self._config_version)
-            if restore is not None and restore.values and result.ok:
-                result = UpstreamReply(result.status,
-                                       restore_reply(result.body, operation, restore),
-                                       result.content_type)
-            if buffered and result.ok:
-                ctx.stream = True
-                result = as_stream(result, operation, ctx, str(body.get("model", "")),
-                                   with_usage=not strip_usage)
+            if result.status == 200:
+                result = await self._deliver(result, route, request, review,
+                                             restore=restore, stream=buffered,
+                                             with_usage=not strip_usage)
         elif restore is not None and restore.values:
             result.restorer = StreamRestorer(restore, operation)
         return Answer(result, headers)
 
+    async def _deliver(self, reply: UpstreamReply, route: Route, request: _Request,
+                       review: ReviewSettings | None, *, restore: Masking | None,
+                       stream: bool, with_usage: bool) -> UpstreamReply:
+        """A whole answer on its way out: held for review on a draft-only route (202),
+        copied to the shadow target and the review sample, the masked values put back,
+        and sent as a stream when the client asked for one."""
+        ctx, operation, body = request.ctx, request.operation, request.body
+        if review is not None and self._reviews is not None:
+            if review.mode == "always":
+                return held_reply(await self._reviews.hold(route.settings, ctx, body, reply,
+                                                           "always"))
+            if review.mode == "sample" and self._rng.random() * 100 < review.percent:
+                self._reviews.sample(route.settings, ctx, body, reply)
+        if route.shadow is not None and self._shadows is not None:
+            self._shadows.maybe(route, operation, body, reply, ctx, self._config_version)
+        if restore is not None and restore.values:
+            reply = UpstreamReply(reply.status, restore_reply(reply.body, operation, restore),
+                                  reply.content_type)
+        if stream:
+            ctx.stream = True
+            reply = as_stream(reply, operation, ctx, str(body.get("model", "")),
+                              with_usage=with_usage)
+        return reply
+
     async def _kept_to(
         self, contracts: tuple[OutputContract, ...], route: Route, request: _Request,
         result: UpstreamReply | StreamRelay, headers: list[tuple[bytes, bytes]],
+        review: ReviewSettings | None = None,
     ) -> UpstreamReply | StreamRelay:
         """The answer, held to its contracts: checked, repaired, or replaced by a fallback
         route's; 502 ``invalid_output`` when none keeps them. A stream in ``final`` mode
@@ -287,6 +314,10 @@ class ProxyService:
                     break
         if problem is not None:
             ctx.validation = "failed"
+            if review is not None and review.mode == "on_failure" and self._reviews is not None:
+                headers.append((VALIDATION_HEADER, b"failed"))  # held for a person: 202
+                return held_reply(await self._reviews.hold(
+                    route.settings, ctx, request.body, result, f"invalid_output: {problem}"))
             raise InvalidOutput(f"No answer kept this route's output contract: {problem}.")
         ctx.validation = "repaired"
         headers.append((VALIDATION_HEADER, b"repaired"))

@@ -13,6 +13,9 @@ an unknown route is ``-``, and status is the HTTP status code.
 | modelport_prompt_requests_total | counter | route, prompt_version, status_class |
 | modelport_validations_total | counter | route, outcome |
 | modelport_guard_actions_total | counter | route, action, kind |
+| modelport_reviews_pending | gauge | route |
+| modelport_review_oldest_pending_seconds | gauge | route |
+| modelport_review_decision_seconds | histogram | route, status |
 | modelport_canary_rollbacks_total | counter | route, target |
 | modelport_shadow_requests_total | counter | route, target, outcome |
 | modelport_canary_state | gauge | route, target (0 running, 1 rolled back, 2 aborted, 3 promoted) |
@@ -75,9 +78,26 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._answer_metrics(r)
+        self._review_metrics(r)
         self._target_metrics(r)
         self._ledger_metrics(r)
         self._runtime_metrics(r)
+
+    def _review_metrics(self, r: CollectorRegistry) -> None:
+        """The review queue: its depth, its oldest item, the time to a decision."""
+        self.reviews_pending = Gauge(
+            "modelport_reviews_pending", "Review items waiting for a decision.", ["route"],
+            registry=r,
+        )
+        self.review_oldest = Gauge(
+            "modelport_review_oldest_pending_seconds",
+            "How long the oldest pending review item has waited.", ["route"], registry=r,
+        )
+        self.review_decisions = Histogram(
+            "modelport_review_decision_seconds", "Time from an item's hold to its decision.",
+            ["route", "status"], buckets=(60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 86400),
+            registry=r,
+        )
 
     def _answer_metrics(self, r: CollectorRegistry) -> None:
         """Requests, their latency split, tokens, cost and feedback."""

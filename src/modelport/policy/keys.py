@@ -46,9 +46,10 @@ class Principal:
     revoked: bool = False
     scopes: tuple[tuple[str, Limits], ...] = ()
     priority: int = INTERACTIVE  # the highest admission priority it may ask for
+    role: str = "caller"  # reviewer: may decide reviews (/admin/reviews) and call nothing
 
     def may_call(self, route: str, environment: str) -> bool:
-        if environment != self.environment:
+        if environment != self.environment or self.role != "caller":
             return False
         return self.routes is None or route in self.routes
 
@@ -66,6 +67,7 @@ def _principal(
     expires_at: float | None,
     revoked: bool = False,
     priority: str = "interactive",
+    role: str = "caller",
 ) -> Principal:
     return Principal(
         key_id=key_id,
@@ -78,6 +80,7 @@ def _principal(
         revoked=revoked,
         scopes=() if limits.is_unlimited() else ((f"key:{key_id}", limits),),
         priority=PRIORITIES[priority],
+        role=role,
     )
 
 
@@ -87,7 +90,7 @@ def from_config(settings: KeySettings) -> Principal:
         budget = Budget(limit_usd=settings.budget_usd, period=settings.budget_period)  # type: ignore[arg-type]
     return _principal(CONFIG_KEY_PREFIX + settings.name, settings.name, settings.environment,
                       settings.routes, limits_of(settings.limits), budget, settings.expires_at,
-                      priority=settings.priority)
+                      priority=settings.priority, role=settings.role)
 
 
 def from_row(row: KeyRow) -> Principal:
@@ -97,7 +100,7 @@ def from_row(row: KeyRow) -> Principal:
     limits = Limits(rpm=row.rpm, tpm=row.tpm, max_concurrency=row.max_concurrency)
     return _principal(row.id, row.name, row.environment, row.routes, limits, budget,
                       _epoch(row.expires_at), revoked=row.revoked_at is not None,
-                      priority=row.priority)
+                      priority=row.priority, role=row.role)
 
 
 def _epoch(value: datetime | None) -> float | None:

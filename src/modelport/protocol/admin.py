@@ -33,6 +33,7 @@ class KeySpec(_Strict):
     budget_period: Literal["day", "month"] = "month"
     expires_at: datetime | None = None
     priority: Literal["interactive", "batch"] = "interactive"
+    role: Literal["caller", "reviewer"] = "caller"
 
     @field_validator("expires_at", mode="before")
     @classmethod
@@ -86,6 +87,14 @@ class ConfigSpec(_Strict):
     text: str = Field(max_length=4 * 1024 * 1024)
     reason: str = Field(default="", max_length=1000)
     dry_run: bool = False
+
+
+class DecisionSpec(_Strict):
+    """``POST /admin/reviews/{id}``: approve (as it is, or with an edited answer) or reject."""
+
+    decision: Literal["approve", "reject"]
+    answer: str | None = Field(default=None, max_length=1_000_000)
+    reason: str = Field(default="", max_length=4000)
 
 
 class RollbackSpec(_Strict):

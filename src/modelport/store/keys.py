@@ -62,6 +62,7 @@ class KeyRow:
     revoked_at: datetime | None
     secrets: tuple[SecretRow, ...]
     priority: str = "interactive"  # the highest X-Priority the key may ask for
+    role: str = "caller"  # reviewer: decides reviews, calls no route
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class KeyStore(EngineStore):
         actor: str,
         client: str | None,
         priority: str = "interactive",
+        role: str = "caller",
     ) -> KeyRow:
         """Store a new key and its first secret, audited as ``key.create``."""
         if budget_period not in (None, "day", "month"):
@@ -114,6 +116,7 @@ class KeyStore(EngineStore):
             "routes": None if routes is None else list(routes), "rpm": rpm, "tpm": tpm,
             "max_concurrency": max_concurrency, "budget_usd": budget_usd,
             "budget_period": budget_period, "expires_at": expires_at, "priority": priority,
+            "role": role,
         }
         with self._transaction() as conn:
             conn.execute(insert(api_keys).values(
@@ -290,7 +293,7 @@ def _key_row(row: Row[Any], secrets: Sequence[SecretRow]) -> KeyRow:
         routes=routes, rpm=row.rpm, tpm=row.tpm, max_concurrency=row.max_concurrency,
         budget_usd=row.budget_usd, budget_period=row.budget_period,
         expires_at=row.expires_at, created_at=row.created_at, revoked_at=row.revoked_at,
-        priority=row.priority, secrets=tuple(secrets),
+        priority=row.priority, role=row.role, secrets=tuple(secrets),
     )
 
 

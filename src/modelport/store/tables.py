@@ -128,6 +128,7 @@ api_keys = Table(
     Column("budget_usd", Float),
     Column("budget_period", String(8)),  # "day" or "month"
     Column("priority", String(16), nullable=False, server_default="interactive"),
+    Column("role", String(16), nullable=False, server_default="caller"),
     Column("expires_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
@@ -209,4 +210,26 @@ config_versions = Table(
     Column("restores", Integer, nullable=True),  # a rollback: the id it brought back
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_config_versions_hash", "config_version"),
+)
+
+# The review queue: answers held for a person, and their decisions (store/reviews.py).
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", String(40), primary_key=True),  # rev_<24 hex>
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("route", String(200), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("request_id", String(128), nullable=False),
+    Column("model_version", String(256), nullable=True),
+    Column("reason", Text, nullable=False),  # always, sample, or the contract's problem
+    Column("status", String(16), nullable=False),  # pending, approved, rejected
+    Column("request", Text, nullable=False),  # the request as sent to the model
+    Column("answer", Text, nullable=False),  # the answer; the edit, once approved with one
+    Column("edited", Boolean, nullable=False),
+    Column("original", Text, nullable=True),  # the model's answer, when it was edited
+    Column("decided_at", UtcDateTime, nullable=True),
+    Column("decided_by", String(200), nullable=True),
+    Column("decision_reason", Text, nullable=False),
+    Index("ix_reviews_status_created", "status", "created_at"),
 )

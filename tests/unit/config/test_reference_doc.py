@@ -27,6 +27,8 @@ SECTIONS: dict[type[BaseModel], str] = {
     schema.RawOutput: "`routes.output`",
     schema.RawGuards: "`routes.guards`",
     schema.RawDeny: "`routes.guards.deny`",
+    schema.RawReviewSample: "`routes.review`",
+    schema.RawWebhook: "`routes.review_webhook`",
     schema.RawPromptMessage: "`routes.prompt.messages`",
     schema.RawTarget: "`routes.targets`",
     schema.RawBreaker: "`routes.targets.breaker`",

@@ -70,7 +70,7 @@ def test_migrate_twice_is_harmless(tmp_path: Path) -> None:
         assert sorted(inspector.get_table_names()) == [
             "alembic_version", "api_key_secrets", "api_keys", "audit_log", "canaries",
             "config_versions",
-            "feedback", "requests", "store_revision", "switches",
+            "feedback", "requests", "reviews", "store_revision", "switches",
         ]
     finally:
         engine.dispose()
