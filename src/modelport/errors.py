@@ -232,6 +232,12 @@ class Forbidden(ModelportError):
     type = "invalid_request_error"
 
 
+class ToolNotAllowed(Forbidden):
+    """A request declares a tool its route or key does not permit."""
+
+    code = "tool_not_allowed"
+
+
 class RateLimited(ModelportError):
     """Over a limit. ``headers`` carries Retry-After and the x-ratelimit-* values."""
 

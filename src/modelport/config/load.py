@@ -55,6 +55,7 @@ from modelport.config.settings import (
     key_route_problem,
     repository_models,
 )
+from modelport.config.tools import tool_policy
 from modelport.errors import ConfigError
 
 
@@ -401,6 +402,8 @@ def _key(
         expires_at=raw.expires_at.timestamp() if raw.expires_at else None,
         priority=raw.priority,
         role=raw.role,
+        tools=None if raw.tools is None else tool_policy(
+            raw.tools.allow, raw.tools.deny, raw.tools.on_denied),
     )
 
 
@@ -651,6 +654,8 @@ def _route(
             raw.output.repair_attempts, f"routes.{name}.output", problems),
         stream_validation=raw.stream_validation,
         review=_review(name, raw, environ, problems),
+        tools=None if raw.tools is None else tool_policy(
+            raw.tools.allow, raw.tools.deny, raw.tools.on_denied),
         guards=None if raw.guards is None else compile_guards(
             list(raw.guards.mask), raw.guards.restore, raw.guards.deny.regex,
             raw.guards.deny.keywords, raw.guards.deny.max_input_tokens,

@@ -243,6 +243,14 @@ class RawShadow(_Strict):
     budget_period: Literal["day", "month"] = "day"
 
 
+class RawTools(_Strict):
+    """Which tools (function names) requests may declare and answers may call."""
+
+    allow: list[NonEmpty] | None = None  # None: any name not denied
+    deny: list[NonEmpty] = Field(default_factory=list)
+    on_denied: Literal["refuse", "strip"] = "refuse"
+
+
 class RawReviewSample(_Strict):
     """``review: {sample: PERCENT}``: that share of answers is returned and also queued."""
 
@@ -324,6 +332,7 @@ class RawRoute(_Strict):
     guards: RawGuards | None = None
     review: Literal["always", "on_failure"] | RawReviewSample | None = None
     review_webhook: RawWebhook | None = None
+    tools: RawTools | None = None
     stream_validation: Literal["buffer", "final"] = "buffer"
     targets: list[RawTarget] = Field(min_length=1)
 
@@ -340,6 +349,7 @@ class RawKey(_Strict):
     expires_at: datetime | None = None
     priority: Literal["interactive", "batch"] = "interactive"
     role: Literal["caller", "reviewer"] = "caller"
+    tools: RawTools | None = None
 
     _secret_ref = field_validator("key")(_check_secret_ref)
 

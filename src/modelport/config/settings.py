@@ -16,6 +16,7 @@ from modelport.config.catalogue import CatalogueModel
 from modelport.config.guards import GuardSettings
 from modelport.config.output import OutputContract
 from modelport.config.prompt import PromptSettings
+from modelport.config.tools import ToolPolicy
 
 
 class Secret:
@@ -227,6 +228,7 @@ class RouteSettings:
     output: OutputContract | None = None  # what an answer must be before it is returned
     guards: GuardSettings | None = None  # masking and deny rules before the call
     review: ReviewSettings | None = None  # answers held for, or shown to, a person
+    tools: ToolPolicy | None = None  # which tools requests may declare and answers call
     stream_validation: str = "buffer"  # with a contract: buffer, or final (a verdict event)
 
 
@@ -304,6 +306,7 @@ class KeySettings:
     expires_at: float | None = None
     priority: str = "interactive"
     role: str = "caller"  # reviewer: decides reviews, calls no route
+    tools: ToolPolicy | None = None  # which tools the key's requests may declare
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from modelport.config.catalogue import CatalogueModel
 from modelport.config.guards import GuardSettings
 from modelport.config.output import OutputContract
 from modelport.config.settings import ReviewSettings
+from modelport.config.tools import ToolPolicy
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
@@ -44,8 +45,10 @@ from modelport.inference.validation import (
     SKIPPED,
     VALIDATION_HEADER,
     StreamVerdict,
+    ToolCalls,
     as_stream,
     contracts_of,
+    permitted_tools,
     problem_of,
     repair_body,
 )
@@ -183,7 +186,13 @@ class ProxyService:
                 f"Streaming is not available for {operation.value} requests.", param="stream"
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
-        contracts = contracts_of(route.settings, operation, body)  # may raise, too
+        contracts: tuple[OutputContract | ToolCalls, ...] = contracts_of(
+            route.settings, operation, body)  # may raise, too
+        calls = None
+        if operation is Operation.CHAT and (route.settings.tools is not None or (
+                principal is not None and principal.tools is not None)):
+            body, calls = _tools(route.settings.tools, principal, body)  # 403 before any call
+            contracts = (*contracts, calls)
         guards, masking = route.settings.guards, None
         if guards is not None:  # deny rules (400), then masking: before any call
             body, masking = _guarded(guards, operation, body, ctx)
@@ -197,7 +206,8 @@ class ProxyService:
             return Answer(switched_reply(admitted.switch, operation, body, ctx, stream=stream),
                           [])
         if admitted.route is not route:  # a switch sent it to another route
-            contracts = contracts_of(admitted.route.settings, operation, body)
+            contracts = (*contracts_of(admitted.route.settings, operation, body),
+                         *(() if calls is None else (calls,)))
         route, ticket = admitted.route, admitted.ticket
         review = route.settings.review if self._reviews is not None and \
             operation is not Operation.EMBEDDING else None
@@ -274,7 +284,8 @@ class ProxyService:
         return reply
 
     async def _kept_to(
-        self, contracts: tuple[OutputContract, ...], route: Route, request: _Request,
+        self, contracts: tuple[OutputContract | ToolCalls, ...], route: Route,
+        request: _Request,
         result: UpstreamReply | StreamRelay, headers: list[tuple[bytes, bytes]],
         review: ReviewSettings | None = None,
     ) -> UpstreamReply | StreamRelay:
@@ -531,6 +542,14 @@ def _settle_reply(
     ctx.usage = usage
     ctx.cost_usd = target.price.cost(usage)
     return usage
+
+
+def _tools(route: ToolPolicy | None, principal: Principal | None, body: dict[str, Any]
+           ) -> tuple[dict[str, Any], ToolCalls]:
+    """The tools the request may declare under its route's and key's permissions."""
+    policies = [p for p in (route, principal.tools if principal is not None else None)
+                if p is not None]
+    return permitted_tools(body, policies, strip=route is not None and route.strip)
 
 
 def _guarded(guards: GuardSettings, operation: Operation, body: dict[str, Any],

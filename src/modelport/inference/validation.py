@@ -15,14 +15,17 @@ and ends with a verdict event before ``[DONE]`` (``final``): ``StreamVerdict``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from modelport.config.output import OutputContract, requested_contract
 from modelport.config.settings import RouteSettings
+from modelport.config.tools import ToolPolicy
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
+from modelport.errors import ToolNotAllowed
 from modelport.protocol.openai.replies import ChunkWriter
 from modelport.protocol.sse import event_data
 from modelport.providers.base import UpstreamReply
@@ -63,16 +66,26 @@ def answer_texts(operation: Operation, document: Any) -> list[str]:
     return texts
 
 
-def problem_of(contracts: Sequence[OutputContract], operation: Operation,
+def problem_of(contracts: Sequence[OutputContract | ToolCalls], operation: Operation,
                reply: UpstreamReply) -> str | None:
     """What is wrong with an answer, or None when every choice keeps every contract."""
-    texts = answer_texts(operation, reply.parsed())
+    document = reply.parsed()
+    for contract in contracts:
+        if isinstance(contract, ToolCalls):
+            problem = contract.check_calls(_tool_names(operation, document))
+            if problem is not None:
+                return problem
+    texts = answer_texts(operation, document)
     if not texts:
         return "the answer has no choices"
+    if any(isinstance(c, ToolCalls) for c in contracts) and \
+            _tool_names(operation, document):
+        return None  # an answer that calls tools has no text to hold to a contract
     return _problem_of_texts(contracts, texts)
 
 
-def _problem_of_texts(contracts: Sequence[OutputContract], texts: Sequence[str]) -> str | None:
+def _problem_of_texts(contracts: Sequence[OutputContract | ToolCalls],
+                      texts: Sequence[str]) -> str | None:
     for i, text in enumerate(texts):
         for contract in contracts:
             problem = contract.check(text)
@@ -104,6 +117,10 @@ def as_stream(reply: UpstreamReply, operation: Operation, ctx: RequestContext,
     for index, text in enumerate(answer_texts(operation, document)):
         finish = choices[index].get("finish_reason") or "stop"
         events.append(writer.delta(text, None, index))
+        message = choices[index].get("message")
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        if isinstance(calls, list) and calls:
+            events.append(writer.tool_calls(calls, index))
         events.append(writer.delta("", finish, index))
     if with_usage and ctx.usage is not None:
         events.append(writer.usage(ctx.usage.prompt_tokens, ctx.usage.completion_tokens))
@@ -117,7 +134,7 @@ class StreamVerdict:
 
     __slots__ = ("_contracts", "_ctx", "_operation", "_texts", "emitted")
 
-    def __init__(self, contracts: Sequence[OutputContract], operation: Operation,
+    def __init__(self, contracts: Sequence[OutputContract | ToolCalls], operation: Operation,
                  ctx: RequestContext) -> None:
         self._contracts = contracts
         self._operation = operation
@@ -154,3 +171,76 @@ class StreamVerdict:
         outcome = self._ctx.validation = "passed" if problem is None else "failed"
         return b"data: " + orjson.dumps({"object": "modelport.validation",
                                          "validation": outcome, "problem": problem}) + b"\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCalls:
+    """The tool calls of an answer must name tools the request declared and its route's
+    and key's tool permissions allow: a call to any other is a broken contract."""
+
+    allowed: frozenset[str]
+    repair_attempts: int = 1
+
+    def check(self, text: str) -> str | None:
+        return None  # the text is not its concern
+
+    def check_calls(self, names: Sequence[str]) -> str | None:
+        for name in names:
+            if name not in self.allowed:
+                return f"the answer calls the tool '{name}', which is not allowed here"
+        return None
+
+
+def _tool_names(operation: Operation, document: Any) -> list[str]:
+    names: list[str] = []
+    choices = document.get("choices") if isinstance(document, dict) else None
+    for choice in choices if isinstance(choices, list) and operation is Operation.CHAT else ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            continue
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                names.append(str(function.get("name")))
+        legacy = message.get("function_call")
+        if isinstance(legacy, dict):
+            names.append(str(legacy.get("name")))
+    return names
+
+
+def permitted_tools(body: dict[str, Any], policies: Sequence[ToolPolicy],
+                    strip: bool) -> tuple[dict[str, Any], ToolCalls]:
+    """The body with the tools it may declare (403 ``tool_not_allowed`` for one that is
+    not permitted, or, with ``strip``, the request without it), and the check its answer's
+    tool calls must pass."""
+    def permitted(name: str) -> bool:
+        return all(policy.permits(name) for policy in policies)
+
+    tools: list[Any] = body["tools"] if isinstance(body.get("tools"), list) else []
+    functions: list[Any] = body["functions"] if isinstance(body.get("functions"),
+                                                            list) else []
+    declared = [_tool_name(t) for t in tools] + [
+        str(f.get("name")) for f in functions if isinstance(f, dict)]
+    denied = [name for name in declared if not permitted(name)]
+    if denied and not strip:
+        raise ToolNotAllowed(f"The tool '{denied[0]}' is not allowed here.", param="tools")
+    if denied:
+        body = dict(body)
+        kept = [t for t in tools if permitted(_tool_name(t))]
+        kept_functions = [f for f in functions
+                          if isinstance(f, dict) and permitted(str(f.get("name")))]
+        for key, value in (("tools", kept), ("functions", kept_functions)):
+            if key in body:
+                if value:
+                    body[key] = value
+                else:
+                    del body[key]
+        choice = body.get("tool_choice")
+        if (isinstance(choice, dict) and not permitted(_tool_name(choice))) or not kept:
+            body.pop("tool_choice", None)
+    return body, ToolCalls(frozenset(n for n in declared if permitted(n)))
+
+
+def _tool_name(tool: Any) -> str:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    return str(function.get("name")) if isinstance(function, dict) else ""

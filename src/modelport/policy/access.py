@@ -170,6 +170,7 @@ class AccessPolicy:
             expires_at=claims.expires_at,
             scopes=(*parent.scopes, (f"token:{claims.token_id}", claims.limits)),
             priority=parent.priority,
+            tools=parent.tools,
         )
 
     def authorize(self, principal: Principal | None, route: Callee) -> None:

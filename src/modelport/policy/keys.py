@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from modelport.config.settings import KeySettings, LimitSettings
+from modelport.config.tools import ToolPolicy
 from modelport.errors import AuthError
 from modelport.policy.budgets import Budget
 from modelport.policy.limits import Limits
@@ -47,6 +48,7 @@ class Principal:
     scopes: tuple[tuple[str, Limits], ...] = ()
     priority: int = INTERACTIVE  # the highest admission priority it may ask for
     role: str = "caller"  # reviewer: may decide reviews (/admin/reviews) and call nothing
+    tools: ToolPolicy | None = None  # which tools its requests may declare (config keys)
 
     def may_call(self, route: str, environment: str) -> bool:
         if environment != self.environment or self.role != "caller":
@@ -68,6 +70,7 @@ def _principal(
     revoked: bool = False,
     priority: str = "interactive",
     role: str = "caller",
+    tools: ToolPolicy | None = None,
 ) -> Principal:
     return Principal(
         key_id=key_id,
@@ -81,6 +84,7 @@ def _principal(
         scopes=() if limits.is_unlimited() else ((f"key:{key_id}", limits),),
         priority=PRIORITIES[priority],
         role=role,
+        tools=tools,
     )
 
 
@@ -90,7 +94,7 @@ def from_config(settings: KeySettings) -> Principal:
         budget = Budget(limit_usd=settings.budget_usd, period=settings.budget_period)  # type: ignore[arg-type]
     return _principal(CONFIG_KEY_PREFIX + settings.name, settings.name, settings.environment,
                       settings.routes, limits_of(settings.limits), budget, settings.expires_at,
-                      priority=settings.priority, role=settings.role)
+                      priority=settings.priority, role=settings.role, tools=settings.tools)
 
 
 def from_row(row: KeyRow) -> Principal:

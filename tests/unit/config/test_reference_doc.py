@@ -29,6 +29,7 @@ SECTIONS: dict[type[BaseModel], str] = {
     schema.RawDeny: "`routes.guards.deny`",
     schema.RawReviewSample: "`routes.review`",
     schema.RawWebhook: "`routes.review_webhook`",
+    schema.RawTools: "`routes.tools`",
     schema.RawPromptMessage: "`routes.prompt.messages`",
     schema.RawTarget: "`routes.targets`",
     schema.RawBreaker: "`routes.targets.breaker`",

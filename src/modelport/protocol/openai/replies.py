@@ -146,6 +146,13 @@ class ChunkWriter:
                       "finish_reason": finish_reason}
         return self._event({**self._head, "choices": [choice]})
 
+    def tool_calls(self, calls: list[Any], index: int = 0) -> bytes:
+        """A whole answer's tool calls as one chat delta (each call with its index)."""
+        indexed = [{**call, "index": i} for i, call in enumerate(calls) if isinstance(call, dict)]
+        return self._event({**self._head, "choices": [{
+            "index": index, "delta": {"tool_calls": indexed}, "logprobs": None,
+            "finish_reason": None}]})
+
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         return self._event({**self._head, "choices": [], "usage": {
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
