@@ -309,3 +309,64 @@ def test_the_dashboard_shows_the_model_catalogue_with_a_days_traffic(
         assert _text(page, f"{shadow} td[data-field=match_rate]") == "100.0%"
     finally:
         proc.stop()
+
+
+def test_a_reviewer_approves_a_draft_with_an_edit_in_the_dashboard(
+    tmp_path: Path, upstream: FakeUpstream, browser: Any
+) -> None:
+    """A draft-only route: the caller gets 202; a reviewer signs in to the dashboard with a
+    reviewer's key, sees the review queue only, edits the draft and approves it; the
+    caller's poll then gets the edited answer, and the reviewer's session may do nothing
+    else."""
+    reviewer_key = "reviewer-planted-secret-41f7c2d9"
+    config = access_config(upstream.base_url, f"sqlite:///{tmp_path}/ledger.db")
+    config["routes"]["r1"]["review"] = "always"
+    config["keys"]["maria"] = {"key": "env:REVIEWER_KEY", "role": "reviewer"}
+    path = write_config(tmp_path / "modelport.yaml", config)
+    proc = ServeProcess(path, {**access_env(), "REVIEWER_KEY": reviewer_key},
+                        tmp_path).wait_ready()
+    try:
+        from tests.integration.access_setup import KEY_ALL
+
+        upstream.enqueue(Reply(body={
+            "id": "c", "object": "chat.completion", "created": 1, "model": "m1",
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": "Dear customer, sorry."}}]}))
+        held = httpx.post(f"{proc.url}/v1/chat/completions", json=chat("r1"),
+                          headers=bearer(KEY_ALL))
+        assert held.status_code == 202, held.text
+        review_id = held.json()["id"]
+
+        expect = sync_api.expect
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(f"{proc.url}/dashboard")
+        page.fill("#login-key", reviewer_key)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("#panel-reviews", state="visible")
+        assert page.locator("#tabs button[data-panel=keys]").is_hidden()
+        row = f"#reviews-table tr[data-review='{review_id}']"
+        page.wait_for_selector(row)
+        assert _text(page, f"{row} td[data-field=why]") == "always"
+        assert page.locator(f"{row} textarea").input_value() == "Dear customer, sorry."
+        page.fill(f"{row} textarea", "Dear Ana, we are sorry.")
+        page.fill(f"{row} input.review-reason", "her name")
+        page.click(f"{row} button.approve")
+        page.select_option("#review-filters select[name=status]", "approved")
+        page.click("#review-filters button[type=submit]")
+        expect(page.locator(f"{row} td[data-field=status]")).to_have_text("approved (edited)")
+
+        seen = httpx.get(f"{proc.url}/v1/reviews/{review_id}", headers=bearer(KEY_ALL)).json()
+        assert seen["status"] == "approved" and seen["edited"] is True
+        assert seen["answer"]["choices"][0]["message"]["content"] == "Dear Ana, we are sorry."
+        cookies = {c["name"]: c["value"] for c in context.cookies()}
+        other = httpx.get(f"{proc.url}/admin/keys", cookies=cookies)
+        assert other.status_code == 403
+        assert problems == []
+        context.close()
+    finally:
+        proc.stop()

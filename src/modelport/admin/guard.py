@@ -28,11 +28,18 @@ def require_admin(services: Services, scope: Scope, *, reviewers: bool = False) 
         ctx.response_headers.append((b"cache-control", b"no-store"))
     if services.access.is_admin(header(scope, b"authorization")):
         return "admin"
-    if Sessions(services.dashboard_sessions).valid(session_id(scope)):
+    session = session_id(scope)
+    if Sessions(services.dashboard_sessions).valid(session):
         if scope["method"] not in _READS and header(scope, DASHBOARD_HEADER) != b"1":
             raise Forbidden("Changes made with a dashboard session need the header "
                             "X-Modelport-Dashboard: 1.")
-        return "dashboard"
+        reviewer = services.dashboard_reviewers.get(session or "")
+        if reviewer is None:
+            return "dashboard"
+        if not reviewers:
+            raise Forbidden("This session is a reviewer's: it may decide reviews and do "
+                            "nothing else.")
+        return f"reviewer:{reviewer}"
     reviewer = _reviewer(services, scope)
     if reviewer is not None:
         if not reviewers:
@@ -44,14 +51,7 @@ def require_admin(services: Services, scope: Scope, *, reviewers: bool = False) 
 
 def _reviewer(services: Services, scope: Scope) -> str | None:
     """The key id of a valid reviewer's key in the request, if that is what it carries."""
-    token = services.access.bearer(header(scope, b"authorization"))
-    if token is None or not services.access.auth_required:
-        return None
-    try:
-        principal = services.access.keyring.authenticate(token)
-    except AuthError:
-        return None
-    return principal.key_id if principal.role == "reviewer" else None
+    return services.access.reviewer(header(scope, b"authorization"))
 
 
 def client_of(scope: Scope) -> str | None:

@@ -137,6 +137,8 @@ class Services:
     readiness: Readiness = field(default_factory=Readiness)
     # dashboard session id -> expiry (monotonic); read and written by dashboard.sessions only
     dashboard_sessions: dict[str, float] = field(default_factory=dict)
+    # the dashboard sessions of reviewers (signed in with a reviewer's key): id -> key id
+    dashboard_reviewers: dict[str, str] = field(default_factory=dict)
     # failed dashboard sign-ins per client address (dashboard.throttle)
     dashboard_failures: dict[str, deque[float]] = field(default_factory=dict)
 

@@ -62,11 +62,17 @@ def _typed_key(raw: bytes, form: bool) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _may_sign_in(services: Services, scope: Scope, key: str | None) -> bool:
+def _may_sign_in(services: Services, scope: Scope, key: str | None) -> str | None:
+    """Who signs in: ``admin``, or the key id of a reviewer's key (who sees the review
+    queue only); None when nobody may."""
     if open_mode(services):
         host = (header(scope, b"host") or b"").decode("latin-1")
-        return is_loopback_name(host_of(host))
-    return key is not None and services.access.is_admin(b"Bearer " + key.encode())
+        return "admin" if is_loopback_name(host_of(host)) else None
+    if key is None:
+        return None
+    if services.access.is_admin(b"Bearer " + key.encode()):
+        return "admin"
+    return services.access.reviewer(b"Bearer " + key.encode("utf-8", "replace"))
 
 
 async def login(scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,17 +88,24 @@ async def login(scope: Scope, receive: Receive, send: Send) -> None:
                           headers={"Retry-After": str(math.ceil(wait))})
     form = _is_form(scope)
     key = _typed_key(await read_body(scope, receive, _BODY_LIMIT), form)
-    if not _may_sign_in(services, scope, key):
+    who = _may_sign_in(services, scope, key)
+    if who is None:
         throttle.failed(address)
         raise AuthError(_FAILED)
     throttle.succeeded(address)
     new_session = Sessions(services.dashboard_sessions).open()
+    reviewers = services.dashboard_reviewers
+    for gone in [s for s in reviewers if s not in services.dashboard_sessions]:
+        del reviewers[gone]
+    if who != "admin":
+        reviewers[new_session] = who
     add_header(scope, b"set-cookie", session_cookie(new_session, secure=over_https(scope)))
     if form:
         add_header(scope, b"location", b"/dashboard")
         await send_bytes(send, 303, b"", "text/plain; charset=utf-8")
         return
-    await send_json(send, {"object": "session", "signed_in": True, "expires_in_s": SESSION_TTL_S})
+    await send_json(send, {"object": "session", "signed_in": True, "expires_in_s": SESSION_TTL_S,
+                           "role": "admin" if who == "admin" else "reviewer"})
 
 
 async def logout(scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,6 +115,7 @@ async def logout(scope: Scope, receive: Receive, send: Send) -> None:
         raise Forbidden("Signing out needs the header X-Modelport-Dashboard: 1.")
     services = services_of(scope)
     Sessions(services.dashboard_sessions).close(session_id(scope))
+    services.dashboard_reviewers.pop(session_id(scope) or "", None)
     add_header(scope, b"set-cookie", cleared_cookie(secure=over_https(scope)))
     await send_json(send, {"object": "session", "signed_in": False})
 
@@ -114,6 +128,7 @@ async def session(scope: Scope, receive: Receive, send: Send) -> None:
         "object": "session",
         "signed_in": Sessions(services.dashboard_sessions).valid(session_id(scope)),
         "open_mode": open_mode(services),
+        "role": "reviewer" if session_id(scope) in services.dashboard_reviewers else "admin",
     })
 
 

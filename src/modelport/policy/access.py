@@ -141,6 +141,18 @@ class AccessPolicy:
         return self.is_admin(header) or (
             self._metrics is not None and hmac.compare_digest(token.encode(), self._metrics))
 
+    def reviewer(self, header: bytes | None) -> str | None:
+        """The key id of a valid reviewer's key (``role: reviewer``) in the header, if that
+        is what it carries."""
+        token = self.bearer(header)
+        if token is None or not self.auth_required:
+            return None
+        try:
+            principal = self.keyring.authenticate(token)
+        except AuthError:
+            return None
+        return principal.key_id if principal.role == "reviewer" else None
+
     def authenticate(self, header: bytes | None) -> Principal | None:
         """The caller's principal; ``None`` in open mode (no keys configured at all)."""
         if not self.auth_required:

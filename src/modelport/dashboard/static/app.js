@@ -98,11 +98,18 @@
       cache: "no-store",
     });
     if (!reply.ok) return false;
-    signedIn();
+    const session = await reply.json().catch(() => ({}));
+    signedIn(session.role);
     return true;
   }
 
-  function signedIn() {
+  // A reviewer (signed in with a reviewer's key) sees the review queue only.
+  function signedIn(role) {
+    const reviewer = role === "reviewer";
+    for (const button of document.querySelectorAll("#tabs button")) {
+      button.hidden = reviewer && button.dataset.panel !== "reviews";
+    }
+    if (reviewer) state.panel = "reviews";
     $("login").hidden = true;
     $("login-error").hidden = true;
     $("app").hidden = false;
@@ -130,6 +137,7 @@
     feedback: loadFeedback,
     models: loadModels,
     switches: loadSwitches,
+    reviews: loadReviews,
   };
 
   function show(panel) {
@@ -471,6 +479,63 @@
     return body;
   }
 
+  // --- the review queue ----------------------------------------------------------------
+
+  function answerText(answer) {
+    const choice = answer && answer.choices && answer.choices[0];
+    if (!choice) return "";
+    if (choice.message) return choice.message.content || "";
+    return choice.text || "";
+  }
+
+  function askedText(request) {
+    const messages = (request && request.messages) || [];
+    const last = messages[messages.length - 1];
+    if (last && typeof last.content === "string") return last.content;
+    return request && typeof request.prompt === "string" ? request.prompt : "";
+  }
+
+  async function loadReviews() {
+    const data = new FormData($("review-filters"));
+    const query = new URLSearchParams();
+    if (data.get("status")) query.set("status", data.get("status"));
+    if (data.get("route").trim()) query.set("route", data.get("route").trim());
+    const reviews = await api("/admin/reviews?" + query.toString());
+    const rows = reviews.data.map((r) => {
+      const text = el("textarea", { class: "review-answer", rows: "4" });
+      text.value = answerText(r.answer);
+      text.readOnly = r.status !== "pending";
+      const reason = el("input", { type: "text", class: "review-reason",
+        placeholder: "reason" });
+      const decision = r.status === "pending"
+        ? el("td", { "data-field": "decision" }, reason,
+          el("button", { type: "button", class: "approve", text: "Approve",
+            onclick: () => decide(r, "approve", text.value, reason.value) }),
+          el("button", { type: "button", class: "reject danger", text: "Reject",
+            onclick: () => decide(r, "reject", null, reason.value) }))
+        : cell("decision", (r.decided_by || "") + (r.decision_reason
+          ? ": " + r.decision_reason : ""));
+      return el("tr", { "data-review": r.id },
+        cell("created", fmt.time(r.created_at)), cell("route", r.route),
+        cell("why", r.held_because), cell("asked", askedText(r.request)),
+        el("td", { "data-field": "answer" }, text),
+        cell("status", r.status + (r.edited ? " (edited)" : "")), decision);
+    });
+    $("reviews-table").tBodies[0].replaceChildren(...rows);
+  }
+
+  async function decide(review, decision, text, reason) {
+    const body = { decision, reason };
+    if (decision === "approve" && text !== answerText(review.answer)) body.answer = text;
+    try {
+      await api("/admin/reviews/" + encodeURIComponent(review.id), { method: "POST", body });
+    } catch (error) {
+      showError(error);
+      return;
+    }
+    await load("reviews");
+  }
+
   // --- wiring --------------------------------------------------------------------------
 
   function wire() {
@@ -508,6 +573,10 @@
       load("requests");
     });
     $("requests-more").addEventListener("click", () => loadRequests(true).catch(showError));
+    $("review-filters").addEventListener("submit", (event) => {
+      event.preventDefault();
+      load("reviews");
+    });
     $("switch-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       clearError();
@@ -530,7 +599,7 @@
         cache: "no-store", headers: { Accept: "application/json" } });
       const session = await reply.json();
       state.openMode = Boolean(session.open_mode);
-      if (session.signed_in) return signedIn();
+      if (session.signed_in) return signedIn(session.role);
       if (state.openMode && (await signIn(""))) return undefined;
     } catch (error) {
       showError(error);
