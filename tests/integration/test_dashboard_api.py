@@ -87,7 +87,8 @@ def _ledger(client: httpx.Client, count: int) -> list[dict[str, Any]]:
 def test_the_admin_key_signs_in_with_a_strict_http_only_cookie(keyed: Keyed) -> None:
     reply = _login(keyed.client)
     assert reply.status_code == 200
-    assert reply.json() == {"object": "session", "signed_in": True, "expires_in_s": 43200}
+    assert reply.json() == {"object": "session", "signed_in": True, "expires_in_s": 43200,
+                            "role": "admin"}
     raw = reply.headers["set-cookie"]
     attributes = {part.strip().split("=")[0].lower() for part in raw.split(";")[1:]}
     assert attributes == {"max-age", "path", "httponly", "samesite"}  # no Secure over http
@@ -284,7 +285,7 @@ def test_in_open_mode_the_dashboard_signs_in_without_a_key_on_loopback_only(
 ) -> None:
     client = open_gateway
     assert client.get("/dashboard/session").json() == {
-        "object": "session", "signed_in": False, "open_mode": True}
+        "object": "session", "signed_in": False, "open_mode": True, "role": None}
     assert client.get("/admin/stats").status_code == 401  # the admin API itself stays shut
     session = _cookie(_forgetting(client, client.post("/dashboard/login", json={}))
                       )[SESSION_COOKIE].value

@@ -124,12 +124,12 @@ async def session(scope: Scope, receive: Receive, send: Send) -> None:
     """Whether the cookie holds a live session, and whether the server runs in open mode."""
     protect(scope)
     services = services_of(scope)
-    await send_json(send, {
-        "object": "session",
-        "signed_in": Sessions(services.dashboard_sessions).valid(session_id(scope)),
-        "open_mode": open_mode(services),
-        "role": "reviewer" if session_id(scope) in services.dashboard_reviewers else "admin",
-    })
+    signed_in = Sessions(services.dashboard_sessions).valid(session_id(scope))
+    role = None
+    if signed_in:
+        role = "reviewer" if session_id(scope) in services.dashboard_reviewers else "admin"
+    await send_json(send, {"object": "session", "signed_in": signed_in,
+                           "open_mode": open_mode(services), "role": role})
 
 
 def routes() -> list[Route]:
