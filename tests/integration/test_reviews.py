@@ -85,6 +85,8 @@ def gateway(tmp_path: Path, upstream: FakeUpstream, sqlite_url: str, receiver: R
                         "review": "on_failure"},
             "sampled": {"targets": [{"provider": "p", "model": "m"}],
                         "review": {"sample": 100}},
+            "guarded": {"targets": [{"provider": "p", "model": "m"}],
+                        "guards": {"deny": {"keywords": ["hi"], "review": True}}},
         },
     }
     path = write_config(tmp_path / "modelport.yaml", config)
@@ -211,3 +213,17 @@ def test_a_sampled_route_answers_and_queues_a_copy(
     metrics = httpx.get(f"{gateway.url}/metrics", headers=as_key(ADMIN_KEY)).text
     assert 'modelport_reviews_pending{route="sampled"} 1.0' in metrics
     assert 'modelport_review_oldest_pending_seconds{route="sampled"}' in metrics
+
+
+def test_a_refused_request_can_be_queued_for_a_person(
+    gateway: InProcessGateway, upstream: FakeUpstream
+) -> None:
+    refused = chat(gateway, "guarded")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "content_blocked"
+    assert upstream.requests == []
+    rows = httpx.get(f"{gateway.url}/admin/reviews", params={"route": "guarded"},
+                     headers=as_key(REVIEWER_KEY)).json()["data"]
+    assert [(r["held_because"], r["answer"]) for r in rows] == [
+        ("content_blocked: keyword", None)]
+    assert rows[0]["request"]["messages"][-1]["content"] == "Hi"

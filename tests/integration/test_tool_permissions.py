@@ -122,3 +122,17 @@ def test_a_buffered_stream_keeps_the_tool_calls(gateway: InProcessGateway,
         body = response.read().decode()
     assert '"tool_calls":[{' in body and '"name":"lookup_order"' in body
     assert body.rstrip().endswith("data: [DONE]")
+
+
+def test_a_key_made_over_the_admin_api_carries_its_tool_permissions(
+    gateway: InProcessGateway, upstream: FakeUpstream
+) -> None:
+    made = httpx.post(f"{gateway.url}/admin/keys", headers={
+        "Authorization": f"Bearer {ADMIN_KEY}"}, json={
+        "name": "bot", "tools": {"deny": ["refund"]}})
+    assert made.status_code == 201, made.text
+    assert made.json()["tools"] == {"allow": None, "deny": ["refund"]}
+    refused = chat(gateway, "agent", ["refund"], key=made.json()["key"])
+    assert refused.status_code == 403 and "refund" in refused.json()["error"]["message"]
+    upstream.enqueue(calling("lookup_order"))
+    assert chat(gateway, "agent", ["lookup_order"], key=made.json()["key"]).status_code == 200

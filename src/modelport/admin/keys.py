@@ -50,6 +50,7 @@ def key_view(
         "budget_period": row.budget_period,
         "priority": row.priority,
         "role": row.role,
+        "tools": row.tools,
         "created_at": _iso(row.created_at),
         "expires_at": _iso(row.expires_at),
         "revoked_at": _iso(row.revoked_at),
@@ -100,6 +101,7 @@ async def create_key(scope: Scope, receive: Receive, send: Send) -> None:
         budget_period=spec.budget_period if spec.budget_usd is not None else None,
         expires_at=spec.expires_at, actor=actor, client=client_of(scope),
         priority=spec.priority, role=spec.role,
+        tools=None if spec.tools is None else spec.tools.model_dump(),
     )
     services.access.keyring.put(row)
     await send_json(send, {**key_view(row), "key": secret}, status=201)

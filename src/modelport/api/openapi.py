@@ -137,6 +137,12 @@ _KEY_SPEC = {
         "budget_usd": {"type": ["number", "null"], "minimum": 0},
         "budget_period": {"enum": ["day", "month"], "default": "month"},
         "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        "priority": {"enum": ["interactive", "batch"], "default": "interactive"},
+        "role": {"enum": ["caller", "reviewer"], "default": "caller"},
+        "tools": {"type": ["object", "null"], "additionalProperties": False,
+                  "properties": {"allow": {"type": ["array", "null"],
+                                           "items": {"type": "string"}},
+                                 "deny": {"type": "array", "items": {"type": "string"}}}},
     },
 }
 

@@ -18,6 +18,7 @@ class GuardSettings:
     deny_regex: tuple[str, ...] = ()
     deny_keywords: tuple[str, ...] = ()
     max_input_tokens: int | None = None
+    review_blocked: bool = False  # a refused request also goes to the review queue
     _patterns: tuple[re.Pattern[str], ...] = field(default=(), compare=False, repr=False)
     _keywords: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
 
@@ -33,7 +34,7 @@ class GuardSettings:
 
 def compile_guards(mask: list[str], restore: bool, deny_regex: list[str],
                    deny_keywords: list[str], max_input_tokens: int | None, where: str,
-                   problems: list[str]) -> GuardSettings:
+                   problems: list[str], review_blocked: bool = False) -> GuardSettings:
     patterns = []
     for i, source in enumerate(deny_regex):
         try:
@@ -46,4 +47,5 @@ def compile_guards(mask: list[str], restore: bool, deny_regex: list[str],
             r"(?<!\w)(?:" + "|".join(re.escape(k) for k in deny_keywords) + r")(?!\w)",
             re.IGNORECASE)
     return GuardSettings(tuple(dict.fromkeys(mask)), restore, tuple(deny_regex),
-                         tuple(deny_keywords), max_input_tokens, tuple(patterns), keywords)
+                         tuple(deny_keywords), max_input_tokens, review_blocked,
+                         tuple(patterns), keywords)

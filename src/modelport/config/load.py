@@ -659,7 +659,7 @@ def _route(
         guards=None if raw.guards is None else compile_guards(
             list(raw.guards.mask), raw.guards.restore, raw.guards.deny.regex,
             raw.guards.deny.keywords, raw.guards.deny.max_input_tokens,
-            f"routes.{name}.guards", problems),
+            f"routes.{name}.guards", problems, raw.guards.deny.review),
     )
 
 

@@ -296,6 +296,7 @@ class RawDeny(_Strict):
     regex: list[NonEmpty] = Field(default_factory=list)
     keywords: list[NonEmpty] = Field(default_factory=list)
     max_input_tokens: int | None = Field(default=None, gt=0, le=10_000_000)
+    review: bool = False  # also put a refused request in the review queue
 
 
 class RawGuards(_Strict):

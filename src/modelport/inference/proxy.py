@@ -195,7 +195,13 @@ class ProxyService:
             contracts = (*contracts, calls)
         guards, masking = route.settings.guards, None
         if guards is not None:  # deny rules (400), then masking: before any call
-            body, masking = _guarded(guards, operation, body, ctx)
+            try:
+                body, masking = _guarded(guards, operation, body, ctx)
+            except ContentBlocked as exc:
+                if guards.review_blocked and self._reviews is not None:
+                    await self._reviews.hold_refused(route.settings, ctx, body,
+                                                     f"content_blocked: {exc.rule}")
+                raise
         restore = masking if guards is not None and guards.restore else None
         if self._tracing is None:
             admitted = self._admit(operation, body, route, principal, ctx)

@@ -106,6 +106,19 @@ class ReviewQueue:
             model_version=ctx.model_version, reason=reason,
             request=orjson.dumps(body).decode(), answer=reply.body.decode("utf-8", "replace"))
 
+    async def hold_refused(self, route: RouteSettings, ctx: RequestContext,
+                           body: Mapping[str, Any], reason: str) -> None:
+        """Keep a request the route's input rules refused, for a person to look at (there
+        is no answer); a store that cannot keep it is logged, the refusal stands."""
+        try:
+            await asyncio.to_thread(
+                self.store.hold, route=route.name, key_id=ctx.key_id,
+                request_id=ctx.request_id, model_version=None, reason=reason,
+                request=orjson.dumps(body).decode(), answer="null")
+        except Exception as exc:
+            log.warning("cannot queue a refused request",
+                        extra={"route": route.name, "error": type(exc).__name__})
+
     def sample(self, route: RouteSettings, ctx: RequestContext, body: Mapping[str, Any],
                reply: UpstreamReply) -> None:
         """Queue a copy of an answer that was returned; never delays the caller."""

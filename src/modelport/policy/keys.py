@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from modelport.config.settings import KeySettings, LimitSettings
-from modelport.config.tools import ToolPolicy
+from modelport.config.tools import ToolPolicy, tool_policy
 from modelport.errors import AuthError
 from modelport.policy.budgets import Budget
 from modelport.policy.limits import Limits
@@ -104,7 +104,9 @@ def from_row(row: KeyRow) -> Principal:
     limits = Limits(rpm=row.rpm, tpm=row.tpm, max_concurrency=row.max_concurrency)
     return _principal(row.id, row.name, row.environment, row.routes, limits, budget,
                       _epoch(row.expires_at), revoked=row.revoked_at is not None,
-                      priority=row.priority, role=row.role)
+                      priority=row.priority, role=row.role,
+                      tools=None if row.tools is None else tool_policy(
+                          row.tools.get("allow"), row.tools.get("deny") or [], "refuse"))
 
 
 def _epoch(value: datetime | None) -> float | None:

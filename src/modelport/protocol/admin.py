@@ -22,6 +22,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class KeyTools(_Strict):
+    """A key's tool permissions: the function names its requests may declare."""
+
+    allow: list[str] | None = Field(default=None, max_length=1000)
+    deny: list[str] = Field(default_factory=list, max_length=1000)
+
+
 class KeySpec(_Strict):
     name: str = Field(min_length=1, max_length=200)
     routes: list[str] | None = Field(default=None, max_length=1000)
@@ -34,6 +41,7 @@ class KeySpec(_Strict):
     expires_at: datetime | None = None
     priority: Literal["interactive", "batch"] = "interactive"
     role: Literal["caller", "reviewer"] = "caller"
+    tools: KeyTools | None = None
 
     @field_validator("expires_at", mode="before")
     @classmethod

@@ -63,6 +63,8 @@ class KeyRow:
     secrets: tuple[SecretRow, ...]
     priority: str = "interactive"  # the highest X-Priority the key may ask for
     role: str = "caller"  # reviewer: decides reviews, calls no route
+    # tool permissions: {"allow": [names] or null, "deny": [names]}; None: none
+    tools: dict[str, list[str] | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class KeyStore(EngineStore):
         client: str | None,
         priority: str = "interactive",
         role: str = "caller",
+        tools: dict[str, list[str] | None] | None = None,
     ) -> KeyRow:
         """Store a new key and its first secret, audited as ``key.create``."""
         if budget_period not in (None, "day", "month"):
@@ -116,12 +119,12 @@ class KeyStore(EngineStore):
             "routes": None if routes is None else list(routes), "rpm": rpm, "tpm": tpm,
             "max_concurrency": max_concurrency, "budget_usd": budget_usd,
             "budget_period": budget_period, "expires_at": expires_at, "priority": priority,
-            "role": role,
+            "role": role, "tools": tools,
         }
         with self._transaction() as conn:
             conn.execute(insert(api_keys).values(
                 id=key_id, created_at=now,
-                **{**values, "routes": _dump(values["routes"])},
+                **{**values, "routes": _dump(values["routes"]), "tools": _dump(tools)},
             ))
             conn.execute(insert(api_key_secrets).values(
                 key_id=key_id, secret_hash=secret_hash, created_at=now, expires_at=None))
@@ -294,6 +297,7 @@ def _key_row(row: Row[Any], secrets: Sequence[SecretRow]) -> KeyRow:
         budget_usd=row.budget_usd, budget_period=row.budget_period,
         expires_at=row.expires_at, created_at=row.created_at, revoked_at=row.revoked_at,
         priority=row.priority, role=row.role, secrets=tuple(secrets),
+        tools=None if row.tools is None else json.loads(row.tools),
     )
 
 

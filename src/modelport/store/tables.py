@@ -129,6 +129,7 @@ api_keys = Table(
     Column("budget_period", String(8)),  # "day" or "month"
     Column("priority", String(16), nullable=False, server_default="interactive"),
     Column("role", String(16), nullable=False, server_default="caller"),
+    Column("tools", Text, nullable=True),  # JSON {"allow": [...] or null, "deny": [...]}
     Column("expires_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),

@@ -1,4 +1,5 @@
-"""The review queue, and key roles (a reviewer key decides reviews and calls nothing).
+"""The review queue, key roles (a reviewer key decides reviews and calls nothing) and a
+key's tool permissions.
 
 Revision ID: 0014
 Revises: 0013
@@ -36,10 +37,12 @@ def upgrade() -> None:
     with op.batch_alter_table("api_keys") as batch:
         batch.add_column(sa.Column("role", sa.String(16), nullable=False,
                                    server_default="caller"))
+        batch.add_column(sa.Column("tools", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("tools")
         batch.drop_column("role")
     op.drop_index("ix_reviews_status_created", "reviews")
     op.drop_table("reviews")
