@@ -86,7 +86,8 @@ def gateway(tmp_path: Path, upstream: FakeUpstream, sqlite_url: str, receiver: R
             "sampled": {"targets": [{"provider": "p", "model": "m"}],
                         "review": {"sample": 100}},
             "guarded": {"targets": [{"provider": "p", "model": "m"}],
-                        "guards": {"deny": {"keywords": ["hi"], "review": True}}},
+                        "guards": {"deny": {"keywords": ["hi"], "review": True},
+                                   "mask": ["email"]}},
         },
     }
     path = write_config(tmp_path / "modelport.yaml", config)
@@ -218,7 +219,9 @@ def test_a_sampled_route_answers_and_queues_a_copy(
 def test_a_refused_request_can_be_queued_for_a_person(
     gateway: InProcessGateway, upstream: FakeUpstream
 ) -> None:
-    refused = chat(gateway, "guarded")
+    refused = httpx.post(f"{gateway.url}/v1/chat/completions", headers=as_key(APP_KEY),
+                         json={"model": "guarded", "messages": [
+                             {"role": "user", "content": "Hi, I am ana@example.com"}]})
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "content_blocked"
     assert upstream.requests == []
@@ -226,4 +229,4 @@ def test_a_refused_request_can_be_queued_for_a_person(
                      headers=as_key(REVIEWER_KEY)).json()["data"]
     assert [(r["held_because"], r["answer"]) for r in rows] == [
         ("content_blocked: keyword", None)]
-    assert rows[0]["request"]["messages"][-1]["content"] == "Hi"
+    assert rows[0]["request"]["messages"][-1]["content"] == "Hi, I am [EMAIL_1]"

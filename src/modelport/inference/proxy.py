@@ -55,7 +55,7 @@ from modelport.inference.validation import (
 from modelport.observability.metrics import Metrics
 from modelport.observability.tracing import Tracing, end_span
 from modelport.policy.access import AccessPolicy, Ticket
-from modelport.policy.guards import Masking, StreamRestorer, guard, restore_reply
+from modelport.policy.guards import Masking, StreamRestorer, guard, masked, restore_reply
 from modelport.policy.keys import Principal
 from modelport.policy.switches import Switch, Switchboard
 from modelport.protocol.openai.request import (
@@ -186,22 +186,9 @@ class ProxyService:
                 f"Streaming is not available for {operation.value} requests.", param="stream"
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
-        contracts: tuple[OutputContract | ToolCalls, ...] = contracts_of(
-            route.settings, operation, body)  # may raise, too
-        calls = None
-        if operation is Operation.CHAT and (route.settings.tools is not None or (
-                principal is not None and principal.tools is not None)):
-            body, calls = _tools(route.settings.tools, principal, body)  # 403 before any call
-            contracts = (*contracts, calls)
-        guards, masking = route.settings.guards, None
-        if guards is not None:  # deny rules (400), then masking: before any call
-            try:
-                body, masking = _guarded(guards, operation, body, ctx)
-            except ContentBlocked as exc:
-                if guards.review_blocked and self._reviews is not None:
-                    await self._reviews.hold_refused(route.settings, ctx, body,
-                                                     f"content_blocked: {exc.rule}")
-                raise
+        body, masking, contracts, calls = await self._screened(route, operation, body, ctx,
+                                                               principal)
+        guards = route.settings.guards
         restore = masking if guards is not None and guards.restore else None
         if self._tracing is None:
             admitted = self._admit(operation, body, route, principal, ctx)
@@ -264,6 +251,34 @@ class ProxyService:
         elif restore is not None and restore.values:
             result.restorer = StreamRestorer(restore, operation)
         return Answer(result, headers)
+
+    async def _screened(
+        self, route: Route, operation: Operation, body: dict[str, Any], ctx: RequestContext,
+        principal: Principal | None,
+    ) -> tuple[dict[str, Any], Masking | None, tuple[OutputContract | ToolCalls, ...],
+               ToolCalls | None]:
+        """Before admission and any call: the answer's contracts (400 for an unusable
+        ``response_format``), the tools under the route's and key's permissions (403, or
+        stripped), then the route's input guards (400 ``content_blocked``, or masking). The
+        body to send, what was masked, the contracts, the tool check."""
+        contracts: tuple[OutputContract | ToolCalls, ...] = contracts_of(
+            route.settings, operation, body)
+        calls = None
+        if operation is Operation.CHAT and (route.settings.tools is not None or (
+                principal is not None and principal.tools is not None)):
+            body, calls = _tools(route.settings.tools, principal, body)
+            contracts = (*contracts, calls)
+        guards, masking = route.settings.guards, None
+        if guards is not None:
+            try:
+                body, masking = _guarded(guards, operation, body, ctx)
+            except ContentBlocked as exc:
+                if guards.review_blocked and self._reviews is not None:
+                    kept = masked(guards, operation, body)  # what it masks stays masked
+                    await self._reviews.hold_refused(route.settings, ctx, kept,
+                                                     f"content_blocked: {exc.rule}")
+                raise
+        return body, masking, contracts, calls
 
     async def _deliver(self, reply: UpstreamReply, route: Route, request: _Request,
                        review: ReviewSettings | None, *, restore: Masking | None,

@@ -231,6 +231,11 @@ def guard(guards: GuardSettings, operation: Operation, body: dict[str, Any],
     return _texts(operation, body, masking.text), masking
 
 
+def masked(guards: GuardSettings, operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
+    """The body with the kinds the route masks replaced (no deny rules applied)."""
+    return _texts(operation, body, Masking(guards.mask).text) if guards.mask else body
+
+
 def restore_reply(body: bytes, operation: Operation, masking: Masking) -> bytes:
     """A whole answer with its placeholders restored (its texts only)."""
     document = orjson.loads(body)
