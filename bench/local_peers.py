@@ -62,7 +62,7 @@ def start_llama_server(children: Children, model: str, n_ctx: int, threads: int,
     launch = ["-m", "llama_cpp.server"]
     if cpu_has_amx():  # the same workaround as the raw baseline's
         launch = ["-c", NO_EXTRA_BUFFERS + "import runpy, sys\nsys.argv[0] = 'llama_cpp.server'\n"
-                  "runpy.run_module('llama_cpp.server', run_name='__main__')\n", "x"]
+                  "runpy.run_module('llama_cpp.server', run_name='__main__')\n"]
     argv = [str(SERVER_VENV / "bin" / "python"), *launch, "--model", model,
             "--host", HOST, "--port", str(SERVER_PORT), "--n_ctx", str(n_ctx),
             "--n_threads", str(threads), "--n_threads_batch", str(threads),
