@@ -168,8 +168,9 @@ def render(raw: dict[str, Any], info: dict[str, Any]) -> str:
         f"Machine: {info['machine']['cpu_model']}, {info['machine']['nproc']} CPUs. A config of "
         f"{raw['routes']} routes ({raw['bytes'] // 1024} KiB of YAML: 5 providers and the "
         "upstream stand-in, 21 catalogue models, a prompt on every tenth route) applied to "
-        f"a running `modelport serve` with `PUT /admin/config`, {len(raw['round_trip_ms'])} times, alternating "
-        "one route's change; milliseconds, median (min-max).", "",
+        f"a running `modelport serve` with `PUT /admin/config`, "
+        f"{len(raw['round_trip_ms'])} times, alternating one route's change; milliseconds, "
+        "median (min-max).", "",
         "| what | ms | goal | |", "|---|---|---|---|",
         f"| apply, client round trip | {trip.median:.1f} ({trip.low:.1f}-{trip.high:.1f}) | "
         f"< {GOAL_MS:.0f} | {verdict} |",
