@@ -163,3 +163,17 @@ class ServeProcess:
                 self.proc.wait(5)
         self._log.close()
         return self.log_path.read_text(errors="replace")
+
+
+def ledger_row(store_url: str, request_id: str, timeout_s: float = 5) -> dict[str, Any]:
+    """A request's ledger row (``GET /admin/requests/{id}``'s shape), once it is written;
+    read from the store a running server migrated."""
+    from modelport.store.engine import make_engine
+    from modelport.store.requests import RequestStore
+
+    store = RequestStore(make_engine(store_url))
+    deadline = time.monotonic() + timeout_s
+    while (row := store.get(request_id)) is None:
+        assert time.monotonic() < deadline, "the request was not written to the ledger"
+        time.sleep(0.05)
+    return row

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import FakeUpstream, Reply, chat_answer
 from tests.gateway import ServeProcess, write_config
 from tests.integration.access_setup import ADMIN_KEY, access_config, access_env, bearer, chat
 
@@ -82,6 +82,21 @@ def _traffic(http: httpx.Client, upstream: FakeUpstream) -> dict[str, Any]:
     usage = http.get("/admin/usage?by=key", headers=ADMIN).json()["data"]
     return {"key": made, "answered": answered, "failed": failed.headers["x-request-id"],
             "cost": next(u["cost_usd"] for u in usage if u["key"] == made["id"])}
+
+
+def _signed_in(browser: Any, url: str, key: str) -> tuple[Any, Any, list[str]]:
+    """A new browser context signed in to the dashboard with ``key``: the context, its page,
+    and the page's script errors as they happen."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{url}/dashboard")
+    page.fill("#login-key", key)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#app", state="visible")
+    return context, page, problems
 
 
 def _text(page: Any, selector: str) -> str:
@@ -211,15 +226,7 @@ def test_the_dashboard_turns_a_route_off_and_back_on(
     from tests.integration.access_setup import KEY_ALL
 
     expect = sync_api.expect
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.goto(f"{server.url}/dashboard")
-    page.fill("#login-key", ADMIN_KEY)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_selector("#app", state="visible")
+    context, page, problems = _signed_in(browser, server.url, ADMIN_KEY)
     page.click("#tabs button[data-panel=switches]")
     page.wait_for_selector("#panel-switches", state="visible")
     expect(page.locator("#switches-table tbody tr")).to_have_count(0)
@@ -328,25 +335,14 @@ def test_a_reviewer_approves_a_draft_with_an_edit_in_the_dashboard(
     try:
         from tests.integration.access_setup import KEY_ALL
 
-        upstream.enqueue(Reply(body={
-            "id": "c", "object": "chat.completion", "created": 1, "model": "m1",
-            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": "Dear customer, sorry."}}]}))
+        upstream.enqueue(chat_answer("Dear customer, sorry."))
         held = httpx.post(f"{proc.url}/v1/chat/completions", json=chat("r1"),
                           headers=bearer(KEY_ALL))
         assert held.status_code == 202, held.text
         review_id = held.json()["id"]
 
         expect = sync_api.expect
-        context = browser.new_context()
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        problems: list[str] = []
-        page.on("pageerror", lambda error: problems.append(str(error)))
-        page.goto(f"{proc.url}/dashboard")
-        page.fill("#login-key", reviewer_key)
-        page.click("#login-form button[type=submit]")
+        context, page, problems = _signed_in(browser, proc.url, reviewer_key)
         page.wait_for_selector("#panel-reviews", state="visible")
         assert page.locator("#tabs button[data-panel=keys]").is_hidden()
         row = f"#reviews-table tr[data-review='{review_id}']"

@@ -221,3 +221,17 @@ def _default_answer(path: str, body: Any) -> dict[str, Any]:
         }
     return {"error": {"message": f"no such path {path}", "type": "invalid_request_error",
                       "param": None, "code": None}}
+
+
+def chat_answer(content: str | None, model: str = "m", *,
+                tool_calls: list[dict[str, Any]] | None = None) -> Reply:
+    """A whole chat completion the fake answers with: this content (or these tool calls),
+    10 prompt and 5 completion tokens."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls is not None:
+        message["tool_calls"] = tool_calls
+    return Reply(body={"id": "chatcmpl-fake", "object": "chat.completion", "created": 1,
+                       "model": model, "usage": {"prompt_tokens": 10, "completion_tokens": 5,
+                                                 "total_tokens": 15},
+                       "choices": [{"index": 0, "message": message,
+                                    "finish_reason": "tool_calls" if tool_calls else "stop"}]})

@@ -5,7 +5,6 @@ content_blocked before any call, without echoing the text."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ import pytest
 
 from modelport.config import load_settings
 from modelport.errors import ConfigError
-from modelport.store.engine import make_engine
-from modelport.store.requests import RequestStore
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import chat_answer as answer
 from tests.gateway import InProcessGateway, write_config
+from tests.gateway import ledger_row as _ledger_row
 
 CLEAR = {"email": "ana.lopez@example.com", "phone": "+44 20 7946 0958",
          "card": "4111 1111 1111 1111", "iban": "GB82 WEST 1234 5698 7654 32",
@@ -58,21 +57,8 @@ def chat(gw: InProcessGateway, route: str, content: str, **extra: Any) -> httpx.
         "model": route, "messages": [{"role": "user", "content": content}], **extra})
 
 
-def answer(content: str) -> Reply:
-    return Reply(body={"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                       "usage": {"prompt_tokens": 9, "completion_tokens": 4,
-                                 "total_tokens": 13},
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": content}}]})
-
-
 def ledger_row(gw: InProcessGateway, request_id: str) -> dict[str, Any]:
-    store = RequestStore(make_engine(gw.settings.store.url))
-    deadline = time.monotonic() + 5
-    while (row := store.get(request_id)) is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return row
+    return _ledger_row(gw.settings.store.url, request_id)
 
 
 def test_every_kind_is_masked_for_the_provider_and_restored_for_the_caller(

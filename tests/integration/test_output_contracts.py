@@ -7,7 +7,6 @@ metrics and x-modelport-validation."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,14 @@ import pytest
 
 from modelport.config import load_settings
 from modelport.errors import ConfigError
-from modelport.store.engine import make_engine
-from modelport.store.requests import RequestStore
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import chat_answer as answer
 from tests.gateway import InProcessGateway, write_config
+from tests.gateway import ledger_row as _ledger_row
 
 SCHEMA = {"type": "object", "required": ["sentiment", "score"], "additionalProperties": False,
           "properties": {"sentiment": {"enum": ["positive", "neutral", "negative"]},
                          "score": {"type": "number", "minimum": 0, "maximum": 1}}}
-
-
-def answer(content: str, model: str = "m") -> Reply:
-    return Reply(body={"id": "chatcmpl-x", "object": "chat.completion", "created": 1,
-                       "model": model, "usage": {"prompt_tokens": 10, "completion_tokens": 5,
-                                                 "total_tokens": 15},
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": content}}]})
 
 
 def stream_of(*pieces: str) -> Reply:
@@ -79,12 +70,7 @@ def ask(gw: InProcessGateway, route: str, **extra: Any) -> Any:
 
 
 def ledger_row(gw: InProcessGateway, request_id: str) -> dict[str, Any]:
-    store = RequestStore(make_engine(gw.settings.store.url))  # migrated by the server
-    deadline = time.monotonic() + 5
-    while (row := store.get(request_id)) is None:
-        assert time.monotonic() < deadline, "the request was not written to the ledger"
-        time.sleep(0.05)
-    return row
+    return _ledger_row(gw.settings.store.url, request_id)
 
 
 def test_an_invalid_answer_is_repaired_by_asking_again(

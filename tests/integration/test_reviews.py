@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from modelport.config import load_settings
-from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream import chat_answer as answer
 from tests.gateway import InProcessGateway, write_config
 
 ADMIN_KEY = "admin-planted-secret-77c0a1e4"
@@ -103,14 +104,6 @@ def as_key(key: str) -> dict[str, str]:
 def chat(gw: InProcessGateway, route: str, key: str = APP_KEY) -> httpx.Response:
     return httpx.post(f"{gw.url}/v1/chat/completions", headers=as_key(key), timeout=10,
                       json={"model": route, "messages": [{"role": "user", "content": "Hi"}]})
-
-
-def answer(content: str) -> Reply:
-    return Reply(body={"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                       "usage": {"prompt_tokens": 3, "completion_tokens": 2,
-                                 "total_tokens": 5},
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": content}}]})
 
 
 def test_a_draft_only_route_is_approved_with_an_edit_and_the_caller_sees_it(

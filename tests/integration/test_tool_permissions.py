@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from modelport.config import load_settings
-from tests.fakes.upstream import FakeUpstream, Reply
+from tests.fakes.upstream import FakeUpstream, Reply, chat_answer
 from tests.gateway import InProcessGateway, write_config
 
 ADMIN_KEY = "admin-planted-secret-2b8e6f13"
@@ -25,13 +25,8 @@ def tool(name: str) -> dict[str, Any]:
 
 
 def calling(name: str) -> Reply:
-    return Reply(body={"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                       "usage": {"prompt_tokens": 3, "completion_tokens": 2,
-                                 "total_tokens": 5},
-                       "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-                           "role": "assistant", "content": None, "tool_calls": [{
-                               "id": "call_1", "type": "function",
-                               "function": {"name": name, "arguments": "{}"}}]}}]})
+    return chat_answer(None, tool_calls=[{"id": "call_1", "type": "function",
+                                           "function": {"name": name, "arguments": "{}"}}])
 
 
 @pytest.fixture

@@ -40,18 +40,13 @@ def require_admin(services: Services, scope: Scope, *, reviewers: bool = False) 
             raise Forbidden("This session is a reviewer's: it may decide reviews and do "
                             "nothing else.")
         return f"reviewer:{reviewer}"
-    reviewer = _reviewer(services, scope)
+    reviewer = services.access.reviewer(header(scope, b"authorization"))
     if reviewer is not None:
         if not reviewers:
             raise Forbidden("This key is a reviewer's: it may decide reviews and do nothing "
                             "else.")
         return f"reviewer:{reviewer}"
     raise AuthError("The admin API needs the admin key (MODELPORT_ADMIN_KEY).")
-
-
-def _reviewer(services: Services, scope: Scope) -> str | None:
-    """The key id of a valid reviewer's key in the request, if that is what it carries."""
-    return services.access.reviewer(header(scope, b"authorization"))
 
 
 def client_of(scope: Scope) -> str | None:

@@ -29,6 +29,13 @@ PerMinute = Annotated[int, Field(gt=0, le=1_000_000_000)]
 Concurrency = Annotated[int, Field(gt=0, le=1_000_000)]
 
 
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
 def _check_secret_ref(value: str | None) -> str | None:
     if value is None:
         return None
@@ -69,14 +76,7 @@ class RawOpenAIProvider(_Strict):
     headers: dict[NonEmpty, str] = Field(default_factory=dict)
 
     _secret_ref = field_validator("api_key")(_check_secret_ref)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return value.rstrip("/")
+    _base_url = field_validator("base_url")(lambda value: _check_http_url(value).rstrip("/"))
 
 
 class _RawLocalModel(_Strict):
@@ -264,14 +264,7 @@ class RawWebhook(_Strict):
     secret: str
 
     _secret_ref = field_validator("secret")(_check_secret_ref)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return value
+    _url = field_validator("url")(_check_http_url)
 
 
 class RawOutput(_Strict):

@@ -65,6 +65,7 @@ class Recorder:
         *,
         versions: Mapping[tuple[str, str], str] | None = None,
         masker: Masker | None = None,
+        recent: OrderedDict[str, Answered] | None = None,
     ) -> None:
         """``versions`` maps (route, target label) to the target's model version."""
         self._metrics = metrics
@@ -75,16 +76,14 @@ class Recorder:
         self._masker = masker or Masker()
         self._series: dict[tuple[str | None, str | None, int, str | None, str | None],
                            _Series] = {}
-        self._recent: OrderedDict[str, Answered] = OrderedDict()
+        self._recent: OrderedDict[str, Answered] = OrderedDict() if recent is None else recent
 
     def for_version(self, config_version: str, versions: Mapping[tuple[str, str], str],
                     masker: Masker) -> Recorder:
         """The recorder of another config version: the same ledger, log and memory of
         recent answers (feedback on a request served before a reload still finds it)."""
-        recorder = Recorder(self._metrics, self._ledger, config_version, self._access_log,
-                            versions=versions, masker=masker)
-        recorder._recent = self._recent
-        return recorder
+        return Recorder(self._metrics, self._ledger, config_version, self._access_log,
+                        versions=versions, masker=masker, recent=self._recent)
 
     def model_version(self, ctx: RequestContext) -> str | None:
         if ctx.model_version is not None:

@@ -30,7 +30,6 @@ import orjson
 
 from modelport.config.settings import ReviewSettings, RouteSettings
 from modelport.core.context import RequestContext
-from modelport.core.operation import Operation
 from modelport.errors import NotFound
 from modelport.observability.metrics import Metrics
 from modelport.providers.base import UpstreamReply
@@ -42,8 +41,6 @@ log = logging.getLogger("modelport.reviews")
 SIGNATURE_HEADER = "X-Modelport-Signature"
 WEBHOOK_TRIES = 5
 WEBHOOK_BACKOFF_S = 1.0  # the first wait before trying a failed delivery again; doubles
-_OUTCOMES = {(True, False): "accepted", (True, True): "edited", (False, False): "rejected",
-             (False, True): "rejected"}
 
 
 def review_view(row: ReviewRow, *, full: bool = False) -> dict[str, Any]:
@@ -71,12 +68,13 @@ def held_reply(row: ReviewRow) -> UpstreamReply:
         "poll": f"/v1/reviews/{row.id}"}))
 
 
-def edited(answer: str, text: str, operation: str | None) -> str:
-    """The answer document with the reviewer's text as its (first) choice's content."""
+def edited(answer: str, text: str) -> str:
+    """The answer document with the reviewer's text as its (first) choice's content: its
+    ``text`` for a text completion, its message's content for a chat."""
     document = orjson.loads(answer)
     choices = document.get("choices") if isinstance(document, dict) else None
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        if operation == Operation.COMPLETION.value or "text" in choices[0]:
+        if "text" in choices[0]:
             choices[0]["text"] = text
         else:
             message = choices[0].setdefault("message", {"role": "assistant"})
@@ -98,23 +96,21 @@ class ReviewQueue:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def hold(self, route: RouteSettings, ctx: RequestContext, body: Mapping[str, Any],
-                   reply: UpstreamReply, reason: str) -> ReviewRow:
-        """Keep an answer for a person (in a worker thread: the store is written before the
-        caller is told the item's id)."""
+                   reply: UpstreamReply | None, reason: str) -> ReviewRow:
+        """Keep an answer (None: a refused request, with no answer) for a person, in a
+        worker thread: the store is written before the caller is told the item's id."""
         return await asyncio.to_thread(
             self.store.hold, route=route.name, key_id=ctx.key_id, request_id=ctx.request_id,
             model_version=ctx.model_version, reason=reason,
-            request=orjson.dumps(body).decode(), answer=reply.body.decode("utf-8", "replace"))
+            request=orjson.dumps(body).decode(),
+            answer="null" if reply is None else reply.body.decode("utf-8", "replace"))
 
     async def hold_refused(self, route: RouteSettings, ctx: RequestContext,
                            body: Mapping[str, Any], reason: str) -> None:
-        """Keep a request the route's input rules refused, for a person to look at (there
-        is no answer); a store that cannot keep it is logged, the refusal stands."""
+        """Keep a request the route's input rules refused, for a person to look at; a store
+        that cannot keep it is logged, and the refusal stands."""
         try:
-            await asyncio.to_thread(
-                self.store.hold, route=route.name, key_id=ctx.key_id,
-                request_id=ctx.request_id, model_version=None, reason=reason,
-                request=orjson.dumps(body).decode(), answer="null")
+            await self.hold(route, ctx, body, None, reason)
         except Exception as exc:
             log.warning("cannot queue a refused request",
                         extra={"route": route.name, "error": type(exc).__name__})
@@ -136,7 +132,7 @@ class ReviewQueue:
         item = await asyncio.to_thread(self.store.review, review_id)
         if item is None:
             raise NotFound(f"There is no review '{review_id}'.")
-        answer = None if text is None or not approve else edited(item.answer, text, None)
+        answer = None if text is None or not approve else edited(item.answer, text)
         row = await asyncio.to_thread(self.store.decide, review_id, approve=approve,
                                       answer=answer, reason=reason, actor=actor, client=client)
         waited = (row.decided_at or row.created_at) - row.created_at
@@ -154,7 +150,8 @@ class ReviewQueue:
             await asyncio.to_thread(self._requests.add_feedback, Feedback(
                 request_id=row.request_id, key_id=row.key_id, route=row.route,
                 model_version=row.model_version,
-                outcome=_OUTCOMES[row.status == "approved", row.edited],
+                outcome="rejected" if row.status == "rejected"
+                else "edited" if row.edited else "accepted",
                 correction=correction, comment=row.decision_reason or None))
         except Exception as exc:
             log.warning("cannot record a review as feedback",

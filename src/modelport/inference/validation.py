@@ -70,16 +70,16 @@ def problem_of(contracts: Sequence[OutputContract | ToolCalls], operation: Opera
                reply: UpstreamReply) -> str | None:
     """What is wrong with an answer, or None when every choice keeps every contract."""
     document = reply.parsed()
-    for contract in contracts:
-        if isinstance(contract, ToolCalls):
-            problem = contract.check_calls(_tool_names(operation, document))
-            if problem is not None:
-                return problem
+    tools = [c for c in contracts if isinstance(c, ToolCalls)]
+    calls = _tool_names(operation, document) if tools else []
+    for contract in tools:
+        problem = contract.check_calls(calls)
+        if problem is not None:
+            return problem
     texts = answer_texts(operation, document)
     if not texts:
         return "the answer has no choices"
-    if any(isinstance(c, ToolCalls) for c in contracts) and \
-            _tool_names(operation, document):
+    if calls:
         return None  # an answer that calls tools has no text to hold to a contract
     return _problem_of_texts(contracts, texts)
 
@@ -143,12 +143,10 @@ class StreamVerdict:
         self.emitted = False
 
     def pass_on(self, event: bytes) -> bytes:
-        """The event to forward: as it came, or, for ``[DONE]``, the verdict then it."""
-        data = event_data(event)
-        if data == b"[DONE]":
-            return self.final() + event
+        """A data event, forwarded as it came, its text noted (``[DONE]`` is the relay's:
+        it sends ``final()`` before it)."""
         try:
-            chunk = orjson.loads(data)
+            chunk = orjson.loads(event_data(event))
         except orjson.JSONDecodeError:
             return event
         for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():

@@ -27,7 +27,6 @@ PHONE = re.compile(r"(?<![\w+])\+?\d[\d ().\-]{8,}\d(?!\w)")
 CARD = re.compile(r"(?<!\d)(?:\d[ \-]?){12,18}\d(?!\d)")
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("key", KEY), ("bearer", BEARER), ("email", EMAIL), ("phone", PHONE))
-_CARD = CARD
 
 
 def luhn(digits: str) -> bool:
@@ -48,7 +47,7 @@ class Masker:
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, "[MASKED:secret]")
-        value = _CARD.sub(self._card, value)
+        value = CARD.sub(self._card, value)
         for kind, pattern in _PATTERNS:
             value = pattern.sub(f"[MASKED:{kind}]", value)
         return value

@@ -512,3 +512,16 @@ routes:
   d: {fallback_routes: [a, b], targets: [{provider: openai, model: m}]}
 """, {"OPENAI_API_KEY": SECRET_VALUE})
     assert found == ["routes.a.fallback_routes: a cycle of fallbacks: a -> b -> c -> a"]
+
+
+def test_a_review_webhook_needs_an_http_url_and_a_secret_reference() -> None:
+    from modelport.config.load import parse_raw
+
+    route = {"targets": [{"provider": "p", "model": "m"}], "review": "always",
+             "review_webhook": {"url": "ftp://receiver", "secret": "inline-secret"}}
+    with pytest.raises(ConfigError) as info:
+        parse_raw({"providers": {"p": {"kind": "openai", "base_url": "http://h/v1"}},
+                   "routes": {"r": route}})
+    problems = "\n".join(info.value.problems)
+    assert "routes.r.review_webhook.url: must be an http:// or https:// URL" in problems
+    assert "routes.r.review_webhook.secret: must be a secret reference" in problems

@@ -172,6 +172,18 @@ def test_recent_requests_are_remembered_for_feedback() -> None:
     assert recorder.answered("nope") is None
 
 
+def test_another_config_versions_recorder_remembers_the_same_requests() -> None:
+    recorder, _, ledger = make_recorder()
+    recorder.finish(finished_context(key_id="key_1"))
+
+    reloaded = recorder.for_version("cfg-v2", {}, Masker())
+    reloaded.finish(finished_context(key_id="key_2", request_id="req-8"))
+
+    assert reloaded.answered("req-7") == ("key_1", "support-summary", "2026-01")
+    assert recorder.answered("req-8") == ("key_2", "support-summary", None)
+    assert [r.config_version for r in ledger.records] == ["cfg-v1", "cfg-v2"]
+
+
 def test_captured_bodies_are_masked_before_the_log_and_the_ledger() -> None:
     access = io.BytesIO()
     recorder, _, ledger = make_recorder(access)
