@@ -17,7 +17,7 @@ from modelport.errors import NotFound, RequestError
 from modelport.protocol.admin import parse_status, parse_time
 from modelport.store.requests import RequestFilter
 
-_PARAMS = {"route", "key", "status", "since", "until", "limit", "cursor"}
+_PARAMS = {"route", "key", "batch", "status", "since", "until", "limit", "cursor"}
 
 
 def _one(query: dict[str, list[str]], name: str) -> str | None:
@@ -47,7 +47,8 @@ def request_filter(query: dict[str, list[str]]) -> RequestFilter:
                             else (None, None))
     since, until = _one(query, "since"), _one(query, "until")
     return RequestFilter(
-        route=_one(query, "route"), key_id=_one(query, "key"), status=status,
+        route=_one(query, "route"), key_id=_one(query, "key"),
+        batch_id=_one(query, "batch"), status=status,
         status_class=status_class,
         since=parse_time(since, "since") if since is not None else None,
         until=parse_time(until, "until") if until is not None else None,

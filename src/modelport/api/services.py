@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelport import __version__
+from modelport.batch.service import BatchService
 from modelport.config.settings import Settings
 from modelport.inference.canaries import CanaryKeeper
 from modelport.inference.idempotency import IdempotencyCache
@@ -42,6 +43,7 @@ from modelport.policy.sync import KeySync
 from modelport.providers import Provider, build_provider
 from modelport.providers.openai import OpenAIProvider
 from modelport.routing.table import RouteTable
+from modelport.store.batches import BatchStore
 from modelport.store.canaries import CanaryStore
 from modelport.store.config_versions import ConfigVersionStore
 from modelport.store.engine import make_engine, migrate
@@ -131,6 +133,7 @@ class Services:
     access_log: AccessLog | None = None
     retention: BodyRetention | None = None
     config_store: ConfigVersionStore | None = None
+    batches: BatchService | None = None  # the Files and Batches APIs and the batch runner
     generation: Generation = field(default_factory=Generation)
     provider_set: ProviderSet = field(default_factory=ProviderSet)
     started_at: int = field(default_factory=lambda: int(time.time()))
@@ -235,6 +238,7 @@ async def build_services(
             access_log=access_log,
             retention=retention,
             config_store=ConfigVersionStore(engine),
+            batches=BatchService(BatchStore(engine), settings.batch),
             provider_set=provider_set,
         )
         readiness.serving = True

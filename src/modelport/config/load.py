@@ -37,6 +37,7 @@ from modelport.config.schema import (
     RawTarget,
 )
 from modelport.config.settings import (
+    BatchSettings,
     BreakerSettings,
     CanarySettings,
     KeySettings,
@@ -225,6 +226,7 @@ def resolve(raw: RawConfig, environ: Mapping[str, str], source: str = "<memory>"
         server=ServerSettings(**{**raw.server.model_dump(),
                                  "allowed_hosts": tuple(raw.server.allowed_hosts)}),
         store=StoreSettings(**raw.store.model_dump()),
+        batch=BatchSettings(**raw.batch.model_dump()),
         providers=MappingProxyType(providers),
         routes=MappingProxyType(routes),
         models=MappingProxyType(models),

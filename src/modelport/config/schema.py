@@ -66,6 +66,15 @@ class RawStore(_Strict):
     retry_backoff_s: float = Field(default=1.0, gt=0, le=300)
 
 
+class RawBatch(_Strict):
+    concurrency: int = Field(default=16, gt=0, le=10_000)
+    lease_s: float = Field(default=30.0, ge=1, le=3600)
+    poll_s: float = Field(default=1.0, gt=0, le=60)
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, gt=0, le=16 * 1024 ** 3)
+    max_line_bytes: int = Field(default=1024 * 1024, gt=0, le=64 * 1024 * 1024)
+    max_lines: int = Field(default=50_000, gt=0, le=10_000_000)
+
+
 class RawOpenAIProvider(_Strict):
     kind: Literal["openai"]
     base_url: NonEmpty
@@ -354,6 +363,7 @@ class RawConfig(_Strict):
     metrics_token: str | None = None
     server: RawServer = Field(default_factory=RawServer)
     store: RawStore = Field(default_factory=RawStore)
+    batch: RawBatch = Field(default_factory=RawBatch)
     providers: dict[NonEmpty, RawProvider] = Field(default_factory=dict)
     models: dict[NonEmpty, RawModel] = Field(default_factory=dict)
     routes: dict[NonEmpty, RawRoute] = Field(default_factory=dict)

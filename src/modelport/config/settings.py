@@ -66,6 +66,19 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """Batch serving: lines run at once per server, how long a server holds a line it
+    leased, how often it looks for work, and the input file's limits."""
+
+    concurrency: int = 16
+    lease_s: float = 30.0
+    poll_s: float = 1.0
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_line_bytes: int = 1024 * 1024
+    max_lines: int = 50_000
+
+
+@dataclass(frozen=True, slots=True)
 class LocalModelSettings:
     """A model hosted by Modelport: where its file is and how to run it."""
 
@@ -340,6 +353,7 @@ class Settings:
     model_repository: str | None = None
     source: str = "<defaults>"
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
 
     @property
     def auth_required(self) -> bool:

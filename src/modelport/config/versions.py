@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from modelport.config.settings import Settings
 
-_RESTART_ONLY = ("server", "store", "model_repository")
+_RESTART_ONLY = ("server", "store", "batch", "model_repository")
 
 
 def restart_problems(before: Settings, after: Settings) -> list[str]:

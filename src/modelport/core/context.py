@@ -53,6 +53,7 @@ class RequestContext:
     attempts: list[Any] = field(default_factory=list)  # inference.attempts.Attempt records
     chunk_gaps: list[float] = field(default_factory=list)  # seconds between stream chunks
     queue_s: float = 0.0  # time spent waiting for a target's admission slot
+    batch_id: str | None = None  # a batch line's request: its batch
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

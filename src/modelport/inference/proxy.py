@@ -172,10 +172,12 @@ class ProxyService:
         timeout_s: float | None = None,
         priority: int = 1,
         client_headers: Sequence[tuple[bytes, bytes]] = (),
+        idempotency_key: str | None = None,
     ) -> Answer:
         """Serve one request: a whole reply, or a relay for a stream that has begun, with
         the headers to answer with. An error raised carries them too. ``client_headers``
-        are read only to keep a caller on one side of a sticky canary."""
+        are read only to keep a caller on one side of a sticky canary; ``idempotency_key``
+        goes to providers that honour one (a batch line's, the same on every try)."""
         ctx.operation = operation
         stream = wants_stream(body)
         route = self._routes.get(requested_route(body))
@@ -217,7 +219,7 @@ class ProxyService:
         request = _Request(operation, body, ctx, ticket, stream and not buffered, strip_usage,
                            priority, tenant=principal.key_id if principal is not None else "",
                            deadline=time.monotonic() + budget, headers=client_headers,
-                           principal=principal)
+                           principal=principal, idempotency_key=idempotency_key)
         headers = [] if ticket is None else [
             (k.lower().encode(), v.encode()) for k, v in ticket.headers().items()]
         if prompt is not None:
@@ -494,15 +496,16 @@ class _Admitted:
 class _Request:
     """What every attempt of one request needs, whichever route serves it."""
 
-    __slots__ = ("body", "ctx", "deadline", "headers", "operation", "principal", "priority",
-                 "served", "stream", "strip_usage", "tenant", "ticket")
+    __slots__ = ("body", "ctx", "deadline", "headers", "idempotency_key", "operation",
+                 "principal", "priority", "served", "stream", "strip_usage", "tenant", "ticket")
 
     def __init__(
         self, operation: Operation, body: dict[str, Any], ctx: RequestContext,
         ticket: Ticket | None, stream: bool, strip_usage: bool, priority: int, *,
         tenant: str, deadline: float, headers: Sequence[tuple[bytes, bytes]] = (),
-        principal: Principal | None = None,
+        principal: Principal | None = None, idempotency_key: str | None = None,
     ) -> None:
+        self.idempotency_key = idempotency_key  # sent to a provider that honours one
         self.principal = principal  # whose limits and budget a contract's repair is charged to
         self.headers = headers  # the client's, read only for a sticky canary
         self.operation = operation
@@ -541,7 +544,10 @@ class _Request:
     # the provider call wakes up
     def send(self, target: Target) -> Awaitable[UpstreamReply]:
         payload = for_target(self.body, target.model, stream_usage=False)
-        return target.provider.send(self.operation, payload)
+        if self.idempotency_key is None:
+            return target.provider.send(self.operation, payload)
+        return target.provider.send(self.operation, payload,
+                                    idempotency_key=self.idempotency_key)
 
     def open_stream(self, target: Target) -> Awaitable[UpstreamStream | UpstreamReply]:
         payload = for_target(self.body, target.model, stream_usage=True)

@@ -108,6 +108,14 @@ class Recorder:
         return series
 
     def finish(self, ctx: RequestContext) -> None:
+        """Metrics, the log line, and the ledger row (written in the background)."""
+        record = self.finish_kept(ctx)
+        if record is not None:
+            self._ledger.submit(record)
+
+    def finish_kept(self, ctx: RequestContext) -> LedgerRecord | None:
+        """Metrics and the log line; the ledger row (None with the ledger off) is returned
+        for the caller to write with its own transaction (a batch line's answer)."""
         latency = ctx.elapsed()
         overhead = max(latency - ctx.upstream_s, 0.0)
         series = self._series_for(ctx)
@@ -143,7 +151,8 @@ class Recorder:
         if self._access_log is not None:
             self._access_log.write(self._log_fields(ctx, latency, overhead))
         if self._ledger.enabled:
-            self._ledger.submit(self._record(ctx, latency, overhead))
+            return self._record(ctx, latency, overhead)
+        return None
 
     def _log_fields(
         self, ctx: RequestContext, latency: float, overhead: float
@@ -168,6 +177,8 @@ class Recorder:
             extra["key_id"] = ctx.key_id
         if ctx.prompt_version is not None:
             extra["prompt_version"] = ctx.prompt_version
+        if ctx.batch_id is not None:
+            extra["batch_id"] = ctx.batch_id
         if ctx.validation is not None:
             extra["validation"] = ctx.validation
         if ctx.guards:
@@ -231,6 +242,7 @@ class Recorder:
             prompt_version=ctx.prompt_version,
             validation=ctx.validation,
             guards=guards_text(ctx.guards) if ctx.guards else None,
+            batch_id=ctx.batch_id,
         )
 
 

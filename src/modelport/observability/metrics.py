@@ -16,6 +16,8 @@ an unknown route is ``-``, and status is the HTTP status code.
 | modelport_reviews_pending | gauge | route |
 | modelport_review_oldest_pending_seconds | gauge | route |
 | modelport_review_decision_seconds | histogram | route, status |
+| modelport_batch_lines_total | counter | outcome (done, failed, waiting, paused, dropped) |
+| modelport_batches_ended_total | counter | |
 | modelport_canary_rollbacks_total | counter | route, target |
 | modelport_shadow_requests_total | counter | route, target, outcome |
 | modelport_canary_state | gauge | route, target (0 running, 1 rolled back, 2 aborted, 3 promoted) |
@@ -79,6 +81,7 @@ class Metrics:
         r = self.registry
         self._answer_metrics(r)
         self._review_metrics(r)
+        self._batch_metrics(r)
         self._target_metrics(r)
         self._ledger_metrics(r)
         self._runtime_metrics(r)
@@ -96,6 +99,18 @@ class Metrics:
         self.review_decisions = Histogram(
             "modelport_review_decision_seconds", "Time from an item's hold to its decision.",
             ["route", "status"], buckets=(60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 86400),
+            registry=r,
+        )
+
+    def _batch_metrics(self, r: CollectorRegistry) -> None:
+        """Batch lines as the runner ends them, and batches ended."""
+        self.batch_lines = Counter(
+            "modelport_batch_lines", "Batch lines ended (done, failed), sent back to wait "
+            "(waiting, paused) or answered after their lease was lost (dropped).",
+            ["outcome"], registry=r,
+        )
+        self.batches_ended = Counter(
+            "modelport_batches_ended", "Batches that ended (completed, cancelled or expired).",
             registry=r,
         )
 

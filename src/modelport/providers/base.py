@@ -63,7 +63,11 @@ class Provider(Protocol):
 
     async def close(self) -> None: ...
 
-    async def send(self, operation: Operation, body: bytes) -> UpstreamReply: ...
+    async def send(self, operation: Operation, body: bytes, *,
+                   idempotency_key: str | None = None) -> UpstreamReply:
+        """The whole answer; ``idempotency_key``, when given, is sent where the provider
+        honours one (the same key on a retry of the same work)."""
+        ...
 
     async def open_stream(
         self, operation: Operation, body: bytes

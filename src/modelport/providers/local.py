@@ -94,7 +94,8 @@ class LlamaCppProvider(LocalProvider):
         parsed = _parse(body)
         return generation_params(operation, parsed), str(parsed.get("model", self.name))
 
-    async def send(self, operation: Operation, body: bytes) -> UpstreamReply:
+    async def send(self, operation: Operation, body: bytes, *,
+                   idempotency_key: str | None = None) -> UpstreamReply:
         try:
             params, model = self._request(operation, body)
             parts: list[str] = []
@@ -184,7 +185,8 @@ class EmbeddingsProvider(LocalProvider):
         await self._batcher.close()
         await super().close()
 
-    async def send(self, operation: Operation, body: bytes) -> UpstreamReply:
+    async def send(self, operation: Operation, body: bytes, *,
+                   idempotency_key: str | None = None) -> UpstreamReply:
         if operation is not Operation.EMBEDDING:
             return _client_error(UnsupportedOperation("This model serves embeddings only."))
         try:

@@ -72,9 +72,12 @@ class OpenAIProvider:
             raise UpstreamError(f"Provider '{self.name}' is not started.")
         return self._session
 
-    async def send(self, operation: Operation, body: bytes) -> UpstreamReply:
+    async def send(self, operation: Operation, body: bytes, *,
+                   idempotency_key: str | None = None) -> UpstreamReply:
         tracing = self._tracing
         headers = self._headers if tracing is None else self._traced_headers(tracing)
+        if idempotency_key is not None:
+            headers = {**headers, "Idempotency-Key": idempotency_key}
         with translate_errors(self.name):
             async with self._client().post(
                 self._urls[operation], data=body, headers=headers

@@ -69,6 +69,7 @@ class LedgerRecord(NamedTuple):
     guards: str | None = None
     shadow_of: str | None = None
     shadow_match: bool | None = None
+    batch_id: str | None = None
 
 
 class LedgerWriter:
@@ -267,3 +268,11 @@ def _sqlite_second(second: int) -> str:
 
 def _aware_row(record: LedgerRecord) -> tuple[Any, ...]:
     return (record.request_id, datetime.fromtimestamp(record.created_at, UTC), *record[2:])
+
+
+def ledger_row(record: LedgerRecord) -> dict[str, Any]:
+    """A record as the values of one ``requests`` row (for writes that are part of another
+    transaction, such as a batch line's answer)."""
+    row = record._asdict()
+    row["created_at"] = datetime.fromtimestamp(record.created_at, UTC)
+    return row

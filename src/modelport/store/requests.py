@@ -32,6 +32,7 @@ class RequestFilter:
     status_class: int | None = None  # 2, 4 or 5
     since: datetime | None = None
     until: datetime | None = None
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ def _row(row: RowMapping, full: bool) -> dict[str, Any]:
         "completion_tokens": row["completion_tokens"],
         "usage_estimated": bool(row["usage_estimated"]),
         "prompt_version": row["prompt_version"],
+        "batch_id": row["batch_id"],
         "validation": row["validation"],
         "guards": row["guards"],
         "shadow_of": row["shadow_of"],
@@ -124,6 +126,8 @@ class RequestStore(EngineStore):
             conditions.append(requests.c.route == where.route)
         if where.key_id is not None:
             conditions.append(requests.c.key_id == where.key_id)
+        if where.batch_id is not None:
+            conditions.append(requests.c.batch_id == where.batch_id)
         if where.status is not None:
             conditions.append(requests.c.status == where.status)
         if where.status_class is not None:

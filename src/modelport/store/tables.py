@@ -91,6 +91,7 @@ requests = Table(
     Column("shadow_match", Boolean),  # its answer's text was the served one's, exactly
     Column("validation", String(16)),  # the output contract's verdict: passed, repaired, failed
     Column("guards", String(200)),  # input guards: masked:email=2 or blocked:keyword=1
+    Column("batch_id", String(40)),  # a batch line's request: its batch
     Index("ix_requests_request_id", "request_id"),
     Index("ix_requests_created_at", "created_at"),
     Index("ix_requests_route_created_at", "route", "created_at"),
@@ -233,4 +234,78 @@ reviews = Table(
     Column("decided_by", String(200), nullable=True),
     Column("decision_reason", Text, nullable=False),
     Index("ix_reviews_status_created", "status", "created_at"),
+)
+
+# Files uploaded over the Files API (``purpose: batch``) and the output and error files of
+# finished batches (``batch_output``). An uploaded file's bytes are kept, as sent, in
+# ``file_chunks``; an output file's lines are the ``output`` of its batch's lines.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(40), primary_key=True),  # file-<24 hex>
+    Column("key_id", String(64), nullable=True),  # the key that owns it; NULL in open mode
+    Column("purpose", String(32), nullable=False),  # batch, batch_output
+    Column("filename", String(256), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("lines", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("batch_id", String(40), nullable=True),  # an output or error file: its batch
+    Column("errors_only", Boolean, nullable=False, default=False),  # the batch's error file
+    Index("ix_files_key_created", "key_id", "created_at"),
+)
+
+file_chunks = Table(
+    "file_chunks",
+    metadata,
+    Column("file_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),  # at most 1 MiB, whole lines only
+)
+
+# Batches and their lines (store/batches.py). A line is pending, running (leased by one
+# server until ``lease_until``), or finished with its output line; the counts a batch
+# reports are counted from its lines, so they are always current and never drift.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(40), primary_key=True),  # batch_<24 hex>
+    Column("key_id", String(64), nullable=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("input_file_id", String(40), nullable=False),
+    Column("completion_window", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("paused_reason", Text, nullable=True),  # a paused batch: why (a budget ran out)
+    Column("metadata", Text, nullable=True),  # the caller's JSON object
+    Column("total", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("in_progress_at", UtcDateTime, nullable=True),
+    Column("finalizing_at", UtcDateTime, nullable=True),
+    Column("completed_at", UtcDateTime, nullable=True),
+    Column("cancelling_at", UtcDateTime, nullable=True),
+    Column("cancelled_at", UtcDateTime, nullable=True),
+    Column("expired_at", UtcDateTime, nullable=True),
+    Column("output_file_id", String(40), nullable=True),
+    Column("error_file_id", String(40), nullable=True),
+    Index("ix_batches_status", "status"),
+    Index("ix_batches_key_created", "key_id", "created_at"),
+)
+
+batch_lines = Table(
+    "batch_lines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", String(40), nullable=False),
+    Column("line_no", Integer, nullable=False),  # 1-based, as in the input file
+    Column("custom_id", String(512), nullable=False),
+    Column("body", Text, nullable=False),  # the request's JSON body
+    Column("status", String(16), nullable=False),  # pending, running, done, failed
+    Column("tries", Integer, nullable=False, default=0),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),  # epoch seconds
+    Column("not_before", Float, nullable=False, default=0.0),  # epoch seconds
+    Column("output", Text, nullable=True),  # the output (or error) file's line, once finished
+    Column("finished_at", UtcDateTime, nullable=True),
+    UniqueConstraint("batch_id", "line_no", name="uq_batch_lines_line"),
+    Index("ix_batch_lines_batch_status", "batch_id", "status"),
 )

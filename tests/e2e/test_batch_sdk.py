@@ -1,0 +1,189 @@
+"""Batches through the official OpenAI SDK against ``modelport serve``: upload, create, watch
+the counts, read the output and error files, cancel, and the refusals of bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.fakes.upstream import FakeUpstream, Reply
+from tests.gateway import ServeProcess, basic_config, ledger_row, write_config
+
+ADMIN = "admin-key-for-batch-tests-0123456789"
+ALICE = "sk-alice-batch-key-0123456789abcdef"
+BOB = "sk-bob-batch-key-0123456789abcdef0"
+
+
+def _line(custom_id: str, model: str = "support-summary", url: str = "/v1/chat/completions",
+          **body: Any) -> dict[str, Any]:
+    content = body.pop("content", f"ticket {custom_id}")
+    return {"custom_id": custom_id, "method": "POST", "url": url,
+            "body": {"model": model, "messages": [{"role": "user", "content": content}],
+                     **body}}
+
+
+def jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+@pytest.fixture
+def served(tmp_path: Path, upstream: FakeUpstream, env: dict[str, str],
+           sqlite_url: str) -> Iterator[ServeProcess]:
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["routes"]["private"] = {"targets": [{"provider": "upstream-a", "model": "x"}]}
+    config["admin_key"] = "env:ADMIN_KEY"
+    config["keys"] = {"alice": {"key": "env:ALICE_KEY", "routes": ["support-summary"]},
+                      "bob": {"key": "env:BOB_KEY"}}
+    config["batch"] = {"poll_s": 0.05, "max_line_bytes": 4096, "max_lines": 50}
+    path = write_config(tmp_path / "modelport.yaml", config)
+    proc = ServeProcess(path, {**env, "ADMIN_KEY": ADMIN, "ALICE_KEY": ALICE, "BOB_KEY": BOB},
+                        tmp_path).wait_ready()
+    yield proc
+    proc.stop()
+
+
+def sdk(served: ServeProcess, key: str = ALICE) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{served.url}/v1", api_key=key, max_retries=0)
+
+
+def wait_until_over(client: openai.OpenAI, batch_id: str, timeout_s: float = 20) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in ("completed", "cancelled", "expired", "failed"):
+            return batch
+        time.sleep(0.05)
+    raise AssertionError(f"batch {batch_id} still {batch.status}")
+
+
+def test_a_batch_end_to_end_with_the_sdk(served: ServeProcess, upstream: FakeUpstream,
+                                         sqlite_url: str) -> None:
+    client = sdk(served)
+    lines = [_line(f"t-{i}") for i in range(5)] + [_line("hidden", model="private"),
+                                                   _line("unknown", model="nope")]
+    upstream.enqueue(Reply(), Reply(), Reply(status=400, body={"error": {
+        "message": "bad prompt", "type": "invalid_request_error"}}))
+    uploaded = client.files.create(file=("in.jsonl", io.BytesIO(jsonl(lines))),
+                                   purpose="batch")
+    assert (uploaded.purpose, uploaded.filename, uploaded.bytes) == \
+        ("batch", "in.jsonl", len(jsonl(lines)))
+    assert client.files.retrieve(uploaded.id).id == uploaded.id
+    assert client.files.content(uploaded.id).content == jsonl(lines)
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"job": "nightly"})
+    assert batch.status == "in_progress" and batch.request_counts.total == 7
+    assert batch.metadata == {"job": "nightly"}
+    done = wait_until_over(client, batch.id)
+    assert done.status == "completed"
+    assert (done.request_counts.completed, done.request_counts.failed) == (4, 3)
+    assert done.output_file_id and done.error_file_id
+    out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    assert sorted(o["custom_id"] for o in out) == [f"t-{i}" for i in range(5) if i != 2]
+    assert all(o["response"]["status_code"] == 200 and o["error"] is None for o in out)
+    assert out[0]["response"]["body"]["choices"][0]["message"]["content"] == \
+        "Hello from the fake"
+    errors = {e["custom_id"]: e for e in
+              map(json.loads, client.files.content(done.error_file_id).text.splitlines())}
+    assert errors["t-2"]["response"]["status_code"] == 400
+    assert errors["hidden"]["error"]["code"] == "model_not_found"  # not alice's route
+    assert errors["unknown"]["error"]["code"] == "model_not_found"
+    # five calls reached the provider, each with the line's idempotency key
+    calls = [r for r in upstream.requests if r.path.endswith("/chat/completions")]
+    assert len(calls) == 5
+    assert {r.headers["Idempotency-Key"] for r in calls} == \
+        {f"{batch.id}-{n}" for n in range(1, 6)}
+    # each answered line is one ledger row, marked with the batch and the key
+    row = ledger_row(sqlite_url, out[0]["response"]["request_id"])
+    assert row["batch_id"] == batch.id and row["key_id"] and row["route"] == "support-summary"
+    # listed for its key only
+    assert [b.id for b in client.batches.list().data] == [batch.id]
+    assert sdk(served, BOB).batches.list().data == []
+    with pytest.raises(openai.NotFoundError):
+        sdk(served, BOB).batches.retrieve(batch.id)
+    with pytest.raises(openai.NotFoundError):
+        sdk(served, BOB).files.content(uploaded.id)
+    assert {f.id for f in client.files.list().data} == \
+        {uploaded.id, done.output_file_id, done.error_file_id}
+    assert client.files.delete(uploaded.id).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(uploaded.id)
+
+
+def test_cancel_stops_new_lines_and_reports_what_finished(
+        served: ServeProcess, upstream: FakeUpstream) -> None:
+    client = sdk(served, BOB)
+    upstream.enqueue(*[Reply(delay_s=0.3) for _ in range(40)])
+    uploaded = client.files.create(
+        file=("in.jsonl", io.BytesIO(jsonl([_line(f"c-{i}") for i in range(40)]))),
+        purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    time.sleep(0.5)
+    cancelled = client.batches.cancel(batch.id)
+    assert cancelled.status in ("cancelling", "cancelled")
+    over = wait_until_over(client, batch.id)
+    assert over.status == "cancelled" and over.cancelled_at is not None
+    finished = over.request_counts.completed
+    assert 0 < finished < 40
+    calls_then = len(upstream.requests)
+    time.sleep(0.5)
+    assert len(upstream.requests) == calls_then  # nothing more runs
+    assert len(client.files.content(over.output_file_id).text.splitlines()) == finished
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"not json at all\n", "Line 1 is not valid JSON"),
+    (jsonl([_line("a"), _line("a")]), "Line 2: custom_id 'a' is already used on line 1"),
+    (jsonl([_line("a", url="/v1/images")]), "Line 1: url '/v1/images' is not an endpoint"),
+    (jsonl([_line("a"), _line("big", content="x" * 5000)]), "Line 2 is longer than the limit"),
+    (jsonl([_line("a", stream=True)]), "Line 1: body.stream cannot be true"),
+    (jsonl([_line(f"n{i}") for i in range(51)]), "more than 50 lines"),
+    (b"", "no lines"),
+])
+def test_a_bad_input_file_is_a_400_naming_the_line(
+        served: ServeProcess, content: bytes, message: str) -> None:
+    client = sdk(served)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.files.create(file=("in.jsonl", io.BytesIO(content)), purpose="batch")
+    assert message in refused.value.message
+    assert client.files.list().data == []  # nothing half-created
+
+
+def test_bad_batch_requests_are_400s_and_create_nothing(
+        served: ServeProcess) -> None:
+    client, bob = sdk(served), sdk(served, BOB)
+    mine = bob.files.create(file=("in.jsonl", io.BytesIO(jsonl([_line("a")]))),
+                            purpose="batch")
+    embeddings = client.files.create(file=("in.jsonl", io.BytesIO(jsonl([_line("a")]))),
+                                     purpose="batch")
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"input_file_id": mine.id, "endpoint": "/v1/chat/completions"}, "input_file_id"),
+        ({"input_file_id": embeddings.id, "endpoint": "/v1/images"}, "endpoint"),
+        ({"input_file_id": embeddings.id, "endpoint": "/v1/embeddings"}, "url"),
+        ({"input_file_id": embeddings.id, "endpoint": "/v1/chat/completions",
+          "completion_window": "forever"}, "completion_window"),
+    ]
+    for body, param in cases:
+        answer = httpx.post(f"{served.url}/v1/batches", json=body,
+                            headers={"Authorization": f"Bearer {ALICE}"})
+        assert answer.status_code == 400, body
+        assert answer.json()["error"]["param"] == param
+    assert client.batches.list().data == []
+    purpose = httpx.post(f"{served.url}/v1/files", files={"file": ("a.jsonl", b"{}\n")},
+                         data={"purpose": "fine-tune"},
+                         headers={"Authorization": f"Bearer {ALICE}"})
+    assert purpose.status_code == 400 and purpose.json()["error"]["param"] == "purpose"
+    plain = httpx.post(f"{served.url}/v1/files", content=b"{}",
+                       headers={"Authorization": f"Bearer {ALICE}",
+                                "Content-Type": "application/json"})
+    assert plain.status_code == 415
+    anonymous = httpx.get(f"{served.url}/v1/batches")
+    assert anonymous.status_code == 401
