@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,7 @@ def test_cancel_stops_new_lines_and_reports_what_finished(
     (jsonl([_line("a", url="/v1/images")]), "Line 1: url '/v1/images' is not an endpoint"),
     (jsonl([_line("a"), _line("big", content="x" * 5000)]), "Line 2 is longer than the limit"),
     (jsonl([_line("a", stream=True)]), "Line 1: body.stream cannot be true"),
+    (jsonl([{**_line("a"), "url": {"a": 1}}]), "Line 1: url {'a': 1} is not an endpoint"),
     (jsonl([_line(f"n{i}") for i in range(51)]), "more than 50 lines"),
     (b"", "no lines"),
 ])
@@ -187,3 +190,62 @@ def test_bad_batch_requests_are_400s_and_create_nothing(
     assert plain.status_code == 415
     anonymous = httpx.get(f"{served.url}/v1/batches")
     assert anonymous.status_code == 401
+
+
+def test_a_batch_survives_two_kills_and_answers_each_line_once(
+        tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str) -> None:
+    """1,000 lines; the server is killed with SIGKILL twice mid-run and started again: every
+    line is answered once, billed once (one ledger row), and the provider is called again
+    only for lines that were in flight at a kill, with the same idempotency key."""
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["batch"] = {"concurrency": 16, "lease_s": 1, "poll_s": 0.05}
+    path = write_config(tmp_path / "modelport.yaml", config)
+    upstream.enqueue(*[Reply(delay_s=0.01) for _ in range(1100)])
+    lines = [_line(f"line-{i}") for i in range(1000)]
+    proc = ServeProcess(path, env, tmp_path).wait_ready()
+    try:
+        client = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="unused", max_retries=0)
+        uploaded = client.files.create(file=("in.jsonl", io.BytesIO(jsonl(lines))),
+                                       purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id,
+                                      endpoint="/v1/chat/completions", completion_window="24h")
+        for kill_at in (250, 600):
+            deadline = time.monotonic() + 60
+            while client.batches.retrieve(batch.id).request_counts.completed < kill_at:
+                assert time.monotonic() < deadline, proc.log()
+                time.sleep(0.02)
+            proc.proc.send_signal(signal.SIGKILL)
+            proc.stop()
+            proc = ServeProcess(path, env, tmp_path).wait_ready()
+            client = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="unused", max_retries=0)
+        done = wait_until_over(client, batch.id, timeout_s=120)
+        assert done.status == "completed", proc.log()
+        assert (done.request_counts.completed, done.request_counts.failed) == (1000, 0)
+        out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+        assert sorted(o["custom_id"] for o in out) == sorted(f"line-{i}" for i in range(1000))
+        keys = Counter(r.headers["Idempotency-Key"] for r in upstream.requests)
+        assert set(keys) == {f"{batch.id}-{n}" for n in range(1, 1001)}
+        again = sum(n - 1 for n in keys.values())
+        assert again <= 2 * 16, f"{again} lines called more than once"  # in flight at a kill
+        assert _ledger_rows(sqlite_url, batch.id) == 1000
+    finally:
+        proc.stop()
+
+
+def _ledger_rows(store_url: str, batch_id: str) -> int:
+    from sqlalchemy import create_engine, func, select
+
+    from modelport.store.tables import requests
+
+    engine = create_engine(store_url)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            with engine.connect() as conn:
+                count = conn.execute(select(func.count()).where(
+                    requests.c.batch_id == batch_id)).scalar_one()
+            if count >= 1000 or time.monotonic() > deadline:
+                return int(count)
+            time.sleep(0.1)
+    finally:
+        engine.dispose()

@@ -167,7 +167,7 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Modelport", "version": __version__},
-        "paths": {**_client_paths(), **_admin_paths(), **_other_paths()},
+        "paths": {**_client_paths(), **_batch_paths(), **_admin_paths(), **_other_paths()},
         "components": {
             "schemas": {"Error": _ERROR},
             "securitySchemes": {
@@ -234,6 +234,73 @@ def _client_paths() -> dict[str, Any]:
             "responses": {"201": {"description": "Recorded."}, **_ANY,
                           "401": _ERRORS["401"], "404": _ERRORS["404"]},
         }},
+    }
+
+
+def _keyed(summary: str, *, status: str = "200", errors: tuple[str, ...] = ("404",),
+           params: tuple[str, ...] = (), query: tuple[str, ...] = (),
+           body: dict[str, Any] | None = None, content_type: str = "application/json",
+           ) -> dict[str, Any]:
+    """An operation of the Files and Batches APIs: a key's own files and batches."""
+    operation: dict[str, Any] = {
+        "summary": summary, "security": _BEARER,
+        "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                       for p in params] + [{"name": q, "in": "query", "required": False,
+                                            "schema": {"type": "string"}} for q in query],
+        "responses": {status: {"description": "OK", "content": {content_type: {"schema": {}}}},
+                      **_ANY, "401": _ERRORS["401"], "503": _ERRORS["503"],
+                      **{e: _ERRORS[e] for e in errors}},
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": body}
+    return operation
+
+
+_BATCH_SPEC = {"application/json": {"schema": {
+    "type": "object", "required": ["input_file_id", "endpoint"],
+    "properties": {
+        "input_file_id": {"type": "string"},
+        "endpoint": {"enum": ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]},
+        "completion_window": {"type": "string", "pattern": "^[1-9][0-9]{0,2}h$",
+                              "default": "24h"},
+        "metadata": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+    }}}}
+_UPLOAD_SPEC = {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "purpose"],
+    "properties": {"file": {"type": "string", "format": "binary"},
+                   "purpose": {"enum": ["batch"]}}}}}
+
+
+def _batch_paths() -> dict[str, Any]:
+    """OpenAI's Files and Batches APIs (api/batches.py)."""
+    return {
+        "/v1/files": {
+            "post": _keyed("Upload a batch input file (JSON Lines), checked line by line.",
+                           errors=("413",), body=_UPLOAD_SPEC),
+            "get": _keyed("The key's files, newest first.", errors=(),
+                          query=("purpose", "limit", "after")),
+        },
+        "/v1/files/{file_id}": {
+            "get": _keyed("One file.", params=("file_id",)),
+            "delete": _keyed("Delete a file.", params=("file_id",)),
+        },
+        "/v1/files/{file_id}/content": {
+            "get": _keyed("A file's content: an input file as uploaded, or a batch's output "
+                          "or error lines.", params=("file_id",),
+                          content_type="application/jsonl"),
+        },
+        "/v1/batches": {
+            "post": _keyed("Run a file's requests as a batch.", errors=(), body=_BATCH_SPEC),
+            "get": _keyed("The key's batches, newest first.", errors=(),
+                          query=("limit", "after")),
+        },
+        "/v1/batches/{batch_id}": {
+            "get": _keyed("One batch, with its request counts.", params=("batch_id",)),
+        },
+        "/v1/batches/{batch_id}/cancel": {
+            "post": _keyed("Stop running a batch's lines; it ends as cancelled once the "
+                           "running ones finish.", params=("batch_id",)),
+        },
     }
 
 

@@ -24,7 +24,9 @@ from typing import Any
 from modelport.config.settings import Settings
 from modelport.errors import UnsupportedMediaType, UntrustedOrigin
 
-_SIMPLE_TYPES = (b"text/plain", b"application/x-www-form-urlencoded", b"multipart/form-data")
+_MULTIPART = b"multipart/form-data"
+_SIMPLE_TYPES = (b"text/plain", b"application/x-www-form-urlencoded", _MULTIPART)
+FILES_PATH = "/v1/files"
 _CACHE_LIMIT = 256
 
 
@@ -81,9 +83,14 @@ class OriginGuard:
                 raise UntrustedOrigin(
                     "In open mode this gateway answers web pages from this machine only; "
                     "set an admin key and use keys to call it from elsewhere.")
-        elif media is not None and media.split(b";", 1)[0].strip().lower() in _SIMPLE_TYPES:
-            # no Origin: a browser too old to send one could be posting across sites
-            raise UnsupportedMediaType("Send the body as application/json.")
+        elif media is not None:
+            kind = media.split(b";", 1)[0].strip().lower()
+            # no Origin: a browser too old to send one could be posting across sites. The
+            # one form accepted is a file upload (the Files API is multipart by design): a
+            # file alone runs nothing, and a batch is created only by a JSON request.
+            if kind in _SIMPLE_TYPES and not (kind == _MULTIPART
+                                              and scope["path"] == FILES_PATH):
+                raise UnsupportedMediaType("Send the body as application/json.")
 
     def _trusted(self, value: bytes, *, origin: bool) -> bool:
         key = value if not origin else b"o:" + value

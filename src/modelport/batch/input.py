@@ -63,7 +63,7 @@ def parse_line(raw: bytes, line_no: int) -> Line:
     if item.get("method", "POST") != "POST":
         raise InvalidInput(f"{where}: method must be POST.", param="method")
     url = item.get("url")
-    if url not in ENDPOINTS:
+    if not isinstance(url, str) or url not in ENDPOINTS:
         raise InvalidInput(f"{where}: url {url!r} is not an endpoint batches run; use one "
                            f"of {', '.join(ENDPOINTS)}.", param="url")
     body = item.get("body")

@@ -88,7 +88,7 @@ class BatchService:
                      routes: RouteTable) -> BatchRow:
         key_id = principal.key_id if principal is not None else None
         endpoint = body.get("endpoint")
-        if endpoint not in ENDPOINTS:
+        if not isinstance(endpoint, str) or endpoint not in ENDPOINTS:
             raise RequestError(f"endpoint must be one of {', '.join(ENDPOINTS)}.",
                                param="endpoint")
         window = body.get("completion_window", "24h")

@@ -17,6 +17,7 @@ SECTIONS: dict[type[BaseModel], str] = {
     schema.RawConfig: "Top-level keys",
     schema.RawServer: "`server`",
     schema.RawStore: "`store`",
+    schema.RawBatch: "`batch`",
     schema.RawOpenAIProvider: "`kind: openai`",
     schema.RawLlamaCppProvider: "`kind: llama_cpp`",
     schema.RawEmbeddingsProvider: "`kind: embeddings`",

@@ -68,9 +68,9 @@ def test_migrate_twice_is_harmless(tmp_path: Path) -> None:
 
         inspector = inspect(engine)
         assert sorted(inspector.get_table_names()) == [
-            "alembic_version", "api_key_secrets", "api_keys", "audit_log", "canaries",
-            "config_versions",
-            "feedback", "requests", "reviews", "store_revision", "switches",
+            "alembic_version", "api_key_secrets", "api_keys", "audit_log", "batch_lines",
+            "batches", "canaries", "config_versions", "feedback", "file_chunks", "files",
+            "requests", "reviews", "store_revision", "switches",
         ]
     finally:
         engine.dispose()
