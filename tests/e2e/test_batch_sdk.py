@@ -119,6 +119,38 @@ def test_a_batch_end_to_end_with_the_sdk(served: ServeProcess, upstream: FakeUps
         client.files.retrieve(uploaded.id)
 
 
+def test_a_budget_that_runs_out_pauses_the_batch_instead_of_failing_its_lines(
+        tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str) -> None:
+    config = basic_config(upstream.base_url, sqlite_url)
+    target = config["routes"]["support-summary"]["targets"][0]
+    target.update(input_per_mtok=100_000, output_per_mtok=100_000)  # $1 a line
+    config["admin_key"] = "env:ADMIN_KEY"
+    config["keys"] = {"alice": {"key": "env:ALICE_KEY", "budget_usd": 3}}
+    config["batch"] = {"concurrency": 1, "poll_s": 0.05}
+    path = write_config(tmp_path / "modelport.yaml", config)
+    proc = ServeProcess(path, {**env, "ADMIN_KEY": ADMIN, "ALICE_KEY": ALICE},
+                        tmp_path).wait_ready()
+    try:
+        client = sdk(proc)
+        uploaded = client.files.create(
+            file=("in.jsonl", io.BytesIO(jsonl([_line(f"b-{i}") for i in range(10)]))),
+            purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id,
+                                      endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.monotonic() + 20
+        while (now := client.batches.retrieve(batch.id)).status != "paused":
+            assert time.monotonic() < deadline, now
+            time.sleep(0.05)
+        assert now.request_counts.failed == 0 and 0 < now.request_counts.completed < 10
+        assert "budget" in now.model_extra["paused_reason"]
+        time.sleep(0.3)
+        assert client.batches.retrieve(batch.id).request_counts == now.request_counts
+        assert client.batches.cancel(batch.id).status in ("cancelling", "cancelled")
+        assert wait_until_over(client, batch.id).status == "cancelled"
+    finally:
+        proc.stop()
+
+
 def test_cancel_stops_new_lines_and_reports_what_finished(
         served: ServeProcess, upstream: FakeUpstream) -> None:
     client = sdk(served, BOB)
@@ -232,20 +264,54 @@ def test_a_batch_survives_two_kills_and_answers_each_line_once(
         proc.stop()
 
 
-def _ledger_rows(store_url: str, batch_id: str) -> int:
-    from sqlalchemy import create_engine, func, select
+def _ledger_rows(store_url: str, batch_id: str, expected: int = 1000) -> int:
+    from sqlalchemy import func, select
 
+    from modelport.store.engine import make_engine
     from modelport.store.tables import requests
 
-    engine = create_engine(store_url)
+    engine = make_engine(store_url)
     try:
         deadline = time.monotonic() + 5
         while True:
             with engine.connect() as conn:
                 count = conn.execute(select(func.count()).where(
                     requests.c.batch_id == batch_id)).scalar_one()
-            if count >= 1000 or time.monotonic() > deadline:
+            if count >= expected or time.monotonic() > deadline:
                 return int(count)
             time.sleep(0.1)
     finally:
         engine.dispose()
+
+
+def test_two_servers_on_postgresql_share_a_batch_and_run_no_line_twice(
+        tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], postgres_url: str) -> None:
+    config = basic_config(upstream.base_url, postgres_url)
+    config["batch"] = {"concurrency": 4, "poll_s": 0.05}
+    path = write_config(tmp_path / "modelport.yaml", config)
+    upstream.enqueue(*[Reply(delay_s=0.02) for _ in range(300)])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = ServeProcess(path, env, tmp_path / "a").wait_ready()
+    second = ServeProcess(path, env, tmp_path / "b").wait_ready()
+    try:
+        client = openai.OpenAI(base_url=f"{first.url}/v1", api_key="unused", max_retries=0)
+        uploaded = client.files.create(
+            file=("in.jsonl", io.BytesIO(jsonl([_line(f"p-{i}") for i in range(300)]))),
+            purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id,
+                                      endpoint="/v1/chat/completions", completion_window="24h")
+        other = openai.OpenAI(base_url=f"{second.url}/v1", api_key="unused", max_retries=0)
+        done = wait_until_over(other, batch.id, timeout_s=60)
+        assert (done.status, done.request_counts.completed) == ("completed", 300)
+        keys = Counter(r.headers["Idempotency-Key"] for r in upstream.requests)
+        assert len(keys) == 300 and set(keys.values()) == {1}  # no line ran twice
+        # both servers ran lines (each writes one log line per line it ran)
+        for proc in (first, second):
+            ran = proc.log().count(f'"batch_id": "{batch.id}"') + \
+                proc.log().count(f'"batch_id":"{batch.id}"')
+            assert ran > 0, proc.log()[-2000:]
+        assert _ledger_rows(postgres_url, batch.id, 300) == 300
+    finally:
+        first.stop()
+        second.stop()

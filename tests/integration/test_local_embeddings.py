@@ -145,3 +145,32 @@ def test_the_sentence_transformers_engine_gives_the_reference_vectors(torch_gate
     data = np.load(REFERENCE)
     texts, reference = [str(t) for t in data["sentences"]][:40], data["vectors"][:40]
     assert _cosines(torch_gateway, texts, reference).min() >= 0.9999
+
+
+def test_a_batch_on_the_local_embedding_route(gateway):
+    """A batch in open mode (the SDK uploads the file as a form, with no Origin): every line
+    is embedded by the local model, and each vector matches the reference."""
+    import io
+    import json
+    import time
+
+    data = np.load(REFERENCE)
+    texts, reference = [str(t) for t in data["sentences"]][:60], data["vectors"][:60]
+    lines = b"".join(json.dumps({"custom_id": f"s{i}", "method": "POST",
+                                 "url": "/v1/embeddings",
+                                 "body": {"model": "local-embed", "input": text}}).encode()
+                     + b"\n" for i, text in enumerate(texts))
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused") as client:
+        uploaded = client.files.create(file=("in.jsonl", io.BytesIO(lines)), purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings",
+                                      completion_window="24h")
+        deadline = time.monotonic() + 120
+        while (batch := client.batches.retrieve(batch.id)).status != "completed":
+            assert time.monotonic() < deadline, batch
+            time.sleep(0.1)
+        assert (batch.request_counts.completed, batch.request_counts.failed) == (60, 0)
+        out = [json.loads(x) for x in client.files.content(batch.output_file_id).text.splitlines()]
+    vectors = np.array([o["response"]["body"]["data"][0]["embedding"] for o in
+                        sorted(out, key=lambda o: int(o["custom_id"][1:]))])
+    cosines = np.sum(vectors * reference, axis=1) / np.linalg.norm(vectors, axis=1)
+    assert cosines.min() >= 0.999
