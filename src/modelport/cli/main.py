@@ -1,6 +1,7 @@
 """The ``modelport`` command: ``serve``, ``init``, ``config validate``, the running server's
 config versions (``config apply|rollback|history|diff|show``), and the store's commands
-(``keys``, ``switch``, ``canary``, ``usage``, ``logs``).
+(``keys``, ``switch``, ``canary``, ``usage``, ``logs``), and batches on the running server
+(``batch submit|status|results|cancel``).
 
 Configuration problems are printed one per line with their key paths and exit with status
 2, before any socket is opened: never a traceback, never a half-started server. Each command
@@ -78,6 +79,17 @@ def validate(path: Path) -> None:
         f"{path}: valid (config version {settings.config_version}, "
         f"{len(settings.providers)} providers, {len(settings.routes)} routes)"
     )
+
+
+@main.group(cls=LazyGroup, lazy={
+    "submit": ("modelport.cli.batch:submit",
+               "Upload a JSON Lines file and run it as a batch (--wait: progress, results)."),
+    "status": ("modelport.cli.batch:status", "A batch's status and counts."),
+    "results": ("modelport.cli.batch:results", "Write a batch's output and error files."),
+    "cancel": ("modelport.cli.batch:cancel", "Stop running a batch's lines."),
+})
+def batch() -> None:
+    """Batches on the running server (MODELPORT_URL; the key in MODELPORT_API_KEY)."""
 
 
 if __name__ == "__main__":  # pragma: no cover

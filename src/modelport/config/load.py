@@ -250,6 +250,13 @@ def admin_key_in_environment(environ: Mapping[str, str] | None = None) -> Secret
     return Secret(value) if value else None
 
 
+def api_key_in_environment(environ: Mapping[str, str] | None = None) -> Secret | None:
+    """``MODELPORT_API_KEY``: the key the command-line tools that call models send
+    (``modelport batch``)."""
+    value = (os.environ if environ is None else environ).get("MODELPORT_API_KEY")
+    return Secret(value) if value else None
+
+
 def _strong(secret: Secret | None, where: str, problems: list[str]) -> Secret | None:
     """Keys that guard Modelport itself must not be guessable (nor so short that redacting
     them from logs would mangle ordinary words)."""
