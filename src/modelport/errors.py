@@ -17,6 +17,8 @@ is not a ``ModelportError`` is a bug and becomes a 500 carrying the request id.
     |   +-- UnsupportedOperation      400     unsupported_operation
     |   +-- ContextTooLong            400     context_length_exceeded
     |   +-- InputRejected             400     invalid_request          -  (by a local model)
+    |   +-- InvalidFile               400     invalid_file             (a batch input line)
+    |   +-- JobExpired                410     job_expired              (a queued request)
     |   +-- NotFound                  404     not_found
     |   +-- MethodNotAllowed          405     method_not_allowed
     |   +-- RequestTimeout            408     request_timeout          (headers or body too slow)
@@ -173,6 +175,19 @@ class InputRejected(RequestError):
     format's rules. Raised in a worker only around the runtime's own call (or the parts of
     the request the runtime checks), so that a bug elsewhere in the worker is never taken for
     the caller's fault."""
+
+
+class InvalidFile(RequestError):
+    """A batch input file that is not JSON Lines in the batch format; names the line."""
+
+    code = "invalid_file"
+
+
+class JobExpired(RequestError):
+    """A request queued with ``Prefer: respond-async`` whose window ended before it ran."""
+
+    status = 410
+    code = "job_expired"
 
 
 class NotFound(RequestError):

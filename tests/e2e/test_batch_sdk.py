@@ -315,3 +315,38 @@ def test_two_servers_on_postgresql_share_a_batch_and_run_no_line_twice(
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_request_sent_respond_async_is_queued_and_answered_once(
+        served: ServeProcess, upstream: FakeUpstream, sqlite_url: str) -> None:
+    auth = {"Authorization": f"Bearer {ALICE}"}
+    body = {"model": "support-summary", "messages": [{"role": "user", "content": "later"}]}
+    upstream.enqueue(Reply(delay_s=0.3))
+    queued = httpx.post(f"{served.url}/v1/chat/completions", json=body,
+                        headers={**auth, "Prefer": "wait=10, respond-async"})
+    assert queued.status_code == 202, queued.text
+    assert queued.headers["preference-applied"] == "respond-async"
+    location = queued.headers["location"]
+    job = queued.json()
+    assert location == f"/v1/jobs/{job['id']}" and job["status"] == "queued"
+    pending = httpx.get(f"{served.url}{location}", headers=auth)
+    assert pending.status_code == 202 and pending.json()["id"] == job["id"]
+    assert httpx.get(f"{served.url}{location}",
+                     headers={"Authorization": f"Bearer {BOB}"}).status_code == 404
+    deadline = time.monotonic() + 10
+    while (answer := httpx.get(f"{served.url}{location}", headers=auth)).status_code == 202:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == "Hello from the fake"
+    assert len(upstream.requests) == 1
+    row = ledger_row(sqlite_url, answer.headers["x-modelport-job-request-id"])
+    assert row["batch_id"] == job["id"] and row["status"] == 200
+    # the queued request is checked as it would be now: route, access, streaming
+    for refused, status in (({**body, "model": "nope"}, 404), ({**body, "model": "private"}, 403),
+                            ({**body, "stream": True}, 400)):
+        got = httpx.post(f"{served.url}/v1/chat/completions", json=refused,
+                         headers={**auth, "Prefer": "respond-async"})
+        assert got.status_code == status, got.text
+    assert httpx.get(f"{served.url}/v1/jobs/job_nope", headers=auth).status_code == 404
+    assert [b.id for b in sdk(served).batches.list().data] == []  # a job is not a batch

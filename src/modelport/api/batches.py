@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterator
 from urllib.parse import parse_qs
 
+import orjson
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -20,13 +21,14 @@ from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Message, Receive, Scope, Send
 from modelport.api.body import header, read_body
-from modelport.api.responses import send_json
+from modelport.api.responses import send_bytes, send_json
 from modelport.api.services import Services, services_of
-from modelport.batch.output import batch_object, file_object, page
+from modelport.batch.output import batch_object, file_object, job_object, page
 from modelport.batch.service import BatchService
 from modelport.errors import (
     ClientDisconnected,
     Forbidden,
+    JobExpired,
     PayloadTooLarge,
     RequestError,
     ServiceUnavailable,
@@ -174,6 +176,25 @@ async def cancel_batch(scope: Scope, receive: Receive, send: Send) -> None:
                                                             scope["path_params"]["batch_id"])))
 
 
+async def get_job(scope: Scope, receive: Receive, send: Send) -> None:
+    """A queued request: 202 while it waits or runs; then its answer, with the status it
+    was answered with; 410 when its window ended before it ran."""
+    _, batches, _, key_id = _caller(scope)
+    row, kept = await batches.job(key_id, scope["path_params"]["job_id"])
+    if kept is None:
+        await send_bytes(send, 202, orjson.dumps(job_object(row, None)), "application/json",
+                         [(b"retry-after", b"1")])
+        return
+    line = orjson.loads(kept)
+    response, error = line["response"], line["error"]
+    headers = [(b"x-modelport-job", row.id.encode())]
+    if response is None:
+        raise JobExpired(error["message"])
+    headers.append((b"x-modelport-job-request-id", response["request_id"].encode()))
+    await send_bytes(send, response["status_code"], orjson.dumps(response["body"]),
+                     "application/json", headers)
+
+
 def routes() -> list[Route]:
     return [
         Route("/v1/files", AsgiEndpoint(upload_file), methods=["POST"]),
@@ -185,4 +206,5 @@ def routes() -> list[Route]:
         Route("/v1/batches", AsgiEndpoint(list_batches), methods=["GET"]),
         Route("/v1/batches/{batch_id}", AsgiEndpoint(get_batch), methods=["GET"]),
         Route("/v1/batches/{batch_id}/cancel", AsgiEndpoint(cancel_batch), methods=["POST"]),
+        Route("/v1/jobs/{job_id}", AsgiEndpoint(get_job), methods=["GET"]),
     ]

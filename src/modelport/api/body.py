@@ -73,3 +73,15 @@ def _content_length(scope: Scope) -> int | None:
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+
+
+def prefers_async(value: bytes | None) -> bool:
+    """Whether a ``Prefer`` header (RFC 7240) asks for ``respond-async``: preferences are
+    separated by commas, each a token with optional parameters after ``;`` or ``=``."""
+    if not value:
+        return False
+    for preference in value.split(b","):
+        token = preference.split(b";", 1)[0].split(b"=", 1)[0].strip().lower()
+        if token == b"respond-async":
+            return True
+    return False

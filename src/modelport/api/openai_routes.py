@@ -7,21 +7,31 @@ proxy use case; the answer goes back as bytes or as a stream.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
+import orjson
 from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
-from modelport.api.body import header, read_body, request_priority, request_timeout
+from modelport.api.body import (
+    header,
+    prefers_async,
+    read_body,
+    request_priority,
+    request_timeout,
+)
 from modelport.api.middleware import CTX_KEY
 from modelport.api.responses import send_bytes, send_json, send_stream
-from modelport.api.services import services_of
+from modelport.api.services import Services, services_of
+from modelport.batch.output import job_object
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
-from modelport.errors import UnknownRoute
+from modelport.errors import RequestError, ServiceUnavailable, UnknownRoute
 from modelport.inference.idempotency import IdempotencyCache, Stored
 from modelport.inference.proxy import Answer
+from modelport.policy.keys import Principal
 from modelport.protocol.openai.models import model_list, model_object
-from modelport.protocol.openai.request import parse_body
+from modelport.protocol.openai.request import parse_body, requested_route, wants_stream
 from modelport.providers.base import UpstreamReply
 
 
@@ -43,6 +53,10 @@ class InferenceEndpoint:
             priority = min(priority, principal.priority)  # a key may lower it, never raise
         raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
         body = parse_body(raw)
+        if prefers_async(header(scope, b"prefer")):
+            await _queue(services, scope, self.operation, body, principal, send)
+            ctx.recorded = False  # recorded when it runs, as its job's line
+            return
 
         async def serve() -> Answer:
             return await services.proxy.call(self.operation, body, raw, ctx, principal,
@@ -63,6 +77,25 @@ class InferenceEndpoint:
                              answer.headers)
         else:
             await send_stream(result, ctx, receive, send, answer.headers)
+
+
+async def _queue(services: Services, scope: Scope, operation: Operation,
+                 body: dict[str, Any], principal: Principal | None, send: Send) -> None:
+    """``Prefer: respond-async``: checked as the request would be now (its route, the key's
+    access to it), then queued as a job; 202 with its id and where to read the answer."""
+    if services.batches is None:
+        raise ServiceUnavailable("Queued requests are not available on this server.")
+    if wants_stream(body):
+        raise RequestError("A request sent with Prefer: respond-async cannot stream.",
+                           param="stream")
+    route = services.routes.get(requested_route(body))
+    services.access.authorize(principal, route.settings)
+    job = await services.batches.queue(principal.key_id if principal is not None else None,
+                                       scope["path"], orjson.dumps(body).decode())
+    location = f"/v1/jobs/{job.id}"
+    await send_bytes(send, 202, orjson.dumps(job_object(job, None)), "application/json", [
+        (b"location", location.encode()), (b"preference-applied", b"respond-async"),
+        (b"retry-after", b"1")])
 
 
 async def _once(

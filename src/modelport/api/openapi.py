@@ -89,6 +89,9 @@ def _inference(summary: str, streams: bool) -> dict[str, Any]:
                  "description": "Your id for the request (empty: one is made).",
                  "schema": {"type": "string", "maxLength": 128,
                             "pattern": "^[\\x20-\\x7e]*$"}},
+                {"name": "Prefer", "in": "header", "required": False,
+                 "description": "respond-async: queue the request as a job (RFC 7240).",
+                 "schema": {"type": "string"}},
             ],
             "requestBody": {
                 "required": True,
@@ -107,7 +110,9 @@ def _inference(summary: str, streams: bool) -> dict[str, Any]:
                                   "content": content},
                           "202": {"description": "Held for review (a draft-only route, or a "
                                                  "broken output contract held for a person): "
-                                                 "the review's id and where to poll it."},
+                                                 "the review's id and where to poll it; or, "
+                                                 "sent with Prefer: respond-async, queued as "
+                                                 "a job (Location: /v1/jobs/{id})."},
                           **_ERRORS},
         }
     }
@@ -272,7 +277,12 @@ _UPLOAD_SPEC = {"multipart/form-data": {"schema": {
 
 
 def _batch_paths() -> dict[str, Any]:
-    """OpenAI's Files and Batches APIs (api/batches.py)."""
+    """OpenAI's Files and Batches APIs (api/batches.py), and queued requests (jobs)."""
+    job = _keyed("A request queued with Prefer: respond-async: 202 while it waits, then its "
+                 "answer, with the status it was answered with.", params=("job_id",),
+                 errors=("404", "410"))
+    job["responses"]["202"] = {"description": "Queued or running: the job."}
+    job["responses"]["default"] = {"description": "The answer, with its own status."}
     return {
         "/v1/files": {
             "post": _keyed("Upload a batch input file (JSON Lines), checked line by line.",
@@ -297,6 +307,7 @@ def _batch_paths() -> dict[str, Any]:
         "/v1/batches/{batch_id}": {
             "get": _keyed("One batch, with its request counts.", params=("batch_id",)),
         },
+        "/v1/jobs/{job_id}": {"get": job},
         "/v1/batches/{batch_id}/cancel": {
             "post": _keyed("Stop running a batch's lines; it ends as cancelled once the "
                            "running ones finish.", params=("batch_id",)),

@@ -16,7 +16,7 @@ import orjson
 
 from modelport.config.settings import BatchSettings
 from modelport.core.operation import Operation
-from modelport.errors import RequestError
+from modelport.errors import InvalidFile
 
 ENDPOINTS = {
     "/v1/chat/completions": Operation.CHAT,
@@ -25,10 +25,6 @@ ENDPOINTS = {
 }
 CHUNK_BYTES = 1024 * 1024  # stored chunks hold whole lines, this many bytes or one line
 MAX_CUSTOM_ID = 512
-
-
-class InvalidInput(RequestError):
-    code = "invalid_file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,32 +43,32 @@ class Checked:
 
 
 def parse_line(raw: bytes, line_no: int) -> Line:
-    """One line, checked; ``InvalidInput`` names the line and the field."""
+    """One line, checked; ``InvalidFile`` names the line and the field."""
     where = f"Line {line_no}"
     try:
         item = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise InvalidInput(f"{where} is not valid JSON: the file must be JSON Lines, one "
+        raise InvalidFile(f"{where} is not valid JSON: the file must be JSON Lines, one "
                            "request object per line.", param="file") from None
     if not isinstance(item, dict):
-        raise InvalidInput(f"{where} is not a JSON object.", param="file")
+        raise InvalidFile(f"{where} is not a JSON object.", param="file")
     custom_id = item.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id or len(custom_id) > MAX_CUSTOM_ID:
-        raise InvalidInput(f"{where}: custom_id must be a string of 1 to {MAX_CUSTOM_ID} "
+        raise InvalidFile(f"{where}: custom_id must be a string of 1 to {MAX_CUSTOM_ID} "
                            "characters.", param="custom_id")
     if item.get("method", "POST") != "POST":
-        raise InvalidInput(f"{where}: method must be POST.", param="method")
+        raise InvalidFile(f"{where}: method must be POST.", param="method")
     url = item.get("url")
     if not isinstance(url, str) or url not in ENDPOINTS:
-        raise InvalidInput(f"{where}: url {url!r} is not an endpoint batches run; use one "
+        raise InvalidFile(f"{where}: url {url!r} is not an endpoint batches run; use one "
                            f"of {', '.join(ENDPOINTS)}.", param="url")
     body = item.get("body")
     if not isinstance(body, dict):
-        raise InvalidInput(f"{where}: body must be a JSON object.", param="body")
+        raise InvalidFile(f"{where}: body must be a JSON object.", param="body")
     if not isinstance(body.get("model"), str) or not body["model"]:
-        raise InvalidInput(f"{where}: body.model must name a route.", param="body.model")
+        raise InvalidFile(f"{where}: body.model must name a route.", param="body.model")
     if body.get("stream") is True:
-        raise InvalidInput(f"{where}: body.stream cannot be true in a batch.",
+        raise InvalidFile(f"{where}: body.stream cannot be true in a batch.",
                            param="body.stream")
     return Line(line_no, custom_id, url, body, orjson.dumps(body).decode())
 
@@ -86,14 +82,14 @@ def _lines(source: IO[bytes], limits: BatchSettings) -> Iterator[tuple[int, byte
             return
         line_no += 1
         if len(raw) > limits.max_line_bytes:
-            raise InvalidInput(f"Line {line_no} is longer than the limit of "
+            raise InvalidFile(f"Line {line_no} is longer than the limit of "
                                f"{limits.max_line_bytes} bytes (batch.max_line_bytes).",
                                param="file")
         if not raw.strip():
             rest = source.read(1)
             if not rest:
                 return
-            raise InvalidInput(f"Line {line_no} is empty.", param="file")
+            raise InvalidFile(f"Line {line_no} is empty.", param="file")
         yield line_no, raw
 
 
@@ -105,16 +101,16 @@ def check(source: IO[bytes], limits: BatchSettings) -> Checked:
         line = parse_line(raw, line_no)
         first = seen.setdefault(line.custom_id, line_no)
         if first != line_no:
-            raise InvalidInput(f"Line {line_no}: custom_id {line.custom_id!r} is already used "
+            raise InvalidFile(f"Line {line_no}: custom_id {line.custom_id!r} is already used "
                                f"on line {first}; each line needs its own.",
                                param="custom_id")
         count = line_no
         size += len(raw)
         if count > limits.max_lines:
-            raise InvalidInput(f"The file has more than {limits.max_lines} lines "
+            raise InvalidFile(f"The file has more than {limits.max_lines} lines "
                                "(batch.max_lines).", param="file")
     if count == 0:
-        raise InvalidInput("The file has no lines.", param="file")
+        raise InvalidFile("The file has no lines.", param="file")
     return Checked(count, size)
 
 

@@ -72,6 +72,15 @@ def batch_object(row: BatchRow) -> dict[str, Any]:
     }
 
 
+def job_object(row: BatchRow, kept: str | None) -> dict[str, Any]:
+    """A queued request as its caller polls it (``kept``: its output line, once done)."""
+    status = "queued" if row.status == "in_progress" else row.status
+    if kept is not None:
+        status = "completed"
+    return {"id": row.id, "object": "job", "status": status, "endpoint": row.endpoint,
+            "created_at": _epoch(row.created_at), "expires_at": _epoch(row.expires_at)}
+
+
 def page(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     return {"object": "list", "data": data,
             "first_id": data[0]["id"] if data else None,

@@ -19,10 +19,10 @@ from typing import IO, Any
 import orjson
 
 from modelport.batch import output
-from modelport.batch.input import ENDPOINTS, InvalidInput, Line, check, chunks, lines_of
+from modelport.batch.input import ENDPOINTS, Line, check, chunks, lines_of
 from modelport.batch.runner import BatchRunner
 from modelport.config.settings import BatchSettings
-from modelport.errors import NotFound, RequestError
+from modelport.errors import InvalidFile, NotFound, RequestError
 from modelport.policy.keys import Principal
 from modelport.routing.table import RouteTable
 from modelport.store.batches import BatchRow, BatchStore, FileRow, NewLine, new_id
@@ -30,10 +30,7 @@ from modelport.store.batches import BatchRow, BatchStore, FileRow, NewLine, new_
 _WINDOW = re.compile(r"^([1-9][0-9]{0,2})h$")
 MAX_WINDOW_H = 168
 MAX_METADATA = 16  # keys, as OpenAI allows
-
-
-class BatchNotFound(NotFound):
-    code = "not_found"
+JOB_WINDOW = "24h"
 
 
 class BatchService:
@@ -65,7 +62,7 @@ class BatchService:
     async def file(self, key_id: str | None, file_id: str) -> FileRow:
         row = await asyncio.to_thread(self.store.file, file_id)
         if row is None or row.key_id != key_id:
-            raise BatchNotFound(f"No file '{file_id}'.", param="file_id")
+            raise NotFound(f"No file '{file_id}'.", param="file_id")
         return row
 
     def content(self, row: FileRow) -> Iterator[bytes]:
@@ -119,7 +116,7 @@ class BatchService:
         def lines() -> Iterator[NewLine]:
             for line in lines_of(self.store.chunks(found.id)):
                 if line.url != endpoint:
-                    raise InvalidInput(f"Line {line.line_no}: url {line.url!r} is not the "
+                    raise InvalidFile(f"Line {line.line_no}: url {line.url!r} is not the "
                                        f"batch's endpoint {endpoint!r}.", param="url")
                 yield NewLine(line.line_no, line.custom_id, line.raw_body,
                               _refusal(line, principal, routes))
@@ -129,11 +126,33 @@ class BatchService:
             self.runner.wake()
         return row
 
-    async def batch(self, key_id: str | None, batch_id: str) -> BatchRow:
+    async def batch(self, key_id: str | None, batch_id: str, kind: str = "batch") -> BatchRow:
         row = await asyncio.to_thread(self.store.batch, batch_id)
-        if row is None or row.key_id != key_id:
-            raise BatchNotFound(f"No batch '{batch_id}'.", param="batch_id")
+        if row is None or row.key_id != key_id or row.kind != kind:
+            raise NotFound(f"No {kind} '{batch_id}'.", param=f"{kind}_id")
         return row
+
+    # -- jobs: one request sent with Prefer: respond-async ---------------------------------
+
+    async def queue(self, key_id: str | None, endpoint: str, raw_body: str) -> BatchRow:
+        """A request queued as a job: a batch of one line, run and kept the same way."""
+        now = datetime.now(UTC)
+        row = BatchRow(id=new_id("job_"), key_id=key_id, endpoint=endpoint,
+                       input_file_id="", completion_window=JOB_WINDOW, status="in_progress",
+                       created_at=now, in_progress_at=now,
+                       expires_at=now + timedelta(hours=int(JOB_WINDOW[:-1])), total=1,
+                       kind="job")
+        await asyncio.to_thread(self.store.create_batch, row,
+                                [NewLine(1, "job", raw_body)])
+        if self.runner is not None:
+            self.runner.wake()
+        return row
+
+    async def job(self, key_id: str | None, job_id: str) -> tuple[BatchRow, str | None]:
+        """A job of this key, and its output line once it has one."""
+        row = await self.batch(key_id, job_id, kind="job")
+        status, kept = await asyncio.to_thread(self.store.only_line, job_id)
+        return row, kept if status in ("done", "failed") else None
 
     async def cancel(self, key_id: str | None, batch_id: str) -> BatchRow:
         await self.batch(key_id, batch_id)

@@ -97,6 +97,7 @@ class BatchRow:
     output_file_id: str | None = None
     error_file_id: str | None = None
     counts: Counts | None = None  # filled in when read
+    kind: str = "batch"  # job: one request sent with Prefer: respond-async
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,8 @@ def _batch(r: object, counts: Counts | None) -> BatchRow:
         in_progress_at=m["in_progress_at"], finalizing_at=m["finalizing_at"],
         completed_at=m["completed_at"], cancelling_at=m["cancelling_at"],
         cancelled_at=m["cancelled_at"], expired_at=m["expired_at"],
-        output_file_id=m["output_file_id"], error_file_id=m["error_file_id"], counts=counts)
+        output_file_id=m["output_file_id"], error_file_id=m["error_file_id"], counts=counts,
+        kind=m["kind"])
 
 
 _DONE = func.sum(case((batch_lines.c.status == "done", 1), else_=0))
@@ -217,7 +219,7 @@ class BatchStore(KeyStore):
         now = self._clock()
         with self._transaction() as conn:
             conn.execute(insert(batches).values(
-                id=row.id, key_id=row.key_id, endpoint=row.endpoint,
+                id=row.id, kind=row.kind, key_id=row.key_id, endpoint=row.endpoint,
                 input_file_id=row.input_file_id, completion_window=row.completion_window,
                 status=row.status, metadata=row.metadata, total=row.total,
                 created_at=row.created_at, expires_at=row.expires_at,
@@ -245,7 +247,7 @@ class BatchStore(KeyStore):
     def batches(self, key_id: str | None, *, limit: int = 20, after: str | None = None,
                 everyone: bool = False) -> list[BatchRow]:
         """A key's batches (``everyone``: all of them), newest first."""
-        query = select(batches)
+        query = select(batches).where(batches.c.kind == "batch")
         if not everyone:
             query = query.where(batches.c.key_id.is_(None) if key_id is None
                                 else batches.c.key_id == key_id)
@@ -264,6 +266,14 @@ class BatchStore(KeyStore):
                  .where(batch_lines.c.batch_id.in_(ids)).group_by(batch_lines.c.batch_id))
         return {r[0]: Counts(int(r[1]), int(r[2] or 0), int(r[3] or 0))
                 for r in conn.execute(query)}
+
+    def only_line(self, batch_id: str) -> tuple[str, str | None]:
+        """A job's one line: its status and, once finished, its output line."""
+        with self._connection() as conn:
+            found = conn.execute(select(batch_lines.c.status, batch_lines.c.output)
+                                 .where(batch_lines.c.batch_id == batch_id)
+                                 .order_by(batch_lines.c.line_no).limit(1)).one()
+        return found.status, found.output
 
     def cancel(self, batch_id: str) -> bool:
         """Stop leasing the batch's lines; False when it is already over."""
@@ -421,8 +431,8 @@ class BatchStore(KeyStore):
                                          **{f"{final}_at": now}))
             if taken.rowcount != 1:
                 return False
-            key_id = conn.execute(select(batches.c.key_id).where(batches.c.id == batch_id)
-                                  ).scalar_one()
+            key_id, kind = conn.execute(select(batches.c.key_id, batches.c.kind)
+                                        .where(batches.c.id == batch_id)).one()
             made: dict[str, str | None] = {}
             for name, kind in (("output_file_id", "output"), ("error_file_id", "error")):
                 lines, size = conn.execute(
@@ -431,7 +441,7 @@ class BatchStore(KeyStore):
                            batch_lines.c.status == ("failed" if kind == "error" else "done"))
                 ).one()
                 made[name] = None
-                if lines:
+                if lines and kind == "batch":  # a job's answer is read as the job
                     made[name] = new_id("file-")
                     conn.execute(insert(files).values(
                         id=made[name], key_id=key_id, purpose="batch_output",
