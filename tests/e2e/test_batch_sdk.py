@@ -3,9 +3,11 @@ the counts, read the output and error files, cancel, and the refusals of bad inp
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import signal
+import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -350,3 +352,47 @@ def test_a_request_sent_respond_async_is_queued_and_answered_once(
         assert got.status_code == status, got.text
     assert httpx.get(f"{served.url}/v1/jobs/job_nope", headers=auth).status_code == 404
     assert [b.id for b in sdk(served).batches.list().data] == []  # a job is not a batch
+
+
+def test_interactive_latency_holds_while_a_batch_runs(
+        tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str) -> None:
+    """c=8 interactive requests to a target capped at 12 concurrent calls, each answered in
+    50 ms: their median latency with a 16-wide batch running on the same target stays
+    within 20% of it without, and the batch still uses the spare capacity."""
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["routes"]["support-summary"]["targets"][0]["max_concurrency"] = 12
+    config["batch"] = {"concurrency": 16, "poll_s": 0.05}
+    path = write_config(tmp_path / "modelport.yaml", config)
+    upstream.enqueue(*[Reply(delay_s=0.05) for _ in range(5000)])
+    proc = ServeProcess(path, env, tmp_path).wait_ready()
+    body = {"model": "support-summary", "messages": [{"role": "user", "content": "now"}]}
+
+    async def interactive() -> float:
+        latencies: list[float] = []
+        async with httpx.AsyncClient(base_url=proc.url, timeout=10) as client:
+            async def one_client() -> None:
+                for _ in range(30):
+                    started = time.perf_counter()
+                    answer = await client.post("/v1/chat/completions", json=body)
+                    latencies.append(time.perf_counter() - started)
+                    assert answer.status_code == 200, answer.text
+            await asyncio.gather(*(one_client() for _ in range(8)))
+        return statistics.median(latencies[16:])  # past the connections' set-up
+
+    try:
+        alone = asyncio.run(interactive())
+        client = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="unused", max_retries=0)
+        uploaded = client.files.create(
+            file=("in.jsonl", io.BytesIO(jsonl([_line(f"l-{i}") for i in range(3000)]))),
+            purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id,
+                                      endpoint="/v1/chat/completions", completion_window="24h")
+        time.sleep(0.5)
+        before = client.batches.retrieve(batch.id).request_counts.completed
+        beside = asyncio.run(interactive())
+        after = client.batches.retrieve(batch.id).request_counts.completed
+        assert after > before, "the batch used no spare capacity"
+        assert beside <= alone * 1.2, f"median {beside * 1000:.1f} ms vs {alone * 1000:.1f} ms"
+        client.batches.cancel(batch.id)
+    finally:
+        proc.stop()

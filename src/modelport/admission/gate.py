@@ -12,6 +12,14 @@ caller already holds more than its fair share of the queue, else ``Overloaded`` 
 carry ``Retry-After``. A waiter not served within its time gets ``Overloaded``, whatever its
 share.
 
+Background callers (``priority`` below zero: batch lines) use spare capacity only. They
+never queue, and are admitted only while the slots they hold leave room for the most
+foreground requests seen in flight over the last ``PEAK_WINDOW_S`` seconds; otherwise they
+are refused at once (``Overloaded``) and come back later. So a batch fills what interactive
+traffic leaves, and an interactive request never waits behind a batch line it could have
+been let in before. A gate without a cap has no capacity to protect: background callers go
+in like any other.
+
 Waiting is event-driven: each waiter is a future that :meth:`Slot.release` resolves with a
 fresh slot (the slot passes hand to hand, so a newcomer cannot overtake the queue), and its
 timeout is a timer on the event loop. Everything runs on one event loop and there is no
@@ -36,6 +44,8 @@ from modelport.errors import Overloaded, OverShare
 _HOLD_ALPHA = 0.2
 # Absorbs float error so that an estimate of exactly 2.0s is not answered "Retry-After: 3".
 _EPS = 1e-9
+BACKGROUND = -1  # the priority of batch lines: spare capacity only
+PEAK_WINDOW_S = 5.0  # how long the foreground's busiest moment is kept free of background
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +77,12 @@ class Slot:
     ``release`` is idempotent. A slot is also a context manager: ``with await gate.acquire():``.
     """
 
-    __slots__ = ("_acquired_at", "_gate", "_released", "waited_s")
+    __slots__ = ("_acquired_at", "_background", "_gate", "_released", "waited_s")
 
-    def __init__(self, gate: Gate, acquired_at: float) -> None:
+    def __init__(self, gate: Gate, acquired_at: float, background: bool = False) -> None:
         self._gate = gate
         self._acquired_at = acquired_at
+        self._background = background
         self._released = False
         self.waited_s = 0.0  # how long its caller queued for it
 
@@ -80,13 +91,14 @@ class Slot:
         if self._released:
             return
         self._released = True
-        self._gate._release(self._acquired_at, record=True)
+        self._gate._release(self._acquired_at, record=True, background=self._background)
 
     def _pass_on(self) -> None:
         """Give back a slot its waiter never used; its hold time means nothing."""
         if not self._released:
             self._released = True
-            self._gate._release(self._acquired_at, record=False)
+            self._gate._release(self._acquired_at, record=False,
+                                background=self._background)
 
     def __enter__(self) -> Slot:
         return self
@@ -171,6 +183,9 @@ class Gate:
         self._levels: dict[int, _Level] = {}
         self._by_tenant: dict[str, int] = {}
         self._hold_s: float | None = None
+        self._background = 0  # background slots held now
+        self._peak = 0  # the most foreground slots held at once lately ...
+        self._peak_at = -math.inf  # ... and when that was last seen
 
     @property
     def in_flight(self) -> int:
@@ -190,10 +205,36 @@ class Gate:
         ``deadline`` is an absolute time on the gate's clock after which the caller gives up;
         it bounds the wait in the queue only. Raises ``OverShare`` or ``Overloaded``.
         """
+        if priority < 0 and self._cap is not None:
+            return self._spare()
         if not self._queued and (self._cap is None or self._in_flight < self._cap):
             self._in_flight += 1
-            return Slot(self, self._clock())
+            now = self._clock()
+            if self._cap is not None:
+                self._seen(now)
+            return Slot(self, now)
         return await self._wait(priority, tenant, deadline)
+
+    def _seen(self, now: float) -> None:
+        """Note how many foreground slots are held, for the background's reserve."""
+        foreground = self._in_flight - self._background
+        if foreground >= self._peak or now - self._peak_at > PEAK_WINDOW_S:
+            self._peak, self._peak_at = foreground, now
+
+    def _spare(self) -> Slot:
+        """A background slot, if one is spare: no one waits, and the foreground's recent
+        peak still fits beside the background's slots; else ``Overloaded`` at once."""
+        now = self._clock()
+        cap = self._cap
+        assert cap is not None
+        foreground = self._in_flight - self._background
+        reserve = self._peak if now - self._peak_at <= PEAK_WINDOW_S else foreground
+        if self._queued or self._in_flight >= cap or self._background + reserve >= cap:
+            raise Overloaded("The model's capacity is in use by interactive requests; batch "
+                             "lines wait for spare capacity.", headers={"Retry-After": "1"})
+        self._in_flight += 1
+        self._background += 1
+        return Slot(self, now, background=True)
 
     async def _wait(self, priority: int, tenant: str, deadline: float | None) -> Slot:
         now = self._clock()
@@ -245,8 +286,10 @@ class Gate:
             if not waiter.future.done():
                 waiter.future.set_result(None)
 
-    def _release(self, acquired_at: float, *, record: bool) -> None:
+    def _release(self, acquired_at: float, *, record: bool, background: bool = False) -> None:
         now = self._clock()
+        if background:
+            self._background -= 1
         if record:
             held = max(0.0, now - acquired_at)
             last = self._hold_s
@@ -258,6 +301,7 @@ class Gate:
             if waiter.timer is not None:
                 waiter.timer.cancel()
             waiter.future.set_result(Slot(self, now))
+            self._seen(now)
             return
         self._in_flight -= 1
 

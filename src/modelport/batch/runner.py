@@ -2,10 +2,10 @@
 
 Lines run through the same use case as interactive requests (``ProxyService.call``): the
 key's access, limits and budget, the route's fallbacks, breakers and output contracts, the
-metrics and the log line; at batch priority, so that where a target has an admission gate,
-interactive requests are let in first. A line's answer and its ledger row (marked with the
-batch's id) are kept together, by the server that still holds the line's lease
-(``store.batches``): a line is answered and billed once.
+metrics and the log line; in the background, so that where a target has a concurrency cap,
+a line takes only the capacity interactive requests leave (``admission.gate``). A line's
+answer and its ledger row (marked with the batch's id) are kept together, by the server
+that still holds the line's lease (``store.batches``): a line is answered and billed once.
 
 What a line cannot do yet is not a failure: over a limit, overloaded or switched off, it
 goes back to wait; when the key's budget runs out, its batch is paused, and every paused
@@ -29,6 +29,7 @@ from typing import Protocol
 
 import orjson
 
+from modelport.admission.gate import BACKGROUND
 from modelport.batch import output
 from modelport.batch.input import ENDPOINTS
 from modelport.config.settings import BatchSettings
@@ -48,7 +49,6 @@ from modelport.inference.proxy import ProxyService
 from modelport.inference.recorder import Recorder
 from modelport.observability.metrics import Metrics
 from modelport.policy.access import AccessPolicy
-from modelport.policy.keys import BATCH
 from modelport.protocol.openai.errors import error_body
 from modelport.providers.base import UpstreamReply
 from modelport.store.batches import BatchRow, BatchStore, LeasedLine
@@ -200,7 +200,7 @@ class BatchRunner:
         body = orjson.loads(line.body)
         answer = await serving.proxy.call(
             ENDPOINTS[batch.endpoint], body, line.body.encode(), ctx, principal,
-            priority=BATCH, idempotency_key=f"{batch.id}-{line.line_no}")
+            priority=BACKGROUND, idempotency_key=f"{batch.id}-{line.line_no}")
         result = answer.result
         assert isinstance(result, UpstreamReply)  # batch lines never stream
         return result

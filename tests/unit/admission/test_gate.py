@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from modelport.admission.gate import Gate, GateSettings, Slot
+from modelport.admission.gate import BACKGROUND, PEAK_WINDOW_S, Gate, GateSettings, Slot
 from modelport.errors import Overloaded, OverShare
 
 
@@ -157,13 +157,13 @@ async def test_higher_priority_is_served_first_and_ties_keep_arrival_order() -> 
     served: list[str] = []
     tasks = [
         await queue_up(g, label, served, priority=priority)
-        for label, priority in [("p0", 0), ("p5", 5), ("p1", 1), ("p5-later", 5), ("p-1", -1)]
+        for label, priority in [("p0", 0), ("p5", 5), ("p1", 1), ("p5-later", 5), ("p0-later", 0)]
     ]
 
     slot.release()
     await await_all(*tasks)
 
-    assert served == ["p5", "p5-later", "p1", "p0", "p-1"]
+    assert served == ["p5", "p5-later", "p1", "p0", "p0-later"]
 
 
 async def test_round_robin_serves_a_later_tenant_second_not_after_a_flood() -> None:
@@ -474,3 +474,53 @@ async def test_overload_of_20_on_cap_2_queue_2_serves_4_and_refuses_16_at_once()
     assert len(refusal_delays) == 16
     assert max(refusal_delays) < 0.100
     assert (g.queued, g.in_flight) == (0, 0)
+
+
+# --- background (batch lines): spare capacity only ------------------------------------------
+
+
+async def test_background_takes_only_what_the_foregrounds_recent_peak_leaves() -> None:
+    clock = FakeClock()
+    g = gate(max_concurrency=4, clock=clock)
+    foreground = [await g.acquire(priority=1) for _ in range(3)]
+    spare = await g.acquire(priority=BACKGROUND)  # 3 + 1 fit in 4
+    with pytest.raises(Overloaded) as refused:
+        await g.acquire(priority=BACKGROUND)
+    assert retry_after(refused.value) == 1 and g.queued == 0  # refused at once, never queued
+    spare.release()
+    for slot in foreground:
+        slot.release()
+    # the foreground's peak (3) stays reserved for a while after it has gone quiet
+    kept = await g.acquire(priority=BACKGROUND)
+    with pytest.raises(Overloaded):
+        await g.acquire(priority=BACKGROUND)
+    clock.advance(PEAK_WINDOW_S + 0.1)
+    more = [await g.acquire(priority=BACKGROUND) for _ in range(3)]  # now all of it
+    assert g.in_flight == 4
+    kept.release()
+    for slot in more:
+        slot.release()
+
+
+async def test_a_background_slot_goes_to_a_waiting_foreground_caller() -> None:
+    clock = FakeClock()
+    g = gate(max_concurrency=2, clock=clock)
+    clock.advance(PEAK_WINDOW_S + 1)
+    background = [await g.acquire(priority=BACKGROUND) for _ in range(2)]
+    served: list[str] = []
+    task = await queue_up(g, "interactive", served, priority=1)
+    with pytest.raises(Overloaded):  # someone waits: no background caller goes ahead
+        await g.acquire(priority=BACKGROUND)
+    background[0].release()
+    await await_all(task)
+    assert served == ["interactive"]
+    background[1].release()
+    assert g.in_flight == 0
+
+
+async def test_without_a_cap_background_goes_in_like_anyone() -> None:
+    g = gate(max_concurrency=None, max_queue=0)
+    slots = [await g.acquire(priority=BACKGROUND) for _ in range(50)]
+    assert g.in_flight == 50
+    for slot in slots:
+        slot.release()
