@@ -110,11 +110,24 @@ class BatchRunner:
                 await asyncio.to_thread(self._store.release, line_id, self.owner, 0.0)
 
     async def _loop(self) -> None:
-        renewed = resumed = time.monotonic()
+        """Lease lines as room frees (a few at a time, so that a busy runner makes one
+        store round trip per several lines); renew leases, retry paused batches and end
+        finished batches on the poll's beat, or at once when the work is running out."""
+        renewed = resumed = polled = time.monotonic()
         while not self._stopping:
             try:
-                await self._lease()
                 now = time.monotonic()
+                free = self._settings.concurrency - len(self._running)
+                due = now - polled >= self._settings.poll_s
+                short = False
+                if free >= max(1, self._settings.concurrency // 4) or (free and due):
+                    short = await self._lease(free) < free
+                if not (due or short):
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
+                    continue
+                polled = now
                 if now - renewed >= self._settings.lease_s / 3:
                     renewed = now
                     await asyncio.to_thread(self._store.renew, self.owner,
@@ -136,10 +149,8 @@ class BatchRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
 
-    async def _lease(self) -> None:
-        free = self._settings.concurrency - len(self._running)
-        if free <= 0:
-            return
+    async def _lease(self, free: int) -> int:
+        """Up to ``free`` lines leased and started; how many."""
         leased = await asyncio.to_thread(self._store.lease, self.owner, time.time(),
                                          self._settings.lease_s, free)
         for line in leased:
@@ -152,6 +163,7 @@ class BatchRunner:
             task = asyncio.create_task(self._line(batch, line))
             self._running[line.id] = task
             task.add_done_callback(functools.partial(self._done, line.id))
+        return len(leased)
 
     def _done(self, line_id: int, _task: asyncio.Task[None]) -> None:
         self._running.pop(line_id, None)

@@ -431,8 +431,8 @@ class BatchStore(KeyStore):
                                          **{f"{final}_at": now}))
             if taken.rowcount != 1:
                 return False
-            key_id, kind = conn.execute(select(batches.c.key_id, batches.c.kind)
-                                        .where(batches.c.id == batch_id)).one()
+            key_id, batch_kind = conn.execute(select(batches.c.key_id, batches.c.kind)
+                                              .where(batches.c.id == batch_id)).one()
             made: dict[str, str | None] = {}
             for name, kind in (("output_file_id", "output"), ("error_file_id", "error")):
                 lines, size = conn.execute(
@@ -441,7 +441,7 @@ class BatchStore(KeyStore):
                            batch_lines.c.status == ("failed" if kind == "error" else "done"))
                 ).one()
                 made[name] = None
-                if lines and kind == "batch":  # a job's answer is read as the job
+                if lines and batch_kind == "batch":  # a job's answer is read as the job
                     made[name] = new_id("file-")
                     conn.execute(insert(files).values(
                         id=made[name], key_id=key_id, purpose="batch_output",

@@ -269,7 +269,7 @@ batches = Table(
     "batches",
     metadata,
     Column("id", String(40), primary_key=True),  # batch_<24 hex>
-    Column("kind", String(8), nullable=False),  # batch; job: one request sent respond-async
+    Column("kind", String(8), nullable=False, server_default="batch"),  # job: one request
     Column("key_id", String(64), nullable=True),
     Column("endpoint", String(64), nullable=False),
     Column("input_file_id", String(40), nullable=False),

@@ -38,7 +38,6 @@ def upgrade() -> None:
     op.create_table(
         "batches",
         sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column("kind", sa.String(8), nullable=False),
         sa.Column("key_id", sa.String(64), nullable=True),
         sa.Column("endpoint", sa.String(64), nullable=False),
         sa.Column("input_file_id", sa.String(40), nullable=False),
