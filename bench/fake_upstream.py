@@ -6,12 +6,14 @@ An aiohttp server on uvloop answering POST /v1/chat/completions like OpenAI:
   on a fixed schedule (the first at once, chunk i at i * INTERVAL after the request arrived, so
   a late timer does not push later chunks back), then a closing chunk with finish_reason
   "stop", a usage chunk if stream_options.include_usage is set, and `data: [DONE]`;
-- otherwise a canned chat.completion (for readiness probes).
+- otherwise a canned chat.completion (for readiness probes), after --delay-ms (0 by default;
+  the batch benchmark's provider answers in 50 ms).
 
 Every content chunk carries a non-empty delta.content, so a client can time each one.
 aiohttp sets TCP_NODELAY on its connections, so each chunk leaves at once.
 
 Usage: python bench/fake_upstream.py [--host H] [--port P] [--chunks N] [--interval-ms MS]
+                                     [--delay-ms MS]
 """
 
 from __future__ import annotations
@@ -58,8 +60,10 @@ def chunk(delta: dict[str, str], finish: str | None, created: int) -> dict[str, 
 
 
 class FakeUpstream:
-    def __init__(self, chunks: int, interval_s: float) -> None:
+    def __init__(self, chunks: int, interval_s: float, delay_s: float = 0.0) -> None:
         self.interval_s = interval_s
+        self.delay_s = delay_s
+        self.answered = 0
         created = int(time.time())
         self.chunks = [
             event(chunk({"role": "assistant", "content": "tok0 "} if i == 0
@@ -80,6 +84,9 @@ class FakeUpstream:
         except orjson.JSONDecodeError:
             return web.json_response({"error": {"message": "bad JSON"}}, status=400)
         if not isinstance(body, dict) or not body.get("stream"):
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            self.answered += 1
             return web.Response(body=COMPLETION, content_type="application/json")
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -101,10 +108,16 @@ class FakeUpstream:
         return response
 
 
-async def serve(host: str, port: int, chunks: int, interval_s: float) -> None:
-    fake = FakeUpstream(chunks, interval_s)
+async def serve(host: str, port: int, chunks: int, interval_s: float,
+                delay_s: float = 0.0) -> None:
+    fake = FakeUpstream(chunks, interval_s, delay_s)
     app = web.Application(client_max_size=10 * 1024 * 1024)
     app.router.add_post(CHAT_PATH, fake.chat)
+
+    async def answered(_request: web.Request) -> web.Response:
+        return web.json_response({"answered": fake.answered})
+
+    app.router.add_get("/answered", answered)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
@@ -125,8 +138,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18600)
     parser.add_argument("--chunks", type=int, default=64)
     parser.add_argument("--interval-ms", type=float, default=20.0)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
     args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port, args.chunks, args.interval_ms / 1e3))
+    uvloop.run(serve(args.host, args.port, args.chunks, args.interval_ms / 1e3,
+                     args.delay_ms / 1e3))
 
 
 if __name__ == "__main__":

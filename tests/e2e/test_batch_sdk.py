@@ -145,8 +145,10 @@ def test_a_budget_that_runs_out_pauses_the_batch_instead_of_failing_its_lines(
             time.sleep(0.05)
         assert now.request_counts.failed == 0 and 0 < now.request_counts.completed < 10
         assert "budget" in now.model_extra["paused_reason"]
-        time.sleep(0.3)
-        assert client.batches.retrieve(batch.id).request_counts == now.request_counts
+        time.sleep(0.3)  # a line answered just before the pause may still be being kept
+        settled = client.batches.retrieve(batch.id).request_counts
+        time.sleep(0.5)
+        assert client.batches.retrieve(batch.id).request_counts == settled  # nothing runs
         assert client.batches.cancel(batch.id).status in ("cancelling", "cancelled")
         assert wait_until_over(client, batch.id).status == "cancelled"
     finally:
@@ -260,7 +262,8 @@ def test_a_batch_survives_two_kills_and_answers_each_line_once(
         keys = Counter(r.headers["Idempotency-Key"] for r in upstream.requests)
         assert set(keys) == {f"{batch.id}-{n}" for n in range(1, 1001)}
         again = sum(n - 1 for n in keys.values())
-        assert again <= 2 * 16, f"{again} lines called more than once"  # in flight at a kill
+        # in flight at a kill: called, or answered and not yet kept (at most 2 x 16 each)
+        assert again <= 2 * (2 * 16), f"{again} lines called more than once"
         assert _ledger_rows(sqlite_url, batch.id) == 1000
     finally:
         proc.stop()

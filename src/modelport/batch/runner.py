@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -51,7 +51,7 @@ from modelport.observability.metrics import Metrics
 from modelport.policy.access import AccessPolicy
 from modelport.protocol.openai.errors import error_body
 from modelport.providers.base import UpstreamReply
-from modelport.store.batches import BatchRow, BatchStore, LeasedLine
+from modelport.store.batches import BatchRow, BatchStore, FinishedLine, LeasedLine
 
 log = logging.getLogger("modelport.batch")
 RESUME_PAUSED_S = 60.0  # a paused batch tries its key's budget again this often
@@ -81,66 +81,78 @@ class BatchRunner:
         self._metrics = metrics
         self._new_request_id = new_request_id
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{os.urandom(3).hex()}"
-        self._running: dict[int, asyncio.Task[None]] = {}
+        self._running: dict[int, asyncio.Task[None]] = {}  # lines calling their model
+        self._ready: deque[LeasedLine] = deque()  # leased ahead, to start as room frees
+        self._finishing: set[asyncio.Task[None]] = set()  # answered, being kept
         self._batches: dict[str, BatchRow] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._keeper = _Keeper(store, self.owner)
         self._stopping = False
 
     def wake(self) -> None:
         """Look for work now (a batch was created or resumed)."""
         self._wake.set()
 
+    async def cancelled(self, batch_id: str) -> None:
+        """A batch was cancelled here: the lines of it leased ahead never start."""
+        self._batches.pop(batch_id, None)
+        dropped = [line.id for line in self._ready if line.batch_id == batch_id]
+        if dropped:
+            self._ready = deque(line for line in self._ready if line.batch_id != batch_id)
+            await asyncio.to_thread(self._store.release_all, dropped, self.owner)
+        self._wake.set()
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="modelport-batch")
 
     async def stop(self) -> None:
-        """Stop leasing; hand the lines still running back, for the next server."""
+        """Stop leasing; hand the lines still running (and those leased ahead) back, for
+        the next server."""
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        lines = list(self._running)
-        for task in list(self._running.values()):
+        lines = [*self._running, *(line.id for line in self._ready)]
+        self._ready.clear()
+        tasks = [*self._running.values(), *self._finishing]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
-        for line_id in lines:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._keeper.drain()
+        if lines:
             with contextlib.suppress(ModelportError):
-                await asyncio.to_thread(self._store.release, line_id, self.owner, 0.0)
+                await asyncio.to_thread(self._store.release_all, lines, self.owner)
 
     async def _loop(self) -> None:
-        """Lease lines as room frees (a few at a time, so that a busy runner makes one
-        store round trip per several lines); renew leases, retry paused batches and end
-        finished batches on the poll's beat, or at once when the work is running out."""
+        """Lease lines ahead of need (a quarter of the concurrency at a time, so that a
+        busy runner makes one store round trip per several lines, and a line frees its room
+        to a leased one at once); renew leases, retry paused batches and end finished
+        batches on the poll's beat, or at once when the work runs out."""
+        concurrency = self._settings.concurrency
+        ahead = max(1, concurrency // 4)
         renewed = resumed = polled = time.monotonic()
         while not self._stopping:
             try:
                 now = time.monotonic()
-                free = self._settings.concurrency - len(self._running)
+                room = concurrency + ahead - len(self._running) - len(self._ready)
                 due = now - polled >= self._settings.poll_s
                 short = False
-                if free >= max(1, self._settings.concurrency // 4) or (free and due):
-                    short = await self._lease(free) < free
-                if not (due or short):
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
-                    continue
-                polled = now
-                if now - renewed >= self._settings.lease_s / 3:
-                    renewed = now
-                    await asyncio.to_thread(self._store.renew, self.owner,
-                                            list(self._running),
-                                            time.time() + self._settings.lease_s)
-                if now - resumed >= RESUME_PAUSED_S:
-                    resumed = now
-                    await asyncio.to_thread(self._store.resume_paused)
-                ended = await asyncio.to_thread(self._store.settle, datetime.now(UTC),
-                                                output.expired)
-                for batch_id in ended:
-                    self._batches.pop(batch_id, None)
-                    self._metrics.batches_ended.inc()
+                if room >= ahead or (room and due):
+                    short = await self._lease(room) < room
+                if due or short:
+                    polled = now
+                    if now - renewed >= self._settings.lease_s / 3:
+                        renewed = now
+                        await asyncio.to_thread(
+                            self._store.renew, self.owner,
+                            [*self._running, *(line.id for line in self._ready)],
+                            time.time() + self._settings.lease_s)
+                    if now - resumed >= RESUME_PAUSED_S:
+                        resumed = now
+                        await asyncio.to_thread(self._store.resume_paused)
+                    await self._settle()
             except ModelportError as exc:  # the store is unreachable: try again later
                 log.warning("batch_loop_failed", extra={"error": exc.message})
             except Exception:
@@ -149,57 +161,78 @@ class BatchRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
 
-    async def _lease(self, free: int) -> int:
-        """Up to ``free`` lines leased and started; how many."""
+    async def _settle(self) -> None:
+        ended = await asyncio.to_thread(self._store.settle, datetime.now(UTC), output.expired)
+        for batch_id in ended:
+            self._batches.pop(batch_id, None)
+            self._metrics.batches_ended.inc()
+
+    async def _lease(self, room: int) -> int:
+        """Up to ``room`` lines leased, and started as far as the concurrency allows; how
+        many were leased."""
         leased = await asyncio.to_thread(self._store.lease, self.owner, time.time(),
-                                         self._settings.lease_s, free)
+                                         self._settings.lease_s, room)
         for line in leased:
-            batch = self._batches.get(line.batch_id)
-            if batch is None:
+            if line.batch_id not in self._batches:
                 batch = await asyncio.to_thread(self._store.batch, line.batch_id)
                 if batch is None:
                     continue
                 self._batches[line.batch_id] = batch
-            task = asyncio.create_task(self._line(batch, line))
-            self._running[line.id] = task
-            task.add_done_callback(functools.partial(self._done, line.id))
+            self._ready.append(line)
+        self._start_ready()
         return len(leased)
 
-    def _done(self, line_id: int, _task: asyncio.Task[None]) -> None:
-        self._running.pop(line_id, None)
+    def _start_ready(self) -> None:
+        while self._ready and len(self._running) < self._settings.concurrency \
+                and not self._stopping:
+            line = self._ready.popleft()
+            batch = self._batches.get(line.batch_id)
+            if batch is None:  # ended meanwhile (cancelled, expired): its lease runs out
+                continue
+            task = asyncio.create_task(self._line(batch, line))
+            self._running[line.id] = task
+
+    def _called(self, line_id: int) -> None:
+        """A line's call is over: its room goes to the next line at once."""
+        task = self._running.pop(line_id, None)
+        if task is not None:
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+        self._start_ready()
         if not self._stopping:
-            self._wake.set()  # room for another line
+            self._wake.set()
 
     async def _line(self, batch: BatchRow, line: LeasedLine) -> None:
         serving = self._serving()
         ctx = RequestContext(request_id=self._new_request_id(), method="POST",
                              path=batch.endpoint, client="batch", recorded=True,
                              batch_id=batch.id, key_id=batch.key_id)
+        result: UpstreamReply | Exception
         try:
-            reply = await self._call(serving, batch, line, ctx)
-        except BudgetExceeded as exc:
-            await self._wait(line, exc, pause=batch)
+            result = await self._call(serving, batch, line, ctx)
+        except Exception as exc:
+            result = exc
+        finally:
+            self._called(line.id)
+        if isinstance(result, BudgetExceeded):
+            await self._wait(line, result, pause=batch)
             return
-        except _WAIT as exc:
-            await self._wait(line, exc)
+        if isinstance(result, _WAIT):
+            await self._wait(line, result)
             return
-        except ModelportError as exc:
-            ctx.status, ctx.error_code = exc.status, exc.code
-            kept = output.answered(line.custom_id, ctx.request_id, exc.status, error_body(exc))
-            await self._finish(serving, line, ctx, ok=False, kept=kept)
-            return
-        except Exception:
-            log.exception("batch_line_failed", extra={"request_id": ctx.request_id})
-            error = InternalError(ctx.request_id)
+        if isinstance(result, UpstreamReply):
+            ctx.status = result.status
+            ok, status, body = result.ok, result.status, result.body
+        else:
+            error = result if isinstance(result, ModelportError) else InternalError(
+                ctx.request_id)
+            if error is not result:
+                log.error("batch_line_failed", exc_info=result,
+                          extra={"request_id": ctx.request_id})
             ctx.status, ctx.error_code = error.status, error.code
-            kept = output.answered(line.custom_id, ctx.request_id, error.status,
-                                   error_body(error))
-            await self._finish(serving, line, ctx, ok=False, kept=kept)
-            return
-        ctx.status = reply.status
-        await self._finish(serving, line, ctx, ok=reply.ok,
-                           kept=output.answered(line.custom_id, ctx.request_id, reply.status,
-                                                reply.body))
+            ok, status, body = False, error.status, error_body(error)
+        await self._finish(serving, line, ctx, ok=ok,
+                           kept=output.answered(line.custom_id, ctx.request_id, status, body))
 
     async def _call(self, serving: Serving, batch: BatchRow, line: LeasedLine,
                     ctx: RequestContext) -> UpstreamReply:
@@ -221,8 +254,7 @@ class BatchRunner:
                       ok: bool, kept: str) -> None:
         record = serving.recorder.finish_kept(ctx)
         try:
-            finished = await asyncio.to_thread(self._store.finish, line.id, self.owner,
-                                               ok=ok, output=kept, record=record)
+            finished = await self._keeper.keep(FinishedLine(line.id, ok, kept, record))
         except ModelportError as exc:  # not kept: the line runs again once its lease ends
             log.warning("batch_line_not_kept", extra={"error": exc.message})
             return
@@ -242,3 +274,42 @@ class BatchRunner:
             if pause is not None:
                 await asyncio.to_thread(self._store.pause, pause.id, exc.message)
                 self._batches.pop(pause.id, None)
+
+
+class _Keeper:
+    """Finished lines written in groups: every line that finishes while one group is being
+    written goes in the next, in one transaction, so that a busy runner makes one store
+    round trip per many lines. Each line's caller learns whether its line was kept."""
+
+    def __init__(self, store: BatchStore, owner: str) -> None:
+        self._store = store
+        self._owner = owner
+        self._pending: list[tuple[FinishedLine, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def keep(self, line: FinishedLine) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((line, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await future
+
+    async def drain(self) -> None:
+        """Wait for the group being written (its lines are kept or not, not left halfway)."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def _write(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            try:
+                kept = await asyncio.to_thread(self._store.finish, self._owner,
+                                               [line for line, _ in group])
+            except Exception as exc:  # the store failed: the lines run again later
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), was_kept in zip(group, kept, strict=True):
+                if not future.done():
+                    future.set_result(was_kept)

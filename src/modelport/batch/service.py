@@ -158,7 +158,7 @@ class BatchService:
         await self.batch(key_id, batch_id)
         await asyncio.to_thread(self.store.cancel, batch_id)
         if self.runner is not None:
-            self.runner.wake()
+            await self.runner.cancelled(batch_id)
         return await self.batch(key_id, batch_id)
 
 

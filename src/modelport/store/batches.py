@@ -19,7 +19,7 @@ Every step that must happen once is one guarded statement or one transaction:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,6 +106,14 @@ class NewLine:
     custom_id: str
     body: str  # the request's JSON body
     refused: str | None = None  # an error output line: the line is failed from the start
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedLine:
+    line_id: int
+    ok: bool
+    output: str  # its output (or error) file's line
+    record: LedgerRecord | None  # its ledger row
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,22 +341,36 @@ class BatchStore(KeyStore):
                 batch_lines.c.id.in_(line_ids), batch_lines.c.lease_owner == owner,
                 batch_lines.c.status == "running").values(lease_until=until))
 
-    def finish(self, line_id: int, owner: str, *, ok: bool, output: str,
-               record: LedgerRecord | None) -> bool:
-        """Keep a line's output and its ledger row, together, if ``owner`` still holds
-        its lease; False (and nothing kept) when it does not."""
+    def finish(self, owner: str, lines: Sequence[FinishedLine]) -> list[bool]:
+        """Keep each line's output and its ledger row, together, where ``owner`` still
+        holds the line's lease (one transaction for them all); for each line, whether it
+        was kept (False: its lease had passed to another server, and nothing of it is)."""
+        now = self._clock()
+        kept = []
         with self._transaction() as conn:
-            done = conn.execute(
-                update(batch_lines).where(batch_lines.c.id == line_id,
+            for line in lines:
+                done = conn.execute(
+                    update(batch_lines).where(batch_lines.c.id == line.line_id,
+                                              batch_lines.c.lease_owner == owner,
+                                              batch_lines.c.status == "running")
+                    .values(status="done" if line.ok else "failed", output=line.output,
+                            finished_at=now, lease_owner=None, lease_until=None))
+                kept.append(done.rowcount == 1)
+            rows = [ledger_row(line.record) for line, ok in zip(lines, kept, strict=True)
+                    if ok and line.record is not None]
+            if rows:
+                conn.execute(insert(requests), rows)
+        return kept
+
+    def release_all(self, line_ids: list[int], owner: str) -> None:
+        """Lines a stopping server held, back to pending for the next one at once."""
+        with self._transaction() as conn:
+            conn.execute(
+                update(batch_lines).where(batch_lines.c.id.in_(line_ids),
                                           batch_lines.c.lease_owner == owner,
                                           batch_lines.c.status == "running")
-                .values(status="done" if ok else "failed", output=output,
-                        finished_at=self._clock(), lease_owner=None, lease_until=None))
-            if done.rowcount != 1:
-                return False
-            if record is not None:
-                conn.execute(insert(requests).values(ledger_row(record)))
-        return True
+                .values(status="pending", lease_owner=None, lease_until=None,
+                        tries=batch_lines.c.tries - 1))
 
     def release(self, line_id: int, owner: str, not_before: float) -> None:
         """A line that could not run yet (a limit, a budget, an overload): back to pending,
