@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from modelport.admin import batches as admin_batches
 from modelport.admin import config as admin_config
 from modelport.admin import keys as admin_keys
 from modelport.admin import models as admin_models
@@ -32,4 +33,5 @@ def build_app(
                                       *admin_routes_status.routes(),
                                       *admin_switches.routes(), *admin_models.routes(),
                                       *admin_config.routes(), *admin_reviews.routes(),
+                                      *admin_batches.routes(),
                                       *dashboard_pages.routes(), *dashboard_signin.routes()])

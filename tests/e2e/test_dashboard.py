@@ -8,6 +8,7 @@ message without them. Playwright drives the system's browser (no ``playwright in
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,7 +20,14 @@ import pytest
 
 from tests.fakes.upstream import FakeUpstream, Reply, chat_answer
 from tests.gateway import ServeProcess, write_config
-from tests.integration.access_setup import ADMIN_KEY, access_config, access_env, bearer, chat
+from tests.integration.access_setup import (
+    ADMIN_KEY,
+    KEY_ALL,
+    access_config,
+    access_env,
+    bearer,
+    chat,
+)
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",
@@ -366,3 +374,35 @@ def test_a_reviewer_approves_a_draft_with_an_edit_in_the_dashboard(
         context.close()
     finally:
         proc.stop()
+
+
+def test_the_dashboard_lists_batches_with_their_progress(
+    server: ServeProcess, upstream: FakeUpstream, browser: Any
+) -> None:
+    lines = "".join(json.dumps({"custom_id": f"c{i}", "url": "/v1/chat/completions",
+                                "body": chat("r1")}) + "\n" for i in range(6))
+    upstream.enqueue(Reply(), Reply(), *[Reply(delay_s=30) for _ in range(4)])
+    with httpx.Client(base_url=server.url, timeout=10, headers=bearer(KEY_ALL)) as http:
+        uploaded = http.post("/v1/files", data={"purpose": "batch"},
+                             files={"file": ("in.jsonl", lines.encode())}).json()
+        batch = http.post("/v1/batches", json={"input_file_id": uploaded["id"],
+                                               "endpoint": "/v1/chat/completions"}).json()
+        deadline = time.monotonic() + 10
+        while http.get(f"/v1/batches/{batch['id']}").json()["request_counts"]["completed"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    context, page, problems = _signed_in(browser, server.url, ADMIN_KEY)
+    try:
+        page.click("nav button[data-panel=batches]")
+        row = f"#batches-table tr[data-batch='{batch['id']}']"
+        page.wait_for_selector(row)
+        assert _text(page, f"{row} [data-field=status]") == "in_progress"
+        assert _text(page, f"{row} [data-field=completed]") == "2"
+        assert _text(page, f"{row} [data-field=total]") == "6"
+        assert _text(page, f"{row} [data-field=progress]") == "33%"
+        assert page.locator(f"{row} progress").get_attribute("value") == "2"
+        assert problems == []
+    finally:
+        context.close()
+    with httpx.Client(base_url=server.url, timeout=10, headers=bearer(KEY_ALL)) as http:
+        http.post(f"/v1/batches/{batch['id']}/cancel")

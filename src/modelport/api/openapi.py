@@ -382,6 +382,8 @@ def _review_paths() -> dict[str, Any]:
                     params=("review_id",))
     decide["post"]["responses"]["409"] = _ERRORS["409"]
     return {
+        "/admin/batches": _admin("Every key's batches, newest first, with their progress "
+                                 "(limit)."),
         "/admin/reviews": _admin("The review queue, oldest first (status, route, limit); the "
                                  "admin key or a reviewer's key."),
         "/admin/reviews/{review_id}": {

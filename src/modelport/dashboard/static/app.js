@@ -136,6 +136,7 @@
     requests: () => loadRequests(false),
     feedback: loadFeedback,
     models: loadModels,
+    batches: loadBatches,
     switches: loadSwitches,
     reviews: loadReviews,
   };
@@ -443,6 +444,28 @@
       cell("retire_at", m.retire_at ? new Date(m.retire_at).toLocaleDateString() : "-"),
       cell("successor", m.successor || "-")));
     $("models-table").tBodies[0].replaceChildren(...rows);
+  }
+
+  // --- batches -----------------------------------------------------------------------
+
+  async function loadBatches() {
+    const batches = await api("/admin/batches");
+    const rows = batches.data.map((b) => {
+      const counts = b.request_counts;
+      const finished = counts.completed + counts.failed;
+      const bar = el("progress", { max: String(counts.total || 1), value: String(finished) });
+      const status = b.status + (b.paused_reason ? " (" + b.paused_reason + ")" : "");
+      return el("tr", { "data-batch": b.id },
+        cell("id", b.id, "mono"), cell("key", b.key_id || "-", "mono"),
+        cell("endpoint", b.endpoint, "mono"),
+        cell("created", new Date(b.created_at * 1000).toLocaleString()),
+        cell("status", status, "status-" + b.status),
+        el("td", { "data-field": "progress" }, bar,
+          " " + Math.round(100 * finished / (counts.total || 1)) + "%"),
+        cell("completed", fmt.int(counts.completed)), cell("failed", fmt.int(counts.failed)),
+        cell("total", fmt.int(counts.total)));
+    });
+    $("batches-table").tBodies[0].replaceChildren(...rows);
   }
 
   // --- kill switches -------------------------------------------------------------------
