@@ -155,6 +155,33 @@ def test_a_budget_that_runs_out_pauses_the_batch_instead_of_failing_its_lines(
         proc.stop()
 
 
+def test_lines_over_a_keys_rate_limit_wait_rather_than_fail(
+        tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str) -> None:
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["admin_key"] = "env:ADMIN_KEY"
+    config["keys"] = {"alice": {"key": "env:ALICE_KEY", "rpm": 3}}
+    config["batch"] = {"poll_s": 0.05}
+    path = write_config(tmp_path / "modelport.yaml", config)
+    proc = ServeProcess(path, {**env, "ADMIN_KEY": ADMIN, "ALICE_KEY": ALICE},
+                        tmp_path).wait_ready()
+    try:
+        client = sdk(proc)
+        uploaded = client.files.create(
+            file=("in.jsonl", io.BytesIO(jsonl([_line(f"r-{i}") for i in range(6)]))),
+            purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id,
+                                      endpoint="/v1/chat/completions", completion_window="24h")
+        time.sleep(1.5)
+        now = client.batches.retrieve(batch.id)
+        assert now.status == "in_progress"
+        assert (now.request_counts.completed, now.request_counts.failed) == (3, 0)
+        assert len(upstream.requests) == 3
+        waiting = httpx.get(f"{proc.url}/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert 'modelport_batch_lines_total{outcome="waiting"}' in waiting.text
+    finally:
+        proc.stop()
+
+
 def test_cancel_stops_new_lines_and_reports_what_finished(
         served: ServeProcess, upstream: FakeUpstream) -> None:
     client = sdk(served, BOB)
