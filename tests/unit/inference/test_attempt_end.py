@@ -115,9 +115,10 @@ class Counted:
         self.verdicts: Counter[tuple[int, str]] = Counter()
         release = Gate._release
 
-        def counted_release(gate: Gate, acquired_at: float, *, record: bool) -> None:
+        def counted_release(gate: Gate, acquired_at: float, *, record: bool,
+                            background: bool = False) -> None:
             self.slots[id(gate)] += 1
-            release(gate, acquired_at, record=record)
+            release(gate, acquired_at, record=record, background=background)
 
         monkeypatch.setattr(Gate, "_release", counted_release)
         for name in ("record_success", "record_failure", "release_probe_without_result"):
