@@ -253,6 +253,15 @@ def test_bad_batch_requests_are_400s_and_create_nothing(
     assert plain.status_code == 415
     anonymous = httpx.get(f"{served.url}/v1/batches")
     assert anonymous.status_code == 401
+    auth = {"Authorization": f"Bearer {ALICE}"}
+    for path, status in (("/v1/batches?limit=%C2%B2", 400), ("/v1/files?after=%00", 400),
+                         ("/v1/files/%00", 404), ("/v1/batches/%00x", 404),
+                         ("/v1/jobs/%00", 404), ("/v1/files?limit=0", 400)):
+        got = httpx.get(f"{served.url}{path}", headers=auth)
+        assert got.status_code == status, (path, got.text)
+    nul = httpx.post(f"{served.url}/v1/files", headers=auth, data={"purpose": "batch"},
+                     files={"file": ("a\x00.jsonl", jsonl([_line("a\x00b")]))})
+    assert nul.status_code == 400 and nul.json()["error"]["param"] == "custom_id"
 
 
 def test_a_batch_survives_two_kills_and_answers_each_line_once(

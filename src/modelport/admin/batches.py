@@ -23,7 +23,7 @@ async def list_batches(scope: Scope, receive: Receive, send: Send) -> None:
         raise ServiceUnavailable("Batches are not available on this server.")
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     limit_text = query.get("limit", ["50"])[-1]
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
+    if not limit_text.isdecimal() or not 1 <= int(limit_text) <= 500:
         raise RequestError("limit: a whole number from 1 to 500", param="limit")
     rows = await asyncio.to_thread(services.batches.store.batches, None,
                                    limit=int(limit_text), everyone=True)

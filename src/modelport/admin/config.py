@@ -138,7 +138,7 @@ async def list_versions(scope: Scope, receive: Receive, send: Send) -> None:
     services = services_of(scope)
     require_admin(services, scope)
     limit_text = _query(scope).get("limit", ["50"])[-1]
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+    if not limit_text.isdecimal() or not 1 <= int(limit_text) <= 1000:
         raise RequestError("limit: a whole number from 1 to 1000", param="limit")
     rows = await asyncio.to_thread(_reloader(scope).store.history, int(limit_text))
     await send_json(send, {"object": "list", "current": services.generation.number,

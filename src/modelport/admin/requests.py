@@ -32,7 +32,7 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
 def _int(value: str | None, name: str, default: int | None) -> int | None:
     if value is None:
         return default
-    if not value.isdigit():
+    if not value.isdecimal():
         raise RequestError(f"{name} must be a non-negative integer.", param=name)
     return int(value)
 

@@ -40,7 +40,7 @@ async def list_reviews(scope: Scope, receive: Receive, send: Send) -> None:
     if status is not None and status not in _STATUSES:
         raise RequestError(f"status: one of {', '.join(_STATUSES)}", param="status")
     limit_text = query.get("limit", ["50"])[-1]
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
+    if not limit_text.isdecimal() or not 1 <= int(limit_text) <= 500:
         raise RequestError("limit: a whole number from 1 to 500", param="limit")
     rows = await asyncio.to_thread(_queue(services).store.page, status=status,
                                    route=query.get("route", [None])[-1], limit=int(limit_text))

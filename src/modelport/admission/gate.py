@@ -14,8 +14,9 @@ share.
 
 Background callers (``priority`` below zero: batch lines) use spare capacity only. They
 never queue, and are admitted only while the slots they hold leave room for the most
-foreground requests seen in flight over the last ``PEAK_WINDOW_S`` seconds; otherwise they
-are refused at once (``Overloaded``) and come back later. So a batch fills what interactive
+foreground requests seen in flight over the last ``PEAK_WINDOW_S`` seconds and for a
+quarter of the cap besides (for arrivals beyond that peak); otherwise they are refused at
+once (``Overloaded``) and come back later. So a batch fills what interactive
 traffic leaves, and an interactive request never waits behind a batch line it could have
 been let in before. A gate without a cap has no capacity to protect: background callers go
 in like any other.
@@ -221,15 +222,24 @@ class Gate:
         if foreground >= self._peak or now - self._peak_at > PEAK_WINDOW_S:
             self._peak, self._peak_at = foreground, now
 
-    def _spare(self) -> Slot:
-        """A background slot, if one is spare: no one waits, and the foreground's recent
-        peak still fits beside the background's slots; else ``Overloaded`` at once."""
-        now = self._clock()
+    def has_spare(self) -> bool:
+        """Whether a background caller would get a slot now (always, without a cap)."""
+        return self._cap is None or self._spare_at(self._clock())
+
+    def _spare_at(self, now: float) -> bool:
+        """No one waits, and beside the background's slots there is still room for the
+        foreground's recent peak and a quarter of the cap for new arrivals."""
         cap = self._cap
         assert cap is not None
         foreground = self._in_flight - self._background
         reserve = self._peak if now - self._peak_at <= PEAK_WINDOW_S else foreground
-        if self._queued or self._in_flight >= cap or self._background + reserve >= cap:
+        return not self._queued and self._in_flight < cap and \
+            self._background + reserve + cap // 4 < cap
+
+    def _spare(self) -> Slot:
+        """A background slot, if one is spare; else ``Overloaded`` at once."""
+        now = self._clock()
+        if not self._spare_at(now):
             raise Overloaded("The model's capacity is in use by interactive requests; batch "
                              "lines wait for spare capacity.", headers={"Retry-After": "1"})
         self._in_flight += 1

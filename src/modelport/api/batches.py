@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import orjson
 from starlette.datastructures import UploadFile
@@ -29,6 +29,7 @@ from modelport.errors import (
     ClientDisconnected,
     Forbidden,
     JobExpired,
+    NotFound,
     PayloadTooLarge,
     RequestError,
     ServiceUnavailable,
@@ -56,14 +57,34 @@ def _limit(scope: Scope, default: int) -> int:
     text = _query(scope, "limit")
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= _MAX_PAGE:
+    if not text.isdecimal() or not 1 <= int(text) <= _MAX_PAGE:
         raise RequestError(f"limit must be a number from 1 to {_MAX_PAGE}.", param="limit")
     return int(text)
 
 
 def _query(scope: Scope, name: str) -> str | None:
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
-    return values[0] if values else None
+    values: list[str] | None = parse_qs(
+        scope.get("query_string", b"").decode("latin-1")).get(name)
+    if not values:
+        return None
+    if not values[0].isprintable():
+        raise RequestError(f"{name} must be printable text.", param=name)
+    return values[0]
+
+
+def _id(scope: Scope, name: str) -> str:
+    """A path's id; one no store could hold is simply not there."""
+    value: str = scope["path_params"][name]
+    if not value.isprintable() or len(value) > 64:
+        raise NotFound(f"No such {name.removesuffix('_id')}.", param=name)
+    return value
+
+
+def _disposition(filename: str) -> bytes:
+    """``attachment`` with the file's name as uploaded, quoted safely (RFC 6266)."""
+    plain = "".join(c for c in filename if c.isascii() and c.isprintable() and c not in '"\\')
+    return f'attachment; filename="{plain or "file.jsonl"}"; ' \
+           f"filename*=UTF-8''{quote(filename, safe='')}".encode()
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:
@@ -122,24 +143,24 @@ async def list_files(scope: Scope, receive: Receive, send: Send) -> None:
 async def get_file(scope: Scope, receive: Receive, send: Send) -> None:
     _, batches, _, key_id = _caller(scope)
     await send_json(send, file_object(await batches.file(key_id,
-                                                         scope["path_params"]["file_id"])))
+                                                         _id(scope, "file_id"))))
 
 
 async def delete_file(scope: Scope, receive: Receive, send: Send) -> None:
     _, batches, _, key_id = _caller(scope)
-    row = await batches.file(key_id, scope["path_params"]["file_id"])
+    row = await batches.file(key_id, _id(scope, "file_id"))
     await asyncio.to_thread(batches.store.delete_file, row.id)
     await send_json(send, {"id": row.id, "object": "file", "deleted": True})
 
 
 async def file_content(scope: Scope, receive: Receive, send: Send) -> None:
     _, batches, _, key_id = _caller(scope)
-    row = await batches.file(key_id, scope["path_params"]["file_id"])
+    row = await batches.file(key_id, _id(scope, "file_id"))
     pages: Iterator[bytes] = batches.content(row)
     first = await asyncio.to_thread(next, pages, b"")
     await send({"type": "http.response.start", "status": 200, "headers": [
         (b"content-type", b"application/jsonl"),
-        (b"content-disposition", f'attachment; filename="{row.filename}"'.encode())]})
+        (b"content-disposition", _disposition(row.filename))]})
     chunk = first
     while chunk:
         following = await asyncio.to_thread(next, pages, b"")
@@ -167,20 +188,20 @@ async def list_batches(scope: Scope, receive: Receive, send: Send) -> None:
 async def get_batch(scope: Scope, receive: Receive, send: Send) -> None:
     _, batches, _, key_id = _caller(scope)
     await send_json(send, batch_object(await batches.batch(key_id,
-                                                           scope["path_params"]["batch_id"])))
+                                                           _id(scope, "batch_id"))))
 
 
 async def cancel_batch(scope: Scope, receive: Receive, send: Send) -> None:
     _, batches, _, key_id = _caller(scope)
     await send_json(send, batch_object(await batches.cancel(key_id,
-                                                            scope["path_params"]["batch_id"])))
+                                                            _id(scope, "batch_id"))))
 
 
 async def get_job(scope: Scope, receive: Receive, send: Send) -> None:
     """A queued request: 202 while it waits or runs; then its answer, with the status it
     was answered with; 410 when its window ended before it ran."""
     _, batches, _, key_id = _caller(scope)
-    row, kept = await batches.job(key_id, scope["path_params"]["job_id"])
+    row, kept = await batches.job(key_id, _id(scope, "job_id"))
     if kept is None:
         await send_bytes(send, 202, orjson.dumps(job_object(row, None)), "application/json",
                          [(b"retry-after", b"1")])

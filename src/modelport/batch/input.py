@@ -53,7 +53,8 @@ def parse_line(raw: bytes, line_no: int) -> Line:
     if not isinstance(item, dict):
         raise InvalidFile(f"{where} is not a JSON object.", param="file")
     custom_id = item.get("custom_id")
-    if not isinstance(custom_id, str) or not custom_id or len(custom_id) > MAX_CUSTOM_ID:
+    if not isinstance(custom_id, str) or not custom_id or len(custom_id) > MAX_CUSTOM_ID \
+            or "\x00" in custom_id:
         raise InvalidFile(f"{where}: custom_id must be a string of 1 to {MAX_CUSTOM_ID} "
                            "characters.", param="custom_id")
     if item.get("method", "POST") != "POST":
@@ -130,6 +131,6 @@ def lines_of(chunks: Iterator[bytes]) -> Iterator[Line]:
     """The lines of a kept file (kept chunks end on a line's end)."""
     line_no = 0
     for chunk in chunks:
-        for raw in chunk.splitlines():
+        for raw in chunk.split(b"\n")[:-1]:  # kept chunks end with one
             line_no += 1
             yield parse_line(raw, line_no)

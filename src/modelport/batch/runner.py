@@ -51,10 +51,13 @@ from modelport.observability.metrics import Metrics
 from modelport.policy.access import AccessPolicy
 from modelport.protocol.openai.errors import error_body
 from modelport.providers.base import UpstreamReply
+from modelport.routing.table import RouteTable
 from modelport.store.batches import BatchRow, BatchStore, FinishedLine, LeasedLine
+from modelport.store.ledger import LedgerRecord
 
 log = logging.getLogger("modelport.batch")
 RESUME_PAUSED_S = 60.0  # a paused batch tries its key's budget again this often
+MAX_TRIES = 5  # a line whose server died (or whose answer could not be kept) this often fails
 _WAIT = (RateLimited, Overloaded, Disabled, RuntimeUnavailable, ServiceUnavailable)
 
 
@@ -70,6 +73,9 @@ class Serving(Protocol):
     @property
     def access(self) -> AccessPolicy: ...
 
+    @property
+    def routes(self) -> RouteTable: ...
+
 
 class BatchRunner:
     def __init__(self, store: BatchStore, serving: Callable[[], Serving],
@@ -83,7 +89,8 @@ class BatchRunner:
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{os.urandom(3).hex()}"
         self._running: dict[int, asyncio.Task[None]] = {}  # lines calling their model
         self._ready: deque[LeasedLine] = deque()  # leased ahead, to start as room frees
-        self._finishing: set[asyncio.Task[None]] = set()  # answered, being kept
+        self._orphans: list[int] = []  # leased lines of batches paused meanwhile
+        self._finishing: dict[int, asyncio.Task[None]] = {}  # answered, being kept
         self._batches: dict[str, BatchRow] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -114,9 +121,9 @@ class BatchRunner:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        lines = [*self._running, *(line.id for line in self._ready)]
+        lines = [*self._running, *(line.id for line in self._ready), *self._orphans]
         self._ready.clear()
-        tasks = [*self._running.values(), *self._finishing]
+        tasks = [*self._running.values(), *self._finishing.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -141,14 +148,19 @@ class BatchRunner:
                 short = False
                 if room >= ahead or (room and due):
                     short = await self._lease(room) < room
+                if self._orphans:
+                    orphans, self._orphans = self._orphans, []
+                    await asyncio.to_thread(self._store.release_all, orphans, self.owner)
                 if due or short:
                     polled = now
                     if now - renewed >= self._settings.lease_s / 3:
                         renewed = now
                         await asyncio.to_thread(
                             self._store.renew, self.owner,
-                            [*self._running, *(line.id for line in self._ready)],
+                            [*self._running, *self._finishing,
+                             *(line.id for line in self._ready)],
                             time.time() + self._settings.lease_s)
+                        self._forget_idle_batches()
                     if now - resumed >= RESUME_PAUSED_S:
                         resumed = now
                         await asyncio.to_thread(self._store.resume_paused)
@@ -161,6 +173,12 @@ class BatchRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
 
+    def _forget_idle_batches(self) -> None:
+        """Keep only the batch rows of lines leased ahead (a batch another server ended
+        is not kept for ever; one still running here is read again at its next lease)."""
+        live = {line.batch_id for line in self._ready}
+        self._batches = {k: v for k, v in self._batches.items() if k in live}
+
     async def _settle(self) -> None:
         ended = await asyncio.to_thread(self._store.settle, datetime.now(UTC), output.expired)
         for batch_id in ended:
@@ -172,13 +190,11 @@ class BatchRunner:
         many were leased."""
         leased = await asyncio.to_thread(self._store.lease, self.owner, time.time(),
                                          self._settings.lease_s, room)
-        for line in leased:
-            if line.batch_id not in self._batches:
-                batch = await asyncio.to_thread(self._store.batch, line.batch_id)
-                if batch is None:
-                    continue
-                self._batches[line.batch_id] = batch
-            self._ready.append(line)
+        self._ready.extend(leased)  # held here from now on: renewed, or handed back
+        for batch_id in {line.batch_id for line in leased} - set(self._batches):
+            batch = await asyncio.to_thread(self._store.batch, batch_id)
+            if batch is not None:
+                self._batches[batch_id] = batch
         self._start_ready()
         return len(leased)
 
@@ -187,7 +203,8 @@ class BatchRunner:
                 and not self._stopping:
             line = self._ready.popleft()
             batch = self._batches.get(line.batch_id)
-            if batch is None:  # ended meanwhile (cancelled, expired): its lease runs out
+            if batch is None:  # paused or cancelled meanwhile: handed back
+                self._orphans.append(line.id)
                 continue
             task = asyncio.create_task(self._line(batch, line))
             self._running[line.id] = task
@@ -196,8 +213,8 @@ class BatchRunner:
         """A line's call is over: its room goes to the next line at once."""
         task = self._running.pop(line_id, None)
         if task is not None:
-            self._finishing.add(task)
-            task.add_done_callback(self._finishing.discard)
+            self._finishing[line_id] = task
+            task.add_done_callback(lambda _t: self._finishing.pop(line_id, None))
         self._start_ready()
         if not self._stopping:
             self._wake.set()
@@ -207,6 +224,12 @@ class BatchRunner:
         ctx = RequestContext(request_id=self._new_request_id(), method="POST",
                              path=batch.endpoint, client="batch", recorded=True,
                              batch_id=batch.id, key_id=batch.key_id)
+        if line.tries > MAX_TRIES:
+            self._called(line.id)
+            await self._keep(line, ok=False, record=None, kept=output.refused(
+                line.custom_id, "batch_line_failed",
+                f"The line was started {MAX_TRIES} times and never answered."))
+            return
         result: UpstreamReply | Exception
         try:
             result = await self._call(serving, batch, line, ctx)
@@ -243,6 +266,11 @@ class BatchRunner:
             if principal is None or not principal.alive(time.time()):
                 raise AuthError("The batch's API key is unknown, expired or revoked.")
         body = orjson.loads(line.body)
+        route = body.get("model")
+        if route in serving.routes and not any(
+                t.gate.has_spare() for t in serving.routes.get(route).targets):
+            # no target has room: wait without taking a request from the key's limits
+            raise Overloaded("No spare capacity for batch lines.", headers={"Retry-After": "1"})
         answer = await serving.proxy.call(
             ENDPOINTS[batch.endpoint], body, line.body.encode(), ctx, principal,
             priority=BACKGROUND, idempotency_key=f"{batch.id}-{line.line_no}")
@@ -252,11 +280,14 @@ class BatchRunner:
 
     async def _finish(self, serving: Serving, line: LeasedLine, ctx: RequestContext, *,
                       ok: bool, kept: str) -> None:
-        record = serving.recorder.finish_kept(ctx)
+        await self._keep(line, ok=ok, kept=kept, record=serving.recorder.finish_kept(ctx))
+
+    async def _keep(self, line: LeasedLine, *, ok: bool, kept: str,
+                    record: LedgerRecord | None) -> None:
         try:
             finished = await self._keeper.keep(FinishedLine(line.id, ok, kept, record))
-        except ModelportError as exc:  # not kept: the line runs again once its lease ends
-            log.warning("batch_line_not_kept", extra={"error": exc.message})
+        except Exception as exc:  # not kept: the line runs again once its lease ends
+            log.warning("batch_line_not_kept", extra={"error": str(exc)[:200]})
             return
         outcome = ("done" if ok else "failed") if finished else "dropped"
         self._metrics.batch_lines.labels(outcome).inc()
@@ -266,14 +297,16 @@ class BatchRunner:
         """A line that cannot run yet goes back, to be tried after the error's
         Retry-After (a second when it has none); a budget that ran out pauses the batch."""
         retry_after = exc.headers.get("Retry-After")
-        delay = float(retry_after) if retry_after and retry_after.isdigit() else 1.0
+        delay = float(retry_after) if retry_after and retry_after.isdecimal() else 1.0
         self._metrics.batch_lines.labels("paused" if pause else "waiting").inc()
-        with contextlib.suppress(ModelportError):
+        try:
             await asyncio.to_thread(self._store.release, line.id, self.owner,
                                     time.time() + delay)
             if pause is not None:
                 await asyncio.to_thread(self._store.pause, pause.id, exc.message)
                 self._batches.pop(pause.id, None)
+        except Exception as failed:  # the store failed: the line's lease runs out instead
+            log.warning("batch_line_not_released", extra={"error": str(failed)[:200]})
 
 
 class _Keeper:
@@ -305,11 +338,27 @@ class _Keeper:
             try:
                 kept = await asyncio.to_thread(self._store.finish, self._owner,
                                                [line for line, _ in group])
-            except Exception as exc:  # the store failed: the lines run again later
-                for _, future in group:
+            except Exception as exc:
+                if len(group) > 1:  # one line's row may be what the store refused
+                    self._pending = [*group, *self._pending]
+                    await self._one_by_one()
+                    continue
+                for _, future in group:  # the store failed: the line runs again later
                     if not future.done():
                         future.set_exception(exc)
                 continue
             for (_, future), was_kept in zip(group, kept, strict=True):
                 if not future.done():
                     future.set_result(was_kept)
+
+    async def _one_by_one(self) -> None:
+        group, self._pending = self._pending, []
+        for line, future in group:
+            try:
+                [was_kept] = await asyncio.to_thread(self._store.finish, self._owner, [line])
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                continue
+            if not future.done():
+                future.set_result(was_kept)

@@ -48,8 +48,9 @@ class BatchService:
             raise RequestError("purpose must be 'batch': files here are batch input.",
                                param="purpose")
         checked = await asyncio.to_thread(check, source, self.settings)
+        name = "".join(c for c in filename if c.isprintable())[:256]
         row = FileRow(id=new_id("file-"), key_id=key_id, purpose="batch",
-                      filename=filename[:256] or "input.jsonl", bytes=size,
+                      filename=name or "input.jsonl", bytes=size,
                       lines=checked.lines, created_at=datetime.now(UTC))
 
         def keep() -> None:
@@ -101,7 +102,8 @@ class BatchService:
                                "values.", param="metadata")
         file_id = body.get("input_file_id")
         found = await asyncio.to_thread(self.store.file, file_id) \
-            if isinstance(file_id, str) else None
+            if isinstance(file_id, str) and file_id.isprintable() and len(file_id) <= 64 \
+            else None
         if found is None or found.key_id != key_id or found.purpose != "batch":
             raise RequestError(f"input_file_id: no batch input file {file_id!r} of this key.",
                                param="input_file_id")

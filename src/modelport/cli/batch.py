@@ -57,7 +57,9 @@ def _send(url: str, method: str, path: str, data: IO[bytes] | bytes | None = Non
     except urllib.error.HTTPError as exc:
         try:
             error = json.loads(exc.read()).get("error", {})
-        except ValueError:
+        except (ValueError, AttributeError):
+            error = {}
+        if not isinstance(error, dict):
             error = {}
         _fail(f"{exc.code}: {error.get('message') or exc.reason}",
               EXIT_INPUT if exc.code in (400, 404, 413, 415) else EXIT_FAILED)

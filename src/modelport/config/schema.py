@@ -74,6 +74,14 @@ class RawBatch(_Strict):
     max_line_bytes: int = Field(default=1024 * 1024, gt=0, le=64 * 1024 * 1024)
     max_lines: int = Field(default=50_000, gt=0, le=10_000_000)
 
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> RawBatch:
+        # leases are renewed on the poll's beat, every third of lease_s at the earliest
+        if self.poll_s > self.lease_s / 3:
+            raise ValueError("poll_s must be at most a third of lease_s, so that leases "
+                             "are renewed before they run out")
+        return self
+
 
 class RawOpenAIProvider(_Strict):
     kind: Literal["openai"]

@@ -51,7 +51,7 @@ def _may_start(tail: str) -> bool:
     name, underscore, number = tail.partition("_")
     if not underscore:
         return any(n.startswith(name) for n in _NAMES)
-    return name in _NAMES and (number == "" or (number.isdigit() and len(number) < 7))
+    return name in _NAMES and (number == "" or (number.isdecimal() and len(number) < 7))
 
 
 def _word_edge(text: str, start: int, end: int) -> bool:

@@ -160,7 +160,7 @@ def parse_time(value: str, name: str, now: datetime | None = None) -> datetime:
     ``7d``; a ``RequestError`` naming ``name`` otherwise."""
     text = value.strip()
     unit = _RELATIVE.get(text[-1:]) if text else None
-    if unit is not None and text[:-1].isdigit():
+    if unit is not None and text[:-1].isdecimal():
         return (now or datetime.now(UTC)) - timedelta(seconds=int(text[:-1]) * unit)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -174,6 +174,6 @@ def parse_status(value: str, name: str) -> tuple[int | None, int | None]:
     """An exact status (``404``) or a status class (``5xx``): ``(status, class)``."""
     if len(value) == 3 and value[0] in "12345" and value[1:].lower() == "xx":
         return None, int(value[0])
-    if value.isdigit() and 100 <= int(value) <= 599:
+    if value.isdecimal() and 100 <= int(value) <= 599:
         return int(value), None
     raise RequestError(f"{name} must be a status code (404) or a class (5xx).", param=name)

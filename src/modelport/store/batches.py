@@ -26,10 +26,12 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    LargeBinary,
     Select,
     Table,
     and_,
     case,
+    cast,
     delete,
     func,
     insert,
@@ -346,21 +348,22 @@ class BatchStore(KeyStore):
         holds the line's lease (one transaction for them all); for each line, whether it
         was kept (False: its lease had passed to another server, and nothing of it is)."""
         now = self._clock()
-        kept = []
+        kept: dict[int, bool] = {}
         with self._transaction() as conn:
-            for line in lines:
+            # rows locked in one order, so that two writers cannot deadlock
+            for line in sorted(lines, key=lambda line: line.line_id):
                 done = conn.execute(
                     update(batch_lines).where(batch_lines.c.id == line.line_id,
                                               batch_lines.c.lease_owner == owner,
                                               batch_lines.c.status == "running")
                     .values(status="done" if line.ok else "failed", output=line.output,
                             finished_at=now, lease_owner=None, lease_until=None))
-                kept.append(done.rowcount == 1)
-            rows = [ledger_row(line.record) for line, ok in zip(lines, kept, strict=True)
-                    if ok and line.record is not None]
+                kept[line.line_id] = done.rowcount == 1
+            rows = [ledger_row(line.record) for line in lines
+                    if kept[line.line_id] and line.record is not None]
             if rows:
                 conn.execute(insert(requests), rows)
-        return kept
+        return [kept[line.line_id] for line in lines]
 
     def release_all(self, line_ids: list[int], owner: str) -> None:
         """Lines a stopping server held, back to pending for the next one at once."""
@@ -433,12 +436,22 @@ class BatchStore(KeyStore):
 
     def _expire(self, batch_id: str, now: datetime, expired_line: Callable[[str], str]
                 ) -> bool:
+        """Fail the lines never run (pending, or leased by a server that is gone), once no
+        live lease remains; each update guarded, so a line answered meanwhile stays so."""
+        stamp = now.timestamp()
+        never_run = or_(batch_lines.c.status == "pending",
+                        and_(batch_lines.c.status == "running",
+                             batch_lines.c.lease_until < stamp))
         with self._transaction() as conn:
+            alive = conn.execute(select(func.count()).where(
+                batch_lines.c.batch_id == batch_id, batch_lines.c.status == "running",
+                batch_lines.c.lease_until >= stamp)).scalar_one()
+            if alive:  # leased before the batch stopped leasing: let them finish
+                return False
             never = conn.execute(select(batch_lines.c.id, batch_lines.c.custom_id).where(
-                batch_lines.c.batch_id == batch_id,
-                batch_lines.c.status.in_(("pending", "running")))).all()
+                batch_lines.c.batch_id == batch_id, never_run)).all()
             for line in never:
-                conn.execute(update(batch_lines).where(batch_lines.c.id == line.id)
+                conn.execute(update(batch_lines).where(batch_lines.c.id == line.id, never_run)
                              .values(status="failed", output=expired_line(line.custom_id),
                                      finished_at=now, lease_owner=None, lease_until=None))
         return self._end(batch_id, "finalizing", "expired", now)
@@ -458,7 +471,7 @@ class BatchStore(KeyStore):
             made: dict[str, str | None] = {}
             for name, kind in (("output_file_id", "output"), ("error_file_id", "error")):
                 lines, size = conn.execute(
-                    select(func.count(), func.sum(func.length(batch_lines.c.output) + 1))
+                    select(func.count(), func.sum(_octets(conn) + 1))
                     .where(batch_lines.c.batch_id == batch_id,
                            batch_lines.c.status == ("failed" if kind == "error" else "done"))
                 ).one()
@@ -472,6 +485,13 @@ class BatchStore(KeyStore):
                         errors_only=kind == "error"))
             conn.execute(update(batches).where(batches.c.id == batch_id).values(**made))
         return True
+
+
+def _octets(conn: Connection) -> Any:
+    """The length of a line's output in bytes (UTF-8), as each database counts it."""
+    if conn.dialect.name == "postgresql":
+        return func.octet_length(batch_lines.c.output)
+    return func.length(cast(batch_lines.c.output, LargeBinary))
 
 
 def _after(query: Select[Any], table: Table, after: str | None) -> Select[Any]:

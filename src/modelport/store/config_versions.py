@@ -70,7 +70,7 @@ class ConfigVersionStore(KeyStore):
         """A version by its number (``12``) or by its hash (the latest application of it;
         a prefix of at least 6 characters will do)."""
         with self._connection() as conn:
-            if ref.isdigit():
+            if ref.isdecimal():
                 row = conn.execute(select(config_versions)
                                    .where(config_versions.c.id == int(ref))).first()
             elif len(ref) >= 6:

@@ -54,7 +54,7 @@ def read_model(root: Path, name: str) -> ModelSource:
     problems: list[str] = []
     base = root.resolve()
     for entry in directory.iterdir():
-        if not entry.is_dir() or not entry.name.isdigit() or int(entry.name) <= 0:
+        if not entry.is_dir() or not entry.name.isdecimal() or int(entry.name) <= 0:
             continue
         version = int(entry.name)
         for filename, platform in MODEL_FILES.items():

@@ -199,7 +199,7 @@ class TensorService:
             raise NotFound(f"There is no model '{name}'.")
         if version is None:
             return model, (model.versions[0] if model.versions else None)
-        if not version.isdigit() or int(version) not in model.versions:
+        if not version.isdecimal() or int(version) not in model.versions:
             raise NotFound(f"Model '{name}' has no version '{version}'.")
         return model, int(version)
 

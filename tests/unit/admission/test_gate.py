@@ -481,24 +481,25 @@ async def test_overload_of_20_on_cap_2_queue_2_serves_4_and_refuses_16_at_once()
 
 async def test_background_takes_only_what_the_foregrounds_recent_peak_leaves() -> None:
     clock = FakeClock()
-    g = gate(max_concurrency=4, clock=clock)
+    g = gate(max_concurrency=8, clock=clock)  # a quarter (2) is kept for new arrivals
     foreground = [await g.acquire(priority=1) for _ in range(3)]
-    spare = await g.acquire(priority=BACKGROUND)  # 3 + 1 fit in 4
+    spare = [await g.acquire(priority=BACKGROUND) for _ in range(3)]  # 3 + 3 + 2 = 8
     with pytest.raises(Overloaded) as refused:
         await g.acquire(priority=BACKGROUND)
     assert retry_after(refused.value) == 1 and g.queued == 0  # refused at once, never queued
-    spare.release()
-    for slot in foreground:
+    assert not g.has_spare()
+    for slot in [*spare, *foreground]:
         slot.release()
     # the foreground's peak (3) stays reserved for a while after it has gone quiet
-    kept = await g.acquire(priority=BACKGROUND)
+    kept = [await g.acquire(priority=BACKGROUND) for _ in range(3)]
     with pytest.raises(Overloaded):
         await g.acquire(priority=BACKGROUND)
     clock.advance(PEAK_WINDOW_S + 0.1)
-    more = [await g.acquire(priority=BACKGROUND) for _ in range(3)]  # now all of it
-    assert g.in_flight == 4
-    kept.release()
-    for slot in more:
+    assert g.has_spare()
+    more = [await g.acquire(priority=BACKGROUND) for _ in range(3)]  # all but the quarter
+    assert g.in_flight == 6 and not g.has_spare()
+    assert (await g.acquire(priority=1)) is not None  # an arrival finds room
+    for slot in [*kept, *more]:
         slot.release()
 
 
