@@ -90,6 +90,7 @@ class BatchRunner:
         self._running: dict[int, asyncio.Task[None]] = {}  # lines calling their model
         self._ready: deque[LeasedLine] = deque()  # leased ahead, to start as room frees
         self._orphans: list[int] = []  # leased lines of batches paused meanwhile
+        self._work = True  # some batch may have lines to lease (idle: checked on the poll)
         self._finishing: dict[int, asyncio.Task[None]] = {}  # answered, being kept
         self._batches: dict[str, BatchRow] = {}
         self._wake = asyncio.Event()
@@ -99,6 +100,7 @@ class BatchRunner:
 
     def wake(self) -> None:
         """Look for work now (a batch was created or resumed)."""
+        self._work = True
         self._wake.set()
 
     async def cancelled(self, batch_id: str) -> None:
@@ -146,8 +148,12 @@ class BatchRunner:
                 room = concurrency + ahead - len(self._running) - len(self._ready)
                 due = now - polled >= self._settings.poll_s
                 short = False
-                if room >= ahead or (room and due):
-                    short = await self._lease(room) < room
+                if due and not self._work:  # idle: one cheap read, no write, per poll
+                    self._work = await asyncio.to_thread(self._store.has_work)
+                if self._work and (room >= ahead or (room and due)):
+                    leased = await self._lease(room)
+                    short = leased < room
+                    self._work = leased > 0 or bool(self._running or self._ready)
                 if self._orphans:
                     orphans, self._orphans = self._orphans, []
                     await asyncio.to_thread(self._store.release_all, orphans, self.owner)

@@ -285,6 +285,12 @@ class BatchStore(KeyStore):
                                  .order_by(batch_lines.c.line_no).limit(1)).one()
         return found.status, found.output
 
+    def has_work(self) -> bool:
+        """Whether any batch is in progress (lines to lease, perhaps)."""
+        with self._connection() as conn:
+            return conn.execute(select(batches.c.id).where(
+                batches.c.status == "in_progress").limit(1)).first() is not None
+
     def cancel(self, batch_id: str) -> bool:
         """Stop leasing the batch's lines; False when it is already over."""
         with self._transaction() as conn:
