@@ -390,6 +390,16 @@ def test_a_request_sent_respond_async_is_queued_and_answered_once(
                          headers={**auth, "Prefer": "respond-async"})
         assert got.status_code == status, got.text
     assert httpx.get(f"{served.url}/v1/jobs/job_nope", headers=auth).status_code == 404
+    # with an Idempotency-Key, a repeat finds the first job instead of queuing another
+    keyed = {**auth, "Prefer": "respond-async", "Idempotency-Key": "nightly-42"}
+    first = httpx.post(f"{served.url}/v1/chat/completions", json=body, headers=keyed)
+    again = httpx.post(f"{served.url}/v1/chat/completions", json=body, headers=keyed)
+    assert first.status_code == again.status_code == 202
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["x-modelport-replayed"] == "true"
+    bob = httpx.post(f"{served.url}/v1/chat/completions", json=body,
+                     headers={**keyed, "Authorization": f"Bearer {BOB}"})
+    assert bob.headers["location"] != first.headers["location"]  # scoped to its caller
     assert [b.id for b in sdk(served).batches.list().data] == []  # a job is not a batch
 
 

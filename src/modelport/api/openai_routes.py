@@ -90,12 +90,16 @@ async def _queue(services: Services, scope: Scope, operation: Operation,
                            param="stream")
     route = services.routes.get(requested_route(body))
     services.access.authorize(principal, route.settings)
-    job = await services.batches.queue(principal.key_id if principal is not None else None,
-                                       scope["path"], orjson.dumps(body).decode())
-    location = f"/v1/jobs/{job.id}"
-    await send_bytes(send, 202, orjson.dumps(job_object(job, None)), "application/json", [
-        (b"location", location.encode()), (b"preference-applied", b"respond-async"),
-        (b"retry-after", b"1")])
+    key = header(scope, b"idempotency-key")
+    job, replayed = await services.batches.queue(
+        principal.key_id if principal is not None else None, scope["path"],
+        orjson.dumps(body).decode(), None if key is None else IdempotencyCache.check(key))
+    headers = [(b"location", f"/v1/jobs/{job.id}".encode()),
+               (b"preference-applied", b"respond-async"), (b"retry-after", b"1")]
+    if replayed:
+        headers.append((b"x-modelport-replayed", b"true"))
+    await send_bytes(send, 202, orjson.dumps(job_object(job, None)), "application/json",
+                     headers)
 
 
 async def _once(

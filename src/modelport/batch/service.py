@@ -25,7 +25,14 @@ from modelport.config.settings import BatchSettings
 from modelport.errors import InvalidFile, NotFound, RequestError
 from modelport.policy.keys import Principal
 from modelport.routing.table import RouteTable
-from modelport.store.batches import BatchRow, BatchStore, FileRow, NewLine, new_id
+from modelport.store.batches import (
+    BatchRow,
+    BatchStore,
+    DuplicateJob,
+    FileRow,
+    NewLine,
+    new_id,
+)
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,2})h$")
 MAX_WINDOW_H = 168
@@ -136,19 +143,33 @@ class BatchService:
 
     # -- jobs: one request sent with Prefer: respond-async ---------------------------------
 
-    async def queue(self, key_id: str | None, endpoint: str, raw_body: str) -> BatchRow:
-        """A request queued as a job: a batch of one line, run and kept the same way."""
+    async def queue(self, key_id: str | None, endpoint: str, raw_body: str,
+                    idempotency_key: str | None = None) -> tuple[BatchRow, bool]:
+        """A request queued as a job: a batch of one line, run and kept the same way. With
+        an ``Idempotency-Key``, a repeat from the same caller gets the job the first one
+        made (and True: it was replayed) instead of a second job."""
+        scoped = None if idempotency_key is None else f"{key_id or ''}:{idempotency_key}"
+        if scoped is not None:
+            found = await asyncio.to_thread(self.store.by_idempotency_key, scoped)
+            if found is not None:
+                return found, True
         now = datetime.now(UTC)
         row = BatchRow(id=new_id("job_"), key_id=key_id, endpoint=endpoint,
                        input_file_id="", completion_window=JOB_WINDOW, status="in_progress",
                        created_at=now, in_progress_at=now,
                        expires_at=now + timedelta(hours=int(JOB_WINDOW[:-1])), total=1,
-                       kind="job")
-        await asyncio.to_thread(self.store.create_batch, row,
-                                [NewLine(1, "job", raw_body)])
+                       kind="job", idempotency_key=scoped)
+        try:
+            await asyncio.to_thread(self.store.create_batch, row,
+                                    [NewLine(1, "job", raw_body)])
+        except DuplicateJob:  # the same key at the same moment: the other one made it
+            found = await asyncio.to_thread(self.store.by_idempotency_key, scoped or "")
+            if found is None:
+                raise
+            return found, True
         if self.runner is not None:
             self.runner.wake()
-        return row
+        return row, False
 
     async def job(self, key_id: str | None, job_id: str) -> tuple[BatchRow, str | None]:
         """A job of this key, and its output line once it has one."""

@@ -39,7 +39,9 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
+from modelport.errors import Conflict
 from modelport.store.keys import KeyStore
 from modelport.store.ledger import LedgerRecord, ledger_row
 from modelport.store.tables import batch_lines, batches, file_chunks, files, requests
@@ -47,6 +49,10 @@ from modelport.store.tables import batch_lines, batches, file_chunks, files, req
 # batches that are not over yet; "finalizing": past its window, its last lines finishing
 ACTIVE = ("in_progress", "cancelling", "paused", "finalizing")
 _PAGE = 500  # rows read at a time when a file's content is streamed
+
+
+class DuplicateJob(Conflict):
+    code = "duplicate_job"
 
 
 def new_id(prefix: str) -> str:
@@ -100,6 +106,7 @@ class BatchRow:
     error_file_id: str | None = None
     counts: Counts | None = None  # filled in when read
     kind: str = "batch"  # job: one request sent with Prefer: respond-async
+    idempotency_key: str | None = None  # a job's, scoped to its caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +152,7 @@ def _batch(r: object, counts: Counts | None) -> BatchRow:
         completed_at=m["completed_at"], cancelling_at=m["cancelling_at"],
         cancelled_at=m["cancelled_at"], expired_at=m["expired_at"],
         output_file_id=m["output_file_id"], error_file_id=m["error_file_id"], counts=counts,
-        kind=m["kind"])
+        kind=m["kind"], idempotency_key=m["idempotency_key"])
 
 
 _DONE = func.sum(case((batch_lines.c.status == "done", 1), else_=0))
@@ -225,11 +232,21 @@ class BatchStore(KeyStore):
 
     def create_batch(self, row: BatchRow, lines: Iterable[NewLine]) -> None:
         """The batch and all its lines, in one transaction; a refused line is failed from
-        the start with its error line as its output."""
+        the start with its error line as its output. ``DuplicateJob`` when a job with the
+        same idempotency key exists already."""
+        try:
+            self._create(row, lines)
+        except IntegrityError:
+            if row.idempotency_key is None:
+                raise
+            raise DuplicateJob("A job with this Idempotency-Key exists.") from None
+
+    def _create(self, row: BatchRow, lines: Iterable[NewLine]) -> None:
         now = self._clock()
         with self._transaction() as conn:
             conn.execute(insert(batches).values(
-                id=row.id, kind=row.kind, key_id=row.key_id, endpoint=row.endpoint,
+                id=row.id, kind=row.kind, key_id=row.key_id,
+                idempotency_key=row.idempotency_key, endpoint=row.endpoint,
                 input_file_id=row.input_file_id, completion_window=row.completion_window,
                 status=row.status, metadata=row.metadata, total=row.total,
                 created_at=row.created_at, expires_at=row.expires_at,
@@ -284,6 +301,14 @@ class BatchStore(KeyStore):
                                  .where(batch_lines.c.batch_id == batch_id)
                                  .order_by(batch_lines.c.line_no).limit(1)).one()
         return found.status, found.output
+
+    def by_idempotency_key(self, scoped_key: str) -> BatchRow | None:
+        with self._connection() as conn:
+            found = conn.execute(select(batches).where(
+                batches.c.idempotency_key == scoped_key)).first()
+            if found is None:
+                return None
+            return _batch(found, self._counts(conn, [found.id]).get(found.id))
 
     def has_work(self) -> bool:
         """Whether any batch is in progress (lines to lease, perhaps)."""

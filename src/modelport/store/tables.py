@@ -288,7 +288,10 @@ batches = Table(
     Column("expired_at", UtcDateTime, nullable=True),
     Column("output_file_id", String(40), nullable=True),
     Column("error_file_id", String(40), nullable=True),
+    # a job's Idempotency-Key, as "<key id>:<key>": the same caller's repeat finds it
+    Column("idempotency_key", String(320), nullable=True),
     Index("ix_batches_status", "status"),
+    Index("uq_batches_idempotency_key", "idempotency_key", unique=True),
     Index("ix_batches_key_created", "key_id", "created_at"),
 )
 

@@ -14,7 +14,14 @@ import pytest
 
 from modelport.batch.output import expired
 from modelport.errors import InvalidFile
-from modelport.store.batches import BatchRow, BatchStore, FileRow, FinishedLine, NewLine
+from modelport.store.batches import (
+    BatchRow,
+    BatchStore,
+    DuplicateJob,
+    FileRow,
+    FinishedLine,
+    NewLine,
+)
 from modelport.store.engine import make_engine, migrate
 from tests.unit.store.test_keys import isolated_database
 
@@ -138,3 +145,17 @@ def test_a_file_is_kept_whole_or_not_at_all(store: BatchStore) -> None:
     assert [f.id for f in store.files(None)] == ["file-1"]
     store.delete_file("file-1")
     assert store.file("file-1") is None and list(store.chunks("file-1")) == []
+
+
+def test_a_jobs_idempotency_key_is_unique(store: BatchStore) -> None:
+    def job(job_id: str) -> BatchRow:
+        return BatchRow(id=job_id, key_id="k1", endpoint="/v1/chat/completions",
+                        input_file_id="", completion_window="24h", status="in_progress",
+                        created_at=NOW, expires_at=NOW + timedelta(hours=24), total=1,
+                        kind="job", idempotency_key="k1:nightly")
+
+    store.create_batch(job("job_a"), [NewLine(1, "job", "{}")])
+    with pytest.raises(DuplicateJob):
+        store.create_batch(job("job_b"), [NewLine(1, "job", "{}")])
+    found = store.by_idempotency_key("k1:nightly")
+    assert found is not None and found.id == "job_a" and store.batch("job_b") is None
