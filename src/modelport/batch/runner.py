@@ -24,7 +24,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import orjson
@@ -58,6 +58,7 @@ from modelport.store.ledger import LedgerRecord
 log = logging.getLogger("modelport.batch")
 RESUME_PAUSED_S = 60.0  # a paused batch tries its key's budget again this often
 MAX_TRIES = 5  # a line whose server died (or whose answer could not be kept) this often fails
+PURGE_EVERY_S = 3600.0  # files and ended batches past batch.retention_days are deleted
 _WAIT = (RateLimited, Overloaded, Disabled, RuntimeUnavailable, ServiceUnavailable)
 
 
@@ -142,6 +143,7 @@ class BatchRunner:
         concurrency = self._settings.concurrency
         ahead = max(1, concurrency // 4)
         renewed = resumed = polled = time.monotonic()
+        purged = -PURGE_EVERY_S
         while not self._stopping:
             try:
                 now = time.monotonic()
@@ -170,6 +172,10 @@ class BatchRunner:
                     if now - resumed >= RESUME_PAUSED_S:
                         resumed = now
                         await asyncio.to_thread(self._store.resume_paused)
+                    if now - purged >= PURGE_EVERY_S and self._settings.retention_days:
+                        purged = now
+                        await asyncio.to_thread(self._store.purge, datetime.now(UTC) - timedelta(
+                            days=self._settings.retention_days))
                     await self._settle()
             except ModelportError as exc:  # the store is unreachable: try again later
                 log.warning("batch_loop_failed", extra={"error": exc.message})

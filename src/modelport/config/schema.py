@@ -73,6 +73,7 @@ class RawBatch(_Strict):
     max_file_bytes: int = Field(default=200 * 1024 * 1024, gt=0, le=16 * 1024 ** 3)
     max_line_bytes: int = Field(default=1024 * 1024, gt=0, le=64 * 1024 * 1024)
     max_lines: int = Field(default=50_000, gt=0, le=10_000_000)
+    retention_days: float | None = Field(default=30.0, gt=0, le=36_500)
 
     @model_validator(mode="after")
     def _renewed_in_time(self) -> RawBatch:

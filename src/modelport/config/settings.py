@@ -76,6 +76,7 @@ class BatchSettings:
     max_file_bytes: int = 200 * 1024 * 1024
     max_line_bytes: int = 1024 * 1024
     max_lines: int = 50_000
+    retention_days: float | None = 30.0  # None: files and ended batches are kept for ever
 
 
 @dataclass(frozen=True, slots=True)

@@ -310,6 +310,29 @@ class BatchStore(KeyStore):
                 return None
             return _batch(found, self._counts(conn, [found.id]).get(found.id))
 
+    def purge(self, before: datetime) -> int:
+        """Delete what is older than ``before``: ended batches (with their lines and output
+        and error files) and input files no batch in progress reads. How many batches."""
+        ended = or_(*(and_(batches.c.status == status, batches.c[f"{status}_at"] < before)
+                      for status in ("completed", "cancelled", "expired")))
+        with self._transaction() as conn:
+            gone = [r.id for r in conn.execute(select(batches.c.id).where(ended))]
+            for page in range(0, len(gone), _PAGE):
+                ids = gone[page:page + _PAGE]
+                conn.execute(delete(batch_lines).where(batch_lines.c.batch_id.in_(ids)))
+                conn.execute(delete(batches).where(batches.c.id.in_(ids)))
+            active = select(batches.c.input_file_id).where(batches.c.status.in_(ACTIVE))
+            old_input = and_(files.c.created_at < before, files.c.batch_id.is_(None),
+                             files.c.id.not_in(active))
+            stale = select(files.c.id).where(
+                or_(files.c.batch_id.in_(gone), old_input) if gone else old_input)
+            stale_ids = [r.id for r in conn.execute(stale)]
+            for page in range(0, len(stale_ids), _PAGE):
+                ids = stale_ids[page:page + _PAGE]
+                conn.execute(delete(file_chunks).where(file_chunks.c.file_id.in_(ids)))
+                conn.execute(delete(files).where(files.c.id.in_(ids)))
+        return len(gone)
+
     def has_work(self) -> bool:
         """Whether any batch is in progress (lines to lease, perhaps)."""
         with self._connection() as conn:

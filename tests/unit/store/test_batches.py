@@ -159,3 +159,29 @@ def test_a_jobs_idempotency_key_is_unique(store: BatchStore) -> None:
         store.create_batch(job("job_b"), [NewLine(1, "job", "{}")])
     found = store.by_idempotency_key("k1:nightly")
     assert found is not None and found.id == "job_a" and store.batch("job_b") is None
+
+
+def test_retention_deletes_ended_batches_and_old_files_only(store: BatchStore) -> None:
+    old = NOW - timedelta(days=40)
+
+    def upload(file_id: str, when: datetime) -> None:
+        store.add_file(FileRow(id=file_id, key_id="k1", purpose="batch", filename="in.jsonl",
+                               bytes=4, lines=1, created_at=when), iter([b"one\n"]))
+
+    upload("file-old", old)  # read by nothing: goes
+    upload("file-busy", old)  # read by a batch in progress: stays
+    upload("file-new", NOW)  # recent: stays
+    ended = batch(store, 1)
+    store._move(ended.id, "in_progress", "completed", completed_at=old)
+    store.add_file(FileRow(id="file-out", key_id="k1", purpose="batch_output",
+                           filename="o.jsonl", bytes=3, lines=1, created_at=old,
+                           batch_id=ended.id), iter([b"x\n"]))
+    running = BatchRow(id="batch_busy", key_id="k1", endpoint="/v1/chat/completions",
+                       input_file_id="file-busy", completion_window="24h",
+                       status="in_progress", created_at=old, expires_at=NOW, total=1)
+    store.create_batch(running, [NewLine(1, "a", "{}")])
+    assert store.purge(NOW - timedelta(days=30)) == 1
+    assert store.batch(ended.id) is None and list(store.outputs(ended.id, errors=False)) == []
+    assert store.batch("batch_busy") is not None
+    assert {f.id for f in store.files("k1")} == {"file-busy", "file-new"}
+    assert list(store.chunks("file-old")) == [] and list(store.chunks("file-out")) == []
