@@ -68,6 +68,30 @@ def wait_until_over(client: openai.OpenAI, batch_id: str, timeout_s: float = 20)
     raise AssertionError(f"batch {batch_id} still {batch.status}")
 
 
+def submit(client: openai.OpenAI, lines: list[dict[str, Any]]) -> Any:
+    """Upload the lines and run them as a chat batch; the batch."""
+    uploaded = client.files.create(file=("in.jsonl", io.BytesIO(jsonl(lines))),
+                                   purpose="batch")
+    return client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                 completion_window="24h")
+
+
+def keyed_server(tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str,
+                 alice: dict[str, Any], batch: dict[str, Any], per_mtok: float = 0.0,
+                 ) -> ServeProcess:
+    """``modelport serve`` with one key, alice's, configured as given, and the route's
+    target priced at ``per_mtok`` dollars per million tokens, in and out."""
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["routes"]["support-summary"]["targets"][0].update(
+        input_per_mtok=per_mtok, output_per_mtok=per_mtok)
+    config["admin_key"] = "env:ADMIN_KEY"
+    config["keys"] = {"alice": {"key": "env:ALICE_KEY", **alice}}
+    config["batch"] = batch
+    path = write_config(tmp_path / "modelport.yaml", config)
+    return ServeProcess(path, {**env, "ADMIN_KEY": ADMIN, "ALICE_KEY": ALICE},
+                        tmp_path).wait_ready()
+
+
 def test_a_batch_end_to_end_with_the_sdk(served: ServeProcess, upstream: FakeUpstream,
                                          sqlite_url: str) -> None:
     client = sdk(served)
@@ -123,22 +147,11 @@ def test_a_batch_end_to_end_with_the_sdk(served: ServeProcess, upstream: FakeUps
 
 def test_a_budget_that_runs_out_pauses_the_batch_instead_of_failing_its_lines(
         tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str) -> None:
-    config = basic_config(upstream.base_url, sqlite_url)
-    target = config["routes"]["support-summary"]["targets"][0]
-    target.update(input_per_mtok=100_000, output_per_mtok=100_000)  # $1 a line
-    config["admin_key"] = "env:ADMIN_KEY"
-    config["keys"] = {"alice": {"key": "env:ALICE_KEY", "budget_usd": 3}}
-    config["batch"] = {"concurrency": 1, "poll_s": 0.05}
-    path = write_config(tmp_path / "modelport.yaml", config)
-    proc = ServeProcess(path, {**env, "ADMIN_KEY": ADMIN, "ALICE_KEY": ALICE},
-                        tmp_path).wait_ready()
+    proc = keyed_server(tmp_path, upstream, env, sqlite_url, {"budget_usd": 3},
+                        {"concurrency": 1, "poll_s": 0.05}, per_mtok=100_000)  # $1 a line
     try:
         client = sdk(proc)
-        uploaded = client.files.create(
-            file=("in.jsonl", io.BytesIO(jsonl([_line(f"b-{i}") for i in range(10)]))),
-            purpose="batch")
-        batch = client.batches.create(input_file_id=uploaded.id,
-                                      endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, [_line(f"b-{i}") for i in range(10)])
         deadline = time.monotonic() + 20
         while (now := client.batches.retrieve(batch.id)).status != "paused":
             assert time.monotonic() < deadline, now
@@ -157,20 +170,10 @@ def test_a_budget_that_runs_out_pauses_the_batch_instead_of_failing_its_lines(
 
 def test_lines_over_a_keys_rate_limit_wait_rather_than_fail(
         tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str) -> None:
-    config = basic_config(upstream.base_url, sqlite_url)
-    config["admin_key"] = "env:ADMIN_KEY"
-    config["keys"] = {"alice": {"key": "env:ALICE_KEY", "rpm": 3}}
-    config["batch"] = {"poll_s": 0.05}
-    path = write_config(tmp_path / "modelport.yaml", config)
-    proc = ServeProcess(path, {**env, "ADMIN_KEY": ADMIN, "ALICE_KEY": ALICE},
-                        tmp_path).wait_ready()
+    proc = keyed_server(tmp_path, upstream, env, sqlite_url, {"rpm": 3}, {"poll_s": 0.05})
     try:
         client = sdk(proc)
-        uploaded = client.files.create(
-            file=("in.jsonl", io.BytesIO(jsonl([_line(f"r-{i}") for i in range(6)]))),
-            purpose="batch")
-        batch = client.batches.create(input_file_id=uploaded.id,
-                                      endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, [_line(f"r-{i}") for i in range(6)])
         time.sleep(1.5)
         now = client.batches.retrieve(batch.id)
         assert now.status == "in_progress"
@@ -186,11 +189,7 @@ def test_cancel_stops_new_lines_and_reports_what_finished(
         served: ServeProcess, upstream: FakeUpstream) -> None:
     client = sdk(served, BOB)
     upstream.enqueue(*[Reply(delay_s=0.3) for _ in range(40)])
-    uploaded = client.files.create(
-        file=("in.jsonl", io.BytesIO(jsonl([_line(f"c-{i}") for i in range(40)]))),
-        purpose="batch")
-    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h")
+    batch = submit(client, [_line(f"c-{i}") for i in range(40)])
     time.sleep(0.5)
     cancelled = client.batches.cancel(batch.id)
     assert cancelled.status in ("cancelling", "cancelled")
@@ -277,10 +276,7 @@ def test_a_batch_survives_two_kills_and_answers_each_line_once(
     proc = ServeProcess(path, env, tmp_path).wait_ready()
     try:
         client = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="unused", max_retries=0)
-        uploaded = client.files.create(file=("in.jsonl", io.BytesIO(jsonl(lines))),
-                                       purpose="batch")
-        batch = client.batches.create(input_file_id=uploaded.id,
-                                      endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, lines)
         for kill_at in (250, 600):
             deadline = time.monotonic() + 60
             while client.batches.retrieve(batch.id).request_counts.completed < kill_at:
@@ -337,11 +333,7 @@ def test_two_servers_on_postgresql_share_a_batch_and_run_no_line_twice(
     second = ServeProcess(path, env, tmp_path / "b").wait_ready()
     try:
         client = openai.OpenAI(base_url=f"{first.url}/v1", api_key="unused", max_retries=0)
-        uploaded = client.files.create(
-            file=("in.jsonl", io.BytesIO(jsonl([_line(f"p-{i}") for i in range(300)]))),
-            purpose="batch")
-        batch = client.batches.create(input_file_id=uploaded.id,
-                                      endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, [_line(f"p-{i}") for i in range(300)])
         other = openai.OpenAI(base_url=f"{second.url}/v1", api_key="unused", max_retries=0)
         done = wait_until_over(other, batch.id, timeout_s=60)
         assert (done.status, done.request_counts.completed) == ("completed", 300)
@@ -431,11 +423,7 @@ def test_interactive_latency_holds_while_a_batch_runs(
     try:
         alone = asyncio.run(interactive())
         client = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="unused", max_retries=0)
-        uploaded = client.files.create(
-            file=("in.jsonl", io.BytesIO(jsonl([_line(f"l-{i}") for i in range(3000)]))),
-            purpose="batch")
-        batch = client.batches.create(input_file_id=uploaded.id,
-                                      endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, [_line(f"l-{i}") for i in range(3000)])
         time.sleep(0.5)
         before = client.batches.retrieve(batch.id).request_counts.completed
         beside = asyncio.run(interactive())
