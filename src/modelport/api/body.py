@@ -7,6 +7,7 @@ from modelport.errors import ClientDisconnected, PayloadTooLarge, RequestError
 from modelport.policy.keys import PRIORITIES
 
 _PRIORITIES = {name.encode(): value for name, value in PRIORITIES.items()}  # X-Priority
+HEADERS_KEY = "modelport.headers"  # the request's headers by name, built once per request
 
 
 def request_timeout(value: bytes | None) -> float | None:
@@ -54,21 +55,22 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
-    """The first value of a request header (``name`` in lower case)."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value  # type: ignore[no-any-return]
-    return None
+    """The first value of a request header (``name`` in lower case). The first call of a
+    request indexes its headers by name (in C, one pass), so later ones are a dict lookup."""
+    table: dict[bytes, bytes] | None = scope.get(HEADERS_KEY)
+    if table is None:
+        table = scope[HEADERS_KEY] = dict(reversed(scope["headers"]))  # the first one wins
+    return table.get(name)
 
 
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                raise RequestError("Content-Length is not a number.") from None
-    return None
+    value = header(scope, b"content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise RequestError("Content-Length is not a number.") from None
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

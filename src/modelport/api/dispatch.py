@@ -7,7 +7,7 @@ job. Routes with path parameters, unknown paths and the lifespan go to the route
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from starlette.routing import Route, Router
 
@@ -27,7 +27,9 @@ class Dispatch:
                 methods[method] = route.app
         self._router = router
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The handler's coroutine, returned rather than awaited: a frame less for every
+        request to pass through each time it resumes."""
         if scope["type"] == "http":
             methods = self._fixed.get(scope["path"])
             if methods is not None:
@@ -35,6 +37,5 @@ class Dispatch:
                 if handler is None:
                     raise MethodNotAllowed("This method is not allowed on this path.",
                                            allow=", ".join(sorted(methods)))
-                await handler(scope, receive, send)
-                return
-        await self._router(scope, receive, send)
+                return handler(scope, receive, send)
+        return self._router(scope, receive, send)

@@ -15,10 +15,12 @@ import logging
 import os
 import random
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from modelport.api.body import header
 from modelport.api.origins import OriginGuard
 from modelport.api.services import LIVE_KEY, STATE_KEY, Services
 from modelport.core.context import RequestContext
@@ -76,11 +78,7 @@ class RequestMiddleware:
         services = state[LIVE_KEY].current
         scope["state"] = {**state, STATE_KEY: services}
         generation = services.generation
-        incoming: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                incoming = value
-                break
+        incoming = header(scope, b"x-request-id")
         bad_id = incoming is not None and incoming != b"" and not _valid_request_id(incoming)
         request_id = incoming.decode() if incoming and not bad_id else self.new_request_id()
         client = scope.get("client")
@@ -100,7 +98,8 @@ class RequestMiddleware:
             (b"x-modelport-config-version", services.settings.config_version.encode()),
         ]
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        def send_with_headers(message: dict[str, Any]) -> Awaitable[None]:
+            # returns ``send``'s coroutine rather than awaiting it: no frame of its own
             if message["type"] == "http.response.start":
                 ctx.status = message["status"]
                 headers = message.setdefault("headers", [])
@@ -111,7 +110,7 @@ class RequestMiddleware:
                     headers.append((b"x-modelport-target", ctx.target.encode()))
                 if ctx.response_headers:
                     headers.extend(ctx.response_headers)
-            await send(message)
+            return send(message)  # type: ignore[no-any-return]
 
         in_flight = services.metrics.in_flight
         in_flight.inc()

@@ -58,19 +58,22 @@ class InferenceEndpoint:
             ctx.recorded = False  # recorded when it runs, as its job's line
             return
 
-        async def serve() -> Answer:
-            return await services.proxy.call(self.operation, body, raw, ctx, principal,
-                                             timeout_s=timeout_s, priority=priority,
-                                             client_headers=scope["headers"])
-
         idempotency_key = header(scope, b"idempotency-key")
         if idempotency_key is not None and body.get("stream") is not True:
+
+            async def serve() -> Answer:
+                return await services.proxy.call(self.operation, body, raw, ctx, principal,
+                                                 timeout_s=timeout_s, priority=priority,
+                                                 client_headers=scope["headers"])
+
             owner = principal.key_id if principal is not None else ""
             reply, headers = await _once(services.idempotency, owner, idempotency_key, ctx,
                                          serve)
             await send_bytes(send, reply.status, reply.body, reply.content_type, headers)
             return
-        answer = await serve()
+        answer = await services.proxy.call(self.operation, body, raw, ctx, principal,
+                                           timeout_s=timeout_s, priority=priority,
+                                           client_headers=scope["headers"])
         result = answer.result
         if isinstance(result, UpstreamReply):
             await send_bytes(send, result.status, result.body, result.content_type,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from modelport.api.body import header
 from modelport.config.settings import Settings
 from modelport.errors import UnsupportedMediaType, UntrustedOrigin
 
@@ -64,26 +65,20 @@ class OriginGuard:
         return cls(settings.server.allowed_hosts, open_mode=open_mode)
 
     def check(self, scope: Any) -> None:
-        host = origin = media = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-            elif name == b"origin":
-                origin = value
-            elif name == b"content-type":
-                media = value
+        host = header(scope, b"host")
         if host is not None and not self._trusted(host, origin=False):
             raise UntrustedOrigin(
                 "This gateway does not serve the host named in the request. Call it by a "
                 "loopback address or a host listed in server.allowed_hosts.")
         if not self._check_origin:
             return
+        origin = header(scope, b"origin")
         if origin is not None:
             if not self._trusted(origin, origin=True):
                 raise UntrustedOrigin(
                     "In open mode this gateway answers web pages from this machine only; "
                     "set an admin key and use keys to call it from elsewhere.")
-        elif media is not None:
+        elif (media := header(scope, b"content-type")) is not None:
             kind = media.split(b";", 1)[0].strip().lower()
             # no Origin: a browser too old to send one could be posting across sites. The
             # one form accepted is a file upload (the Files API is multipart by design): a

@@ -188,9 +188,10 @@ class ProxyService:
                 f"Streaming is not available for {operation.value} requests.", param="stream"
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
-        body, masking, contracts, calls = await self._screened(route, operation, body, ctx,
-                                                               principal)
-        guards = route.settings.guards
+        body, contracts, calls = _contracted(route, operation, body, principal)
+        guards, masking = route.settings.guards, None
+        if guards is not None:
+            body, masking = await self._guard_input(guards, route, operation, body, ctx)
         restore = masking if guards is not None and guards.restore else None
         if self._tracing is None:
             admitted = self._admit(operation, body, route, principal, ctx)
@@ -246,7 +247,8 @@ class ProxyService:
                 headers.append((COST_HEADER, f"{ctx.cost_usd:.6f}".encode()))
             if route.settings.capture:
                 ctx.response_body = result.body[:_CAPTURE_LIMIT]
-            if result.status == 200:
+            if result.status == 200 and (review is not None or route.shadow is not None
+                                         or restore is not None or buffered):
                 result = await self._deliver(result, route, request, review,
                                              restore=restore, stream=buffered,
                                              with_usage=not strip_usage)
@@ -254,33 +256,21 @@ class ProxyService:
             result.restorer = StreamRestorer(restore, operation)
         return Answer(result, headers)
 
-    async def _screened(
-        self, route: Route, operation: Operation, body: dict[str, Any], ctx: RequestContext,
-        principal: Principal | None,
-    ) -> tuple[dict[str, Any], Masking | None, tuple[OutputContract | ToolCalls, ...],
-               ToolCalls | None]:
-        """Before admission and any call: the answer's contracts (400 for an unusable
-        ``response_format``), the tools under the route's and key's permissions (403, or
-        stripped), then the route's input guards (400 ``content_blocked``, or masking). The
-        body to send, what was masked, the contracts, the tool check."""
-        contracts: tuple[OutputContract | ToolCalls, ...] = contracts_of(
-            route.settings, operation, body)
-        calls = None
-        if operation is Operation.CHAT and (route.settings.tools is not None or (
-                principal is not None and principal.tools is not None)):
-            body, calls = _tools(route.settings.tools, principal, body)
-            contracts = (*contracts, calls)
-        guards, masking = route.settings.guards, None
-        if guards is not None:
-            try:
-                body, masking = _guarded(guards, operation, body, ctx)
-            except ContentBlocked as exc:
-                if guards.review_blocked and self._reviews is not None:
-                    kept = masked(guards, operation, body)  # what it masks stays masked
-                    await self._reviews.hold_refused(route.settings, ctx, kept,
-                                                     f"content_blocked: {exc.rule}")
-                raise
-        return body, masking, contracts, calls
+    async def _guard_input(
+        self, guards: GuardSettings, route: Route, operation: Operation,
+        body: dict[str, Any], ctx: RequestContext,
+    ) -> tuple[dict[str, Any], Masking | None]:
+        """The route's input guards, before admission and any call: the body to send and
+        what was masked; 400 ``content_blocked``, held for a person first when the route
+        reviews what its guards block."""
+        try:
+            return _guarded(guards, operation, body, ctx)
+        except ContentBlocked as exc:
+            if guards.review_blocked and self._reviews is not None:
+                kept = masked(guards, operation, body)  # what it masks stays masked
+                await self._reviews.hold_refused(route.settings, ctx, kept,
+                                                 f"content_blocked: {exc.rule}")
+            raise
 
     async def _deliver(self, reply: UpstreamReply, route: Route, request: _Request,
                        review: ReviewSettings | None, *, restore: Masking | None,
@@ -402,7 +392,7 @@ class ProxyService:
     ) -> UpstreamReply | StreamRelay:
         ctx = request.ctx
         prompt = 0
-        if any(t.settings.context_window for t in route.targets):
+        if route.windows:
             prompt = estimate_tokens(request.body,
                                      embedding=request.operation is Operation.EMBEDDING)[0]
         loop = AttemptLoop(route, ctx, rng=self._rng, deadline=request.deadline,
@@ -569,6 +559,23 @@ def _settle_reply(
     ctx.usage = usage
     ctx.cost_usd = target.price.cost(usage)
     return usage
+
+
+def _contracted(route: Route, operation: Operation, body: dict[str, Any],
+                principal: Principal | None
+                ) -> tuple[dict[str, Any], tuple[OutputContract | ToolCalls, ...],
+                           ToolCalls | None]:
+    """Before admission and any call: the answer's contracts (400 for an unusable
+    ``response_format``) and the tools under the route's and key's permissions (403, or
+    stripped). The body to send, the contracts, the tool check."""
+    contracts: tuple[OutputContract | ToolCalls, ...] = contracts_of(
+        route.settings, operation, body)
+    calls = None
+    if operation is Operation.CHAT and (route.settings.tools is not None or (
+            principal is not None and principal.tools is not None)):
+        body, calls = _tools(route.settings.tools, principal, body)
+        contracts = (*contracts, calls)
+    return body, contracts, calls
 
 
 def _tools(route: ToolPolicy | None, principal: Principal | None, body: dict[str, Any]

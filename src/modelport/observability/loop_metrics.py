@@ -85,7 +85,8 @@ class _Family:
         return child
 
     def _only(self) -> Any:
-        return self.labels()
+        child = self._children.get(())
+        return self.labels() if child is None else child
 
     def clear(self) -> None:
         """Forget every labelled child (a gauge of things that may go away)."""
@@ -103,7 +104,7 @@ class Counter(_Family):
         return _Value()
 
     def inc(self, amount: float = 1.0) -> None:
-        self._only().inc(amount)
+        self._only().value += amount
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
@@ -114,7 +115,7 @@ class Counter(_Family):
 
 class Gauge(Counter):
     def dec(self, amount: float = 1.0) -> None:
-        self._only().dec(amount)
+        self._only().value -= amount
 
     def set(self, value: float) -> None:
         self._only().set(value)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import aiohttp
 
+from modelport import __version__
 from modelport.config.settings import ProviderSettings
 from modelport.errors import (
     UpstreamBadResponse,
@@ -19,6 +20,11 @@ from modelport.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+
+# Sent by every provider unless its config sets its own; naming Modelport rather than the
+# HTTP library lets an upstream's logs tell gateway traffic apart, and costs less per request
+# than aiohttp's skip_auto_headers.
+USER_AGENT = f"modelport/{__version__}"
 
 
 def new_session(settings: ProviderSettings) -> aiohttp.ClientSession:
@@ -34,7 +40,6 @@ def new_session(settings: ProviderSettings) -> aiohttp.ClientSession:
         connector=connector,
         timeout=timeout,
         auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
         raise_for_status=False,
     )
 

@@ -24,7 +24,7 @@ from modelport.errors import (
     UpstreamServerError,
 )
 from modelport.observability.tracing import Tracing
-from modelport.providers._http import new_session, translate_errors
+from modelport.providers._http import USER_AGENT, new_session, translate_errors
 from modelport.providers.base import UpstreamReply
 from modelport.providers.redaction import Redactor
 
@@ -41,7 +41,8 @@ class OpenAIProvider:
         self.name = settings.name
         self._settings = settings
         self._urls = {op: settings.base_url + path for op, path in _PATHS.items()}
-        headers = {"Content-Type": "application/json", **settings.headers}
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   **settings.headers}
         secret = settings.api_key.reveal() if settings.api_key else None
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
@@ -85,7 +86,8 @@ class OpenAIProvider:
                 payload = await resp.read()
                 status = resp.status
         if 200 <= status < 300:
-            return UpstreamReply(status, payload, resp.content_type or "application/json",
+            # a success must be a JSON object (``_document``): it is passed back as JSON
+            return UpstreamReply(status, payload, "application/json",
                                  self._document(status, payload))
         return self._client_error(status, payload, resp.headers.get("Retry-After"))
 

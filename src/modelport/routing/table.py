@@ -65,6 +65,7 @@ class Route:
     stable: tuple[Target, ...] = ()  # with a canary: the other targets
     stable_weights: tuple[float, ...] = ()
     shadow: Target | None = None  # where a share of its requests is copied to
+    windows: bool = False  # some target declares a context window (a prompt is measured)
 
     @property
     def name(self) -> str:
@@ -147,9 +148,10 @@ def _route(settings: RouteSettings, targets: tuple[Target, ...],
     """A route; with a canary target, its canary watches every target's attempts (the
     canary of ``before``, the route as it was, when it is the same one)."""
     weights = tuple(t.weight for t in settings.targets)
+    windows = any(t.settings.context_window for t in targets)
     found = [t for t in targets if t.settings.canary is not None]
     if not found:
-        return Route(settings, targets, weights)
+        return Route(settings, targets, weights, windows=windows)
     canary = before.canary if before is not None else None
     if canary is None or canary.target != found[0].label \
             or canary.settings != found[0].settings.canary:
@@ -157,7 +159,7 @@ def _route(settings: RouteSettings, targets: tuple[Target, ...],
     watched = tuple(replace(t, watch=canary, is_canary=t is found[0]) for t in targets)
     stable = tuple(t for t in watched if not t.is_canary)
     return Route(settings, watched, weights, canary, stable,
-                 tuple(t.settings.weight for t in stable))
+                 tuple(t.settings.weight for t in stable), windows=windows)
 
 
 class RouteTable:
