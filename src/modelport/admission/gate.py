@@ -206,6 +206,15 @@ class Gate:
         ``deadline`` is an absolute time on the gate's clock after which the caller gives up;
         it bounds the wait in the queue only. Raises ``OverShare`` or ``Overloaded``.
         """
+        slot = self.take(priority)
+        if slot is not None:
+            return slot
+        return await self._wait(priority, tenant, deadline)
+
+    def take(self, priority: int = 0) -> Slot | None:
+        """A slot at once if one is free and no one waits (a background caller's: if one is
+        spare, else ``Overloaded``); None when the caller must wait for one (``acquire``).
+        The request path tries this first: no coroutine when the slot is there."""
         if priority < 0 and self._cap is not None:
             return self._spare()
         if not self._queued and (self._cap is None or self._in_flight < self._cap):
@@ -214,7 +223,7 @@ class Gate:
             if self._cap is not None:
                 self._seen(now)
             return Slot(self, now)
-        return await self._wait(priority, tenant, deadline)
+        return None
 
     def _seen(self, now: float) -> None:
         """Note how many foreground slots are held, for the background's reserve."""

@@ -74,9 +74,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         # Pinned: the whole request is served by the config version in force now.
-        state = scope["state"]
-        services = state[LIVE_KEY].current
-        scope["state"] = {**state, STATE_KEY: services}
+        services = scope[STATE_KEY] = scope["state"][LIVE_KEY].current
         generation = services.generation
         incoming = header(scope, b"x-request-id")
         bad_id = incoming is not None and incoming != b"" and not _valid_request_id(incoming)

@@ -27,6 +27,7 @@ from modelport.errors import UnsupportedMediaType, UntrustedOrigin
 
 _MULTIPART = b"multipart/form-data"
 _SIMPLE_TYPES = (b"text/plain", b"application/x-www-form-urlencoded", _MULTIPART)
+_JSON_MEDIA = b"application/json"  # the usual content type, passed without parsing
 FILES_PATH = "/v1/files"
 _CACHE_LIMIT = 256
 
@@ -78,7 +79,8 @@ class OriginGuard:
                 raise UntrustedOrigin(
                     "In open mode this gateway answers web pages from this machine only; "
                     "set an admin key and use keys to call it from elsewhere.")
-        elif (media := header(scope, b"content-type")) is not None:
+        elif (media := header(scope, b"content-type")) is not None \
+                and media != _JSON_MEDIA:
             kind = media.split(b";", 1)[0].strip().lower()
             # no Origin: a browser too old to send one could be posting across sites. The
             # one form accepted is a file upload (the Files API is multipart by design): a

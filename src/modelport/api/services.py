@@ -318,5 +318,5 @@ class Live:
 
 
 def services_of(scope: Mapping[str, Any]) -> Services:
-    services: Services = scope["state"][STATE_KEY]
+    services: Services = scope[STATE_KEY]  # pinned by the request middleware
     return services

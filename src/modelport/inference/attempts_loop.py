@@ -149,7 +149,7 @@ class AttemptLoop:
                 break
             try:
                 if self._tracing is None:
-                    slot = await target.gate.acquire(
+                    slot = target.gate.take(self._priority) or await target.gate.acquire(
                         priority=self._priority, tenant=self._tenant, deadline=self._deadline)
                 else:
                     slot = await self._traced_acquire(self._tracing, target)

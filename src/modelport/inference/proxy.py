@@ -74,6 +74,7 @@ _CAPTURE_LIMIT = 64 * 1024
 COST_HEADER = b"x-modelport-cost-usd"
 ATTEMPTS_HEADER = b"x-modelport-attempts"
 PROMPT_HEADER = b"x-modelport-prompt-version"
+_ATTEMPTS = tuple((ATTEMPTS_HEADER, str(n).encode()) for n in range(16))  # made once
 
 
 class Answer:
@@ -238,7 +239,9 @@ class ProxyService:
             raise
         finally:
             request.give_back_ticket()  # no attempt answered: nothing was served
-        headers.append((ATTEMPTS_HEADER, str(len(ctx.attempts)).encode()))
+        attempts = len(ctx.attempts)
+        headers.append(_ATTEMPTS[attempts] if attempts < len(_ATTEMPTS)
+                       else (ATTEMPTS_HEADER, str(attempts).encode()))
         served = request.served
         if served is not None and served.settings.catalogue is not None:
             headers.extend(served.settings.catalogue.lifecycle_headers(time.time()))
