@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import httpx
 
+from modelport import __version__
+from modelport.api.app import GC_THRESHOLDS
 from tests.conftest import UPSTREAM_KEY
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway import InProcessGateway, basic_config, start_gateway
@@ -150,3 +153,40 @@ def test_a_prompt_too_long_for_every_target_is_a_400_without_calling_any(
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     assert short.status_code == 200
     assert len(upstream.requests) == 1
+
+
+def test_providers_are_called_with_modelports_user_agent_unless_configured(
+    tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str
+) -> None:
+    gw = start_gateway(tmp_path, basic_config(upstream.base_url, sqlite_url), env)
+    try:
+        assert httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT).status_code == 200
+    finally:
+        gw.stop()
+    assert user_agent(upstream) == [f"modelport/{__version__}"]
+
+    config = basic_config(upstream.base_url, sqlite_url)
+    config["providers"]["upstream-a"]["headers"] = {"user-agent": "acme-gateway/2"}
+    gw = start_gateway(tmp_path, config, env)
+    try:
+        assert httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT).status_code == 200
+    finally:
+        gw.stop()
+    assert user_agent(upstream) == ["acme-gateway/2"]
+
+
+def user_agent(upstream: FakeUpstream) -> list[str]:
+    """Every User-Agent the last request upstream carried, whatever its case."""
+    return [v for k, v in upstream.requests[-1].headers.items() if k.lower() == "user-agent"]
+
+
+def test_the_collector_runs_less_often_while_the_app_serves(
+    tmp_path: Path, upstream: FakeUpstream, env: dict[str, str], sqlite_url: str
+) -> None:
+    before = gc.get_threshold()
+    gw = start_gateway(tmp_path, basic_config(upstream.base_url, sqlite_url), env)
+    try:
+        assert gc.get_threshold() == GC_THRESHOLDS != before
+    finally:
+        gw.stop()
+    assert gc.get_threshold() == before

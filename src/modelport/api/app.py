@@ -81,9 +81,9 @@ def create_app(
             gc.freeze()
             # A request makes and drops a few thousand objects, nearly all freed by their
             # reference counts; at the default threshold (700) the collector ran about twice
-            # a request, each time scanning the requests in flight, a sixth of the CPU a
-            # request costs. At this one it runs every few requests; the cycles it finds
-            # wait a little longer (bench/results: ab-one-path-gc).
+            # a request, each time walking the requests in flight: some 7% of a request's
+            # instructions. At this one it runs every few requests; the cycles it finds
+            # wait a little longer (docs/architecture.md, "The path of a request").
             thresholds = gc.get_threshold()
             gc.set_threshold(*GC_THRESHOLDS)
             try:

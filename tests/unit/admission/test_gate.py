@@ -525,3 +525,16 @@ async def test_without_a_cap_background_goes_in_like_anyone() -> None:
     assert g.in_flight == 50
     for slot in slots:
         slot.release()
+
+
+async def test_take_hands_out_a_free_slot_at_once_and_none_when_the_caller_must_wait() -> None:
+    g = gate(max_concurrency=1)
+    slot = g.take()
+    assert isinstance(slot, Slot) and g.in_flight == 1
+    assert g.take() is None  # full: acquire() would queue
+    slot.release()
+    assert g.in_flight == 0
+    assert isinstance(g.take(), Slot)
+    with pytest.raises(Overloaded):
+        g.take(BACKGROUND)  # no spare slot for the background: refused, never queued
+    assert isinstance(gate(max_concurrency=None).take(BACKGROUND), Slot)

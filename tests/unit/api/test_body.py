@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from modelport.api.body import read_body
+from modelport.api.body import header, read_body
 from modelport.errors import ClientDisconnected, PayloadTooLarge, RequestError
 
 
@@ -78,3 +78,11 @@ async def test_disconnect_while_reading_raises_client_disconnected() -> None:
 
 async def test_empty_body_reads_as_empty_bytes() -> None:
     assert await read_body(scope(), Receive(body(b"")), limit=100) == b""
+
+
+def test_a_repeated_header_reads_as_its_first_value() -> None:
+    request = {"type": "http", "headers": [(b"x-priority", b"batch"), (b"x-priority", b"x"),
+                                           (b"authorization", b"Bearer a")]}
+    assert header(request, b"x-priority") == b"batch"
+    assert header(request, b"authorization") == b"Bearer a"
+    assert header(request, b"prefer") is None
