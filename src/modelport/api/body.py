@@ -54,17 +54,22 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def header(scope: Scope, name: bytes) -> bytes | None:
-    """The first value of a request header (``name`` in lower case). The first call of a
-    request indexes its headers by name (in C, one pass), so later ones are a dict lookup."""
+def headers_of(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by name (in lower case), each its first value: indexed on the
+    first call of a request (in C, one pass), so later lookups are dict reads."""
     table: dict[bytes, bytes] | None = scope.get(HEADERS_KEY)
     if table is None:
         table = scope[HEADERS_KEY] = dict(reversed(scope["headers"]))  # the first one wins
-    return table.get(name)
+    return table
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header (``name`` in lower case)."""
+    return headers_of(scope).get(name)
 
 
 def _content_length(scope: Scope) -> int | None:
-    value = header(scope, b"content-length")
+    value = headers_of(scope).get(b"content-length")
     if value is None:
         return None
     try:

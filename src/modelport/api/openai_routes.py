@@ -15,6 +15,7 @@ from starlette.routing import Route
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.body import (
     header,
+    headers_of,
     prefers_async,
     read_body,
     request_priority,
@@ -43,22 +44,23 @@ class InferenceEndpoint:
         services = services_of(scope)
         ctx = scope[CTX_KEY]
         ctx.recorded = True  # an inference use case: recorded from here on, a refusal too
+        asked = headers_of(scope)  # the request's headers
         principal = None
         if services.access.auth_required:
-            principal = services.access.authenticate(header(scope, b"authorization"))
+            principal = services.access.authenticate(asked.get(b"authorization"))
             ctx.key_id = principal.key_id if principal is not None else None
-        timeout_s = request_timeout(header(scope, b"x-request-timeout"))
-        priority = request_priority(header(scope, b"x-priority"))
+        timeout_s = request_timeout(asked.get(b"x-request-timeout"))
+        priority = request_priority(asked.get(b"x-priority"))
         if principal is not None:
             priority = min(priority, principal.priority)  # a key may lower it, never raise
         raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
         body = parse_body(raw)
-        if prefers_async(header(scope, b"prefer")):
+        if prefers_async(asked.get(b"prefer")):
             await _queue(services, scope, self.operation, body, principal, send)
             ctx.recorded = False  # recorded when it runs, as its job's line
             return
 
-        idempotency_key = header(scope, b"idempotency-key")
+        idempotency_key = asked.get(b"idempotency-key")
         if idempotency_key is not None and body.get("stream") is not True:
 
             async def serve() -> Answer:

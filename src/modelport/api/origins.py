@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from modelport.api.body import header
+from modelport.api.body import headers_of
 from modelport.config.settings import Settings
 from modelport.errors import UnsupportedMediaType, UntrustedOrigin
 
@@ -66,20 +66,21 @@ class OriginGuard:
         return cls(settings.server.allowed_hosts, open_mode=open_mode)
 
     def check(self, scope: Any) -> None:
-        host = header(scope, b"host")
+        headers = headers_of(scope)
+        host = headers.get(b"host")
         if host is not None and not self._trusted(host, origin=False):
             raise UntrustedOrigin(
                 "This gateway does not serve the host named in the request. Call it by a "
                 "loopback address or a host listed in server.allowed_hosts.")
         if not self._check_origin:
             return
-        origin = header(scope, b"origin")
+        origin = headers.get(b"origin")
         if origin is not None:
             if not self._trusted(origin, origin=True):
                 raise UntrustedOrigin(
                     "In open mode this gateway answers web pages from this machine only; "
                     "set an admin key and use keys to call it from elsewhere.")
-        elif (media := header(scope, b"content-type")) is not None \
+        elif (media := headers.get(b"content-type")) is not None \
                 and media != _JSON_MEDIA:
             kind = media.split(b";", 1)[0].strip().lower()
             # no Origin: a browser too old to send one could be posting across sites. The

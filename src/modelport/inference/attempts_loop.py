@@ -55,6 +55,18 @@ class Outcome(Generic[R]):
 
 
 class AttemptLoop:
+    # What a request learns as it goes, at its start value until it does (class defaults:
+    # one loop is made per request, and most requests change none of them).
+    switched: Switch | None = None  # a target was skipped: a switch took it out
+    retired: CatalogueModel | None = None  # a target was skipped: its model retired
+    last_error: ModelportError | None = None
+    last_reply: UpstreamReply | None = None
+    policy_refusal = False
+    too_long = False  # some target was skipped only because the prompt is too long
+    _pos = 0
+    _min_window: float = 0.0
+    _stream = False
+
     def __init__(
         self,
         route: Route,
@@ -70,8 +82,6 @@ class AttemptLoop:
         caller: str | None = None,
     ) -> None:
         self._switches = switches if switches is not None and switches.targets_off else None
-        self.switched: Switch | None = None  # a target was skipped: a switch took it out
-        self.retired: CatalogueModel | None = None  # a target was skipped: its model retired
         self._route = route
         self._tracing = tracing
         self._ctx = ctx
@@ -81,16 +91,9 @@ class AttemptLoop:
         self._priority = priority
         self._tenant = tenant
         self._plan = route.plan(rng, caller)
-        self._pos = 0
-        self._min_window: float = 0.0
         # targets that cannot help this request again: they refused its credential, its
         # length or its content, which no retry changes
         self._excluded: set[str] = set()
-        self.last_error: ModelportError | None = None
-        self.last_reply: UpstreamReply | None = None
-        self.policy_refusal = False
-        self.too_long = False  # some target was skipped only because the prompt is too long
-        self._stream = False
         # per target: (failures in this request, when the last one happened, its error)
         self._failed: dict[str, tuple[int, float, ModelportError]] = {}
 
