@@ -10,15 +10,21 @@ no bodies unless the route captures them.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelport.core.operation import Operation
 from modelport.core.usage import Usage
 
 
+@dataclass(slots=True)
 class RequestContext:
-    # Every fact starts at its class default and is set on the instance once known: one
-    # context is made per request, and most of its facts stay at their defaults.
+    request_id: str
+    method: str
+    path: str
+    client: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    created_at: float = field(default_factory=time.time)
     recorded: bool = False  # an inference use case: the recorder takes it, refusals included
     operation: Operation | None = None  # set once the request is admitted to a route or model
     model_version: str | None = None  # when the use case knows it (a tensor model's version)
@@ -41,29 +47,13 @@ class RequestContext:
     key_id: str | None = None
     environment: str | None = None
     cost_usd: float | None = None
+    # headers the HTTP surface's own pages add (admin, dashboard); the inference use cases
+    # return theirs with their answer (or on their error) instead
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    attempts: list[Any] = field(default_factory=list)  # inference.attempts.Attempt records
+    chunk_gaps: list[float] = field(default_factory=list)  # seconds between stream chunks
     queue_s: float = 0.0  # time spent waiting for a target's admission slot
     batch_id: str | None = None  # a batch line's request: its batch
-
-    def __init__(self, request_id: str, method: str, path: str, client: str = "", *,
-                 recorded: bool = False, batch_id: str | None = None,
-                 key_id: str | None = None) -> None:
-        self.request_id = request_id
-        self.method = method
-        self.path = path
-        self.client = client
-        self.started = time.perf_counter()
-        self.created_at = time.time()
-        if recorded:
-            self.recorded = True
-        if batch_id is not None:
-            self.batch_id = batch_id
-        if key_id is not None:
-            self.key_id = key_id
-        # headers the HTTP surface's own pages add (admin, dashboard); the inference use
-        # cases return theirs with their answer (or on their error) instead
-        self.response_headers: list[tuple[bytes, bytes]] = []
-        self.attempts: list[Any] = []  # inference.attempts.Attempt records
-        self.chunk_gaps: list[float] = []  # seconds between stream chunks
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
