@@ -133,7 +133,8 @@ class AttemptLoop:
         caller to end once it knows how the answer went (a stream: when it is over); every
         failed attempt has ended here. ``stream``: the call opens a stream, so the wait for
         its first byte is idle time too."""
-        self._stream = stream
+        if stream:
+            self._stream = True
         settings = self._route.settings
         max_calls = settings.retries + 1
         calls = 0

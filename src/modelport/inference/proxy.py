@@ -120,7 +120,8 @@ class ProxyService:
     ) -> _Admitted:
         """Authorise (403), follow a kill switch, put the route's prompt before the
         request, then take limit slots and reserve budget (429)."""
-        self._access.authorize(principal, route.settings)
+        if principal is not None:  # open mode: everyone may call every route
+            self._access.authorize(principal, route.settings)
         if self._switches.any_off:
             switch = self._switches.for_request(
                 route.name, principal.key_id if principal is not None else None)
@@ -182,14 +183,17 @@ class ProxyService:
         ctx.operation = operation
         stream = wants_stream(body)
         route = self._routes.get(requested_route(body))
-        ctx.route = route.name
+        ctx.route = route.settings.name
         ctx.target = route.targets[0].label
         if stream and not operation.streamable:
             raise UnsupportedOperation(
                 f"Streaming is not available for {operation.value} requests.", param="stream"
             )
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
-        body, contracts, calls = _contracted(route, operation, body, principal)
+        contracts: tuple[OutputContract | ToolCalls, ...] = ()
+        calls = None
+        if _checks_answers(route, body, principal):
+            body, contracts, calls = _contracted(route, operation, body, principal)
         guards, masking = route.settings.guards, None
         if guards is not None:
             body, masking = await self._guard_input(guards, route, operation, body, ctx)
@@ -432,7 +436,8 @@ class ProxyService:
                     else:
                         end.refuse()  # a client error, passed back: the target is healthy
                 finally:
-                    end.abandon()  # ends it only if the lines above did not
+                    if end.ended is None:  # the lines above did not end it
+                        end.abandon()
                 return reply
         return await self._fall_back(route, request, visited, loop)
 
@@ -562,6 +567,14 @@ def _settle_reply(
     ctx.usage = usage
     ctx.cost_usd = target.price.cost(usage)
     return usage
+
+
+def _checks_answers(route: Route, body: dict[str, Any], principal: Principal | None) -> bool:
+    """Whether a contract or a tool policy may apply to this request at all (most requests:
+    no, and ``_contracted`` is not called)."""
+    settings = route.settings
+    return settings.output is not None or settings.tools is not None or "response_format" in body \
+        or (principal is not None and principal.tools is not None)
 
 
 def _contracted(route: Route, operation: Operation, body: dict[str, Any],
