@@ -217,11 +217,13 @@ class Gate:
         The request path tries this first: no coroutine when the slot is there."""
         if priority < 0 and self._cap is not None:
             return self._spare()
-        if not self._queued and (self._cap is None or self._in_flight < self._cap):
+        if self._cap is None:  # no cap: nothing waits, and no wait is estimated
+            self._in_flight += 1
+            return Slot(self, 0.0)
+        if not self._queued and self._in_flight < self._cap:
             self._in_flight += 1
             now = self._clock()
-            if self._cap is not None:
-                self._seen(now)
+            self._seen(now)
             return Slot(self, now)
         return None
 
@@ -306,6 +308,9 @@ class Gate:
                 waiter.future.set_result(None)
 
     def _release(self, acquired_at: float, *, record: bool, background: bool = False) -> None:
+        if self._cap is None:  # no cap: no one waits, no hold time is needed
+            self._in_flight -= 1
+            return
         now = self._clock()
         if background:
             self._background -= 1

@@ -7,6 +7,7 @@ from modelport.errors import ClientDisconnected, PayloadTooLarge, RequestError
 from modelport.policy.keys import PRIORITIES
 
 _PRIORITIES = {name.encode(): value for name, value in PRIORITIES.items()}  # X-Priority
+DEFAULT_PRIORITY = PRIORITIES["interactive"]  # a request that sends no X-Priority
 HEADERS_KEY = "modelport.headers"  # the request's headers by name, built once per request
 
 
@@ -26,7 +27,7 @@ def request_timeout(value: bytes | None) -> float | None:
 
 def request_priority(value: bytes | None) -> int:
     if value is None:
-        return 1
+        return DEFAULT_PRIORITY
     priority = _PRIORITIES.get(value.strip().lower())
     if priority is None:
         raise RequestError("X-Priority must be 'interactive' or 'batch'.", param="X-Priority")

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from modelport.api.body import header
+from modelport.api.body import headers_of
 from modelport.api.origins import OriginGuard
 from modelport.api.services import LIVE_KEY, STATE_KEY, Services
 from modelport.core.context import RequestContext
@@ -76,7 +76,7 @@ class RequestMiddleware:
         # Pinned: the whole request is served by the config version in force now.
         services = scope[STATE_KEY] = scope["state"][LIVE_KEY].current
         generation = services.generation
-        incoming = header(scope, b"x-request-id")
+        incoming = headers_of(scope).get(b"x-request-id")
         bad_id = incoming is not None and incoming != b"" and not _valid_request_id(incoming)
         request_id = incoming.decode() if incoming and not bad_id else self.new_request_id()
         client = scope.get("client")
@@ -110,7 +110,7 @@ class RequestMiddleware:
                     headers.extend(ctx.response_headers)
             return send(message)  # type: ignore[no-any-return]
 
-        in_flight = services.metrics.in_flight
+        in_flight = services.metrics.in_flight_now
         in_flight.inc()
         generation.in_flight += 1
         try:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.body import (
+    DEFAULT_PRIORITY,
     header,
     headers_of,
     prefers_async,
@@ -49,13 +50,16 @@ class InferenceEndpoint:
         if services.access.auth_required:
             principal = services.access.authenticate(asked.get(b"authorization"))
             ctx.key_id = principal.key_id if principal is not None else None
-        timeout_s = request_timeout(asked.get(b"x-request-timeout"))
-        priority = request_priority(asked.get(b"x-priority"))
+        value = asked.get(b"x-request-timeout")
+        timeout_s = None if value is None else request_timeout(value)
+        value = asked.get(b"x-priority")
+        priority = DEFAULT_PRIORITY if value is None else request_priority(value)
         if principal is not None:
             priority = min(priority, principal.priority)  # a key may lower it, never raise
         raw = await read_body(scope, receive, services.settings.server.max_body_bytes)
         body = parse_body(raw)
-        if prefers_async(asked.get(b"prefer")):
+        value = asked.get(b"prefer")
+        if value is not None and prefers_async(value):
             await _queue(services, scope, self.operation, body, principal, send)
             ctx.recorded = False  # recorded when it runs, as its job's line
             return

@@ -53,7 +53,8 @@ class AttemptEnd:
     def succeed(self, usage: Usage | None = None, cost_usd: float | None = None) -> None:
         if self._end("succeeded", ok=True):
             self.target.breaker.record_success()
-            self._settle(usage, cost_usd, served=True)
+            if self._ticket is not None:
+                self._settle(usage, cost_usd, served=True)
 
     def refuse(self) -> None:
         if self._end("refused", ok=True):

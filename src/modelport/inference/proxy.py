@@ -242,7 +242,8 @@ class ProxyService:
                            ATTEMPTS_HEADER.decode(): str(len(ctx.attempts)), **exc.headers}
             raise
         finally:
-            request.give_back_ticket()  # no attempt answered: nothing was served
+            if request.ticket is not None:  # no attempt answered: nothing was served
+                request.give_back_ticket()
         attempts = len(ctx.attempts)
         headers.append(_ATTEMPTS[attempts] if attempts < len(_ATTEMPTS)
                        else (ATTEMPTS_HEADER, str(attempts).encode()))
@@ -428,10 +429,11 @@ class ProxyService:
             if sent is not None:
                 end, reply = sent.end, sent.result
                 request.served = end.target
-                end.take_ticket(request.hand_over_ticket())
+                if request.ticket is not None:
+                    end.take_ticket(request.hand_over_ticket())
                 try:
                     if reply.ok:
-                        usage = _settle_reply(ctx, reply, sent.target, request)
+                        usage = _settle_reply(ctx, reply, end.target, request)
                         end.succeed(usage, ctx.cost_usd)
                     else:
                         end.refuse()  # a client error, passed back: the target is healthy

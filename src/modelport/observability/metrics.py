@@ -235,6 +235,7 @@ class Metrics:
         self.in_flight = Gauge(
             "modelport_requests_in_flight", "Requests being served now.", registry=r
         )
+        self.in_flight_now = self.in_flight.labels()  # its one value, updated per request
         self.ledger_written = Counter(
             "modelport_ledger_written", "Ledger records written to the store.", registry=r
         )
