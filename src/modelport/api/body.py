@@ -35,7 +35,8 @@ def request_priority(value: bytes | None) -> int:
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    declared = _content_length(scope)
+    length = headers_of(scope).get(b"content-length")
+    declared = None if length is None else _content_length(length)
     if declared is not None and declared > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
@@ -69,10 +70,7 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return headers_of(scope).get(name)
 
 
-def _content_length(scope: Scope) -> int | None:
-    value = headers_of(scope).get(b"content-length")
-    if value is None:
-        return None
+def _content_length(value: bytes) -> int:
     try:
         return int(value)
     except ValueError:

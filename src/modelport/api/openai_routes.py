@@ -24,7 +24,7 @@ from modelport.api.body import (
 )
 from modelport.api.middleware import CTX_KEY
 from modelport.api.responses import send_bytes, send_json, send_stream
-from modelport.api.services import Services, services_of
+from modelport.api.services import STATE_KEY, Services, services_of
 from modelport.batch.output import job_object
 from modelport.core.context import RequestContext
 from modelport.core.operation import Operation
@@ -42,7 +42,7 @@ class InferenceEndpoint:
         self.operation = operation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        services = services_of(scope)
+        services: Services = scope[STATE_KEY]  # services_of(scope), without the call
         ctx = scope[CTX_KEY]
         ctx.recorded = True  # an inference use case: recorded from here on, a refusal too
         asked = headers_of(scope)  # the request's headers

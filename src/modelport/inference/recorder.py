@@ -121,7 +121,10 @@ class Recorder:
         overhead = latency - ctx.upstream_s
         if overhead < 0.0:
             overhead = 0.0
-        series = self._series_for(ctx)
+        series = self._series.get(
+            (ctx.route, ctx.target, ctx.status, ctx.environment, ctx.error_code))
+        if series is None:
+            series = self._series_for(ctx)
         series.requests.inc()
         if ctx.prompt_version is not None:
             self._metrics.prompt_requests.labels(
@@ -136,7 +139,10 @@ class Recorder:
             series.gaps.observe(gap)
         if ctx.operation is not None:
             recent = self._recent
-            recent[ctx.request_id] = (ctx.key_id, ctx.route, self.model_version(ctx))
+            version = ctx.model_version  # self.model_version(ctx), without the call
+            if version is None:
+                version = self._versions.get((ctx.route, ctx.target))  # type: ignore[arg-type]
+            recent[ctx.request_id] = (ctx.key_id, ctx.route, version)
             if len(recent) > RECENT:
                 recent.popitem(last=False)
         series.duration.observe(latency)

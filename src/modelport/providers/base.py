@@ -46,7 +46,7 @@ class UpstreamReply:
 
     def usage(self) -> Usage | None:
         """The ``usage`` object it reports, if any."""
-        parsed = self.parsed()
+        parsed = self.document if self.document is not None else self.parsed()
         return Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
 
 
