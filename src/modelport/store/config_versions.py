@@ -68,16 +68,16 @@ class ConfigVersionStore(KeyStore):
 
     def find(self, ref: str) -> ConfigVersionRow | None:
         """A version by its number (``12``) or by its hash (the latest application of it;
-        a prefix of at least 6 characters will do)."""
+        a prefix of at least 6 characters will do). A hash is hexadecimal, so a prefix may be
+        all digits: a number that names no version is then tried as one."""
         with self._connection() as conn:
-            if ref.isdecimal():
+            row = None
+            if ref.isdecimal() and len(ref) < 10:  # fits the id column
                 row = conn.execute(select(config_versions)
                                    .where(config_versions.c.id == int(ref))).first()
-            elif len(ref) >= 6:
+            if row is None and len(ref) >= 6:
                 row = conn.execute(select(config_versions)
                                    .where(config_versions.c.config_version.startswith(
                                        ref.lower(), autoescape=True))
                                    .order_by(config_versions.c.id.desc()).limit(1)).first()
-            else:
-                row = None
             return None if row is None else _row(row)

@@ -43,3 +43,13 @@ def test_versions_are_numbered_kept_whole_and_audited(store: ConfigVersionStore)
     assert third.restores == first.id
     actions = [e.action for e in store.audit_entries()]
     assert actions == ["config.rollback", "config.apply", "config.start"]
+
+
+def test_a_hash_prefix_of_digits_alone_is_found_when_no_version_has_that_number(
+    store: ConfigVersionStore,
+) -> None:
+    first = store.record(config_version="20240612abcd", text="routes: {}\n", action="start",
+                         source="modelport.yaml", reason="", actor="modelport", client=None)
+    assert store.find("20240612") == first  # no version 20240612: the hash's prefix
+    assert store.find(str(first.id)) == first  # a number that names a version stays one
+    assert store.find("9" * 30) is None  # too long for a number, and no hash starts so
