@@ -92,7 +92,11 @@ class Slot:
         if self._released:
             return
         self._released = True
-        self._gate._release(self._acquired_at, record=True, background=self._background)
+        gate = self._gate
+        if gate._cap is None:  # gate._release(...), without the call: no one waits
+            gate._in_flight -= 1
+        else:
+            gate._release(self._acquired_at, record=True, background=self._background)
 
     def _pass_on(self) -> None:
         """Give back a slot its waiter never used; its hold time means nothing."""

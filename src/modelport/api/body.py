@@ -35,10 +35,14 @@ def request_priority(value: bytes | None) -> int:
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    length = headers_of(scope).get(b"content-length")
-    declared = None if length is None else _content_length(length)
-    if declared is not None and declared > limit:
-        raise _too_large(limit)
+    length = (scope.get(HEADERS_KEY) or headers_of(scope)).get(b"content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise RequestError("Content-Length is not a number.") from None
+        if declared > limit:
+            raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -68,13 +72,6 @@ def headers_of(scope: Scope) -> dict[bytes, bytes]:
 def header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of a request header (``name`` in lower case)."""
     return headers_of(scope).get(name)
-
-
-def _content_length(value: bytes) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise RequestError("Content-Length is not a number.") from None
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -56,7 +56,7 @@ class RequestIds:
         self._bits = random.Random(os.urandom(32)).getrandbits
 
     def __call__(self) -> str:
-        return f"{int(time.time() * 1000):012x}{self._bits(80):020x}"
+        return ((int(time.time() * 1000) << 80) | self._bits(80)).to_bytes(16).hex()
 
 
 def _valid_request_id(value: bytes) -> bool:
@@ -111,7 +111,7 @@ class RequestMiddleware:
             return send(message)  # type: ignore[no-any-return]
 
         in_flight = services.metrics.in_flight_now
-        in_flight.inc()
+        in_flight.value += 1.0  # a loop_metrics gauge: a number, updated without a call
         generation.in_flight += 1
         try:
             if bad_id:
@@ -133,7 +133,7 @@ class RequestMiddleware:
             log.exception("unhandled error", extra={"request_id": request_id})
             await self._render(InternalError(request_id), ctx, send_with_headers)
         finally:
-            in_flight.dec()
+            in_flight.value -= 1.0
             generation.in_flight -= 1
             if span is None:
                 if ctx.recorded:  # an inference use case, answered or refused

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from modelport.api.asgi import AsgiEndpoint, Receive, Scope, Send
 from modelport.api.body import (
     DEFAULT_PRIORITY,
+    HEADERS_KEY,
     header,
     headers_of,
     prefers_async,
@@ -23,7 +24,7 @@ from modelport.api.body import (
     request_timeout,
 )
 from modelport.api.middleware import CTX_KEY
-from modelport.api.responses import send_bytes, send_json, send_stream
+from modelport.api.responses import response_start, send_bytes, send_json, send_stream
 from modelport.api.services import STATE_KEY, Services, services_of
 from modelport.batch.output import job_object
 from modelport.core.context import RequestContext
@@ -45,7 +46,7 @@ class InferenceEndpoint:
         services: Services = scope[STATE_KEY]  # services_of(scope), without the call
         ctx = scope[CTX_KEY]
         ctx.recorded = True  # an inference use case: recorded from here on, a refusal too
-        asked = headers_of(scope)  # the request's headers
+        asked = scope.get(HEADERS_KEY) or headers_of(scope)  # the request's headers
         principal = None
         if services.access.auth_required:
             principal = services.access.authenticate(asked.get(b"authorization"))
@@ -81,9 +82,10 @@ class InferenceEndpoint:
                                            timeout_s=timeout_s, priority=priority,
                                            client_headers=scope["headers"])
         result = answer.result
-        if isinstance(result, UpstreamReply):
-            await send_bytes(send, result.status, result.body, result.content_type,
-                             answer.headers)
+        if isinstance(result, UpstreamReply):  # send_bytes(...), inline
+            await send(response_start(result.status, result.body, result.content_type,
+                                      answer.headers))
+            await send({"type": "http.response.body", "body": result.body})
         else:
             await send_stream(result, ctx, receive, send, answer.headers)
 

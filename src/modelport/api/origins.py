@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from modelport.api.body import headers_of
+from modelport.api.body import HEADERS_KEY, headers_of
 from modelport.config.settings import Settings
 from modelport.errors import UnsupportedMediaType, UntrustedOrigin
 
@@ -66,9 +66,11 @@ class OriginGuard:
         return cls(settings.server.allowed_hosts, open_mode=open_mode)
 
     def check(self, scope: Any) -> None:
-        headers = headers_of(scope)
+        headers = scope.get(HEADERS_KEY) or headers_of(scope)
         host = headers.get(b"host")
-        if host is not None and not self._trusted(host, origin=False):
+        # the verdict on a host seen before is read here, without a call
+        if host is not None and not (self._verdicts.get(host)
+                                     or self._trusted(host, origin=False)):
             raise UntrustedOrigin(
                 "This gateway does not serve the host named in the request. Call it by a "
                 "loopback address or a host listed in server.allowed_hosts.")

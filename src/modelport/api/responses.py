@@ -16,6 +16,7 @@ import orjson
 from modelport.core.context import RequestContext
 from modelport.inference.relay import StreamRelay
 
+_JSON = b"application/json"
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -25,18 +26,24 @@ _SSE_HEADERS = [
 
 async def send_bytes(send: Any, status: int, body: bytes, content_type: str,
                      headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
+    await send(response_start(status, body, content_type, headers))
     await send({"type": "http.response.body", "body": body})
+
+
+def response_start(status: int, body: bytes, content_type: str,
+                   headers: Sequence[tuple[bytes, bytes]] = ()) -> dict[str, Any]:
+    """The ``http.response.start`` message of a whole reply (``send_bytes``' first; sent
+    by the inference endpoint itself, a coroutine less on every request)."""
+    return {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", _JSON if content_type == "application/json"
+             else content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+    }
 
 
 async def send_json(send: Any, payload: Any, status: int = 200) -> None:

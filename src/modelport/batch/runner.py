@@ -292,7 +292,7 @@ class BatchRunner:
 
     async def _finish(self, serving: Serving, line: LeasedLine, ctx: RequestContext, *,
                       ok: bool, kept: str) -> None:
-        await self._keep(line, ok=ok, kept=kept, record=serving.recorder.finish_kept(ctx))
+        await self._keep(line, ok=ok, kept=kept, record=serving.recorder.finish(ctx, keep=True))
 
     async def _keep(self, line: LeasedLine, *, ok: bool, kept: str,
                     record: LedgerRecord | None) -> None:

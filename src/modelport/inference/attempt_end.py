@@ -24,7 +24,7 @@ stream to the relay, which ends it when the stream does.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from modelport.core.context import RequestContext
 from modelport.core.usage import Usage
@@ -34,16 +34,24 @@ if TYPE_CHECKING:
     from modelport.policy.access import Ticket
     from modelport.routing.table import Target
 
+R = TypeVar("R")
 
-class AttemptEnd:
-    __slots__ = ("_ctx", "_slot", "_started", "_ticket", "ended", "target")
 
-    def __init__(self, target: Target, slot: Slot, ctx: RequestContext) -> None:
+class AttemptEnd(Generic[R]):
+    """``result``: what the attempt answered with, once it answered (the attempt loop's
+    outcome is its end: one object per attempt)."""
+
+    __slots__ = ("_ctx", "_slot", "_started", "_ticket", "ended", "result", "target")
+    result: R  # set by the attempt loop when the attempt answers
+
+    def __init__(self, target: Target, slot: Slot, ctx: RequestContext,
+                 started: float | None = None) -> None:
+        """``started``: when the attempt began, on ``time.perf_counter``'s clock (now)."""
         self.target = target
         self._slot = slot
         self._ctx = ctx
         self._ticket: Ticket | None = None
-        self._started = time.perf_counter()
+        self._started = time.perf_counter() if started is None else started
         self.ended: str | None = None  # how it ended: "succeeded", "refused", "failed", ...
 
     def take_ticket(self, ticket: Ticket | None) -> None:
@@ -51,19 +59,19 @@ class AttemptEnd:
         self._ticket = ticket
 
     def succeed(self, usage: Usage | None = None, cost_usd: float | None = None) -> None:
-        if self._end("succeeded", ok=True):
+        if self._end("succeeded", True):
             self.target.breaker.record_success()
             if self._ticket is not None:
                 self._settle(usage, cost_usd, served=True)
 
     def refuse(self) -> None:
-        if self._end("refused", ok=True):
+        if self._end("refused", True):
             self.target.breaker.record_success()
             self._settle(None, None, served=False)
 
     def fail(self, target_fault: bool = True, *, usage: Usage | None = None,
              cost_usd: float | None = None, served: bool = False) -> None:
-        if self._end("failed", ok=not target_fault):
+        if self._end("failed", not target_fault):
             if target_fault:
                 self.target.breaker.record_failure()
                 if self.target.is_canary and self.target.breaker.state == "open":
@@ -74,11 +82,11 @@ class AttemptEnd:
 
     def abandon(self, *, usage: Usage | None = None, cost_usd: float | None = None,
                 served: bool = False) -> None:
-        if self._end("abandoned", ok=None):
+        if self._end("abandoned", None):
             self.target.breaker.release_probe_without_result()
             self._settle(usage, cost_usd, served=served)
 
-    def _end(self, how: str, *, ok: bool | None) -> bool:
+    def _end(self, how: str, ok: bool | None) -> bool:
         """True the first time: the slot goes back, the time upstream is counted, and the
         route's canary, if any, sees the outcome (``ok`` None: no verdict)."""
         if self.ended is not None:

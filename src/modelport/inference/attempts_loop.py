@@ -15,7 +15,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from modelport.admission.gate import Slot
 from modelport.config.catalogue import CatalogueModel
@@ -39,21 +39,6 @@ R = TypeVar("R")
 _TIMER_SLACK_S = 0.05  # how late the provider's own timeout may end a call past ours
 
 
-class Outcome(Generic[R]):
-    """What the loop ends with: a result from a target, or a provider's client error reply
-    to pass back, with the attempt's end (it still holds the target's slot and verdict)."""
-
-    __slots__ = ("end", "result")
-
-    def __init__(self, result: R, end: AttemptEnd) -> None:
-        self.result = result
-        self.end = end
-
-    @property
-    def target(self) -> Target:
-        return self.end.target
-
-
 class AttemptLoop:
     # What a request learns as it goes, at its start value until it does (class defaults:
     # one loop is made per request, and most requests change none of them).
@@ -66,6 +51,11 @@ class AttemptLoop:
     _pos = 0
     _min_window: float = 0.0
     _stream = False
+    # targets that cannot help this request again: they refused its credential, its
+    # length or its content, which no retry changes (made at the first)
+    _excluded: set[str] | None = None
+    # per target: (failures in this request, when the last one happened, its error)
+    _failed: dict[str, tuple[int, float, ModelportError]] | None = None
 
     def __init__(
         self,
@@ -91,18 +81,14 @@ class AttemptLoop:
         self._priority = priority
         self._tenant = tenant
         self._plan = route.plan(rng, caller)
-        # targets that cannot help this request again: they refused its credential, its
-        # length or its content, which no retry changes
-        self._excluded: set[str] = set()
-        # per target: (failures in this request, when the last one happened, its error)
-        self._failed: dict[str, tuple[int, float, ModelportError]] = {}
 
     def _next_target(self) -> Target | None:
         """The next target in the plan that may be called now, cycling through the plan."""
-        for _ in range(len(self._plan)):
-            target = self._plan[self._pos % len(self._plan)]
+        plan, excluded = self._plan, self._excluded
+        for _ in range(len(plan)):
+            target = plan[self._pos % len(plan)]
             self._pos += 1
-            if target.label in self._excluded:
+            if excluded is not None and target.label in excluded:
                 continue
             if self._switches is not None:
                 switch = self._switches.for_target(target.provider.name, target.model)
@@ -123,11 +109,16 @@ class AttemptLoop:
 
     def _record(self, target: Target, status: int, error_class: str | None, ms: float) -> None:
         self._ctx.attempts.append(Attempt(target.label, status, error_class, ms))
-        target.count_attempt(error_class or "ok")
+        target.attempts[error_class or "ok"].value += 1.0
+
+    def _exclude(self, target: Target) -> None:
+        if self._excluded is None:
+            self._excluded = set()
+        self._excluded.add(target.label)
 
     async def run(
         self, call: Callable[[Target], Awaitable[R]], *, stream: bool = False
-    ) -> Outcome[R] | None:
+    ) -> AttemptEnd[R] | None:
         """Try targets until one answers; ``None`` when every allowed attempt failed (see
         ``last_error`` / ``last_reply``). The answer comes with its attempt's end, for the
         caller to end once it knows how the answer went (a stream: when it is over); every
@@ -148,7 +139,8 @@ class AttemptLoop:
                 target.breaker.release_probe_without_result()
                 self.last_error = UpstreamTimeout("The request's deadline passed.")
                 break
-            if target.label in self._failed and not await self._backoff(target, remaining):
+            if self._failed is not None and target.label in self._failed \
+                    and not await self._backoff(target, remaining):
                 target.breaker.release_probe_without_result()
                 break
             try:
@@ -198,7 +190,7 @@ class AttemptLoop:
     async def _traced_call(
         self, tracing: Tracing, target: Target, slot: Slot,
         call: Callable[[Target], Awaitable[R]],
-    ) -> Outcome[R] | None:
+    ) -> AttemptEnd[R] | None:
         """``_call`` in its attempt span, the current span while the provider is called so
         that the provider names it as the parent of its request."""
         with tracing.attempt(target.label, len(self._ctx.attempts) + 1) as span:
@@ -209,18 +201,19 @@ class AttemptLoop:
 
     async def _call(
         self, target: Target, slot: Slot, call: Callable[[Target], Awaitable[R]]
-    ) -> Outcome[R] | None:
+    ) -> AttemptEnd[R] | None:
         settings = self._route.settings
         self._ctx.target = target.label
         started = time.perf_counter()
-        target.stats.started()
+        stats = target.stats
+        stats.in_flight += 1  # stats.started(), without the call
         timeout = self._deadline - time.monotonic()
         if settings.timeout_s is not None:
             timeout = min(timeout, settings.timeout_s)
         if self._stream and settings.stream_idle_timeout_s is not None:
             # a stream's wait for the provider's first byte is idle time too
             timeout = min(timeout, settings.stream_idle_timeout_s)
-        end = AttemptEnd(target, slot, self._ctx)
+        end: AttemptEnd[R] = AttemptEnd(target, slot, self._ctx, started)
         error: ModelportError
         try:
             if target.provider_timeout_s > timeout + _TIMER_SLACK_S:
@@ -233,42 +226,47 @@ class AttemptLoop:
         except UpstreamError as exc:
             error = exc
         except BaseException:
-            target.stats.finished(None)
+            stats.finished(None)
             end.abandon()
             raise
         else:
             elapsed = time.perf_counter() - started
-            target.stats.finished(elapsed)
-            if isinstance(result, UpstreamReply) and not result.ok:
+            stats.finished(elapsed)
+            if isinstance(result, UpstreamReply) and not 200 <= result.status < 300:
                 return self._client_error(end, result, elapsed)
-            self._record(target, 200, None, elapsed * 1000)
-            return Outcome(result, end)
+            self._ctx.attempts.append(Attempt(target.label, 200, None, elapsed * 1000))
+            target.attempts["ok"].value += 1.0  # self._record(...), without the call
+            end.result = result
+            return end
         elapsed = time.perf_counter() - started
-        target.stats.finished(None)
+        stats.finished(None)
         error_class = classify_error(error)
         end.fail(target_fault=error_class in TARGET_FAULTS)
         if error_class == "auth":
-            self._excluded.add(target.label)
+            self._exclude(target)
         self._record(target, error.status, error_class, elapsed * 1000)
         self.last_error = error
+        if self._failed is None:
+            self._failed = {}
         failures = self._failed.get(target.label, (0, 0.0, error))[0] + 1
         self._failed[target.label] = (failures, time.monotonic(), error)
         return None
 
     def _client_error(
-        self, end: AttemptEnd, reply: UpstreamReply, elapsed: float
-    ) -> Outcome[R] | None:
+        self, end: AttemptEnd[R], reply: UpstreamReply, elapsed: float
+    ) -> AttemptEnd[R] | None:
         """A provider's 4xx: passed back as the answer, unless its class has a rule (the
         context length, the content policy), which ends the attempt here."""
         target = end.target
         error_class = classify_reply(reply)
         self._record(target, reply.status, error_class, elapsed * 1000)
         if error_class is None:
-            return Outcome(reply, end)  # type: ignore[arg-type]
+            end.result = reply  # type: ignore[assignment]
+            return end
         end.refuse()  # the target is healthy; the request was refused
         self.last_reply = reply
         self.last_error = None
-        self._excluded.add(target.label)
+        self._exclude(target)
         if error_class == "context_length":
             self._min_window = max(self._min_window, target.settings.context_window or 0)
         if error_class == "content_policy":
@@ -280,7 +278,7 @@ class AttemptLoop:
         backoff with jitter, and at least its Retry-After, capped); False when the deadline
         forbids it."""
         settings = self._route.settings
-        failures, failed_at, error = self._failed[target.label]
+        failures, failed_at, error = self._failed[target.label]  # type: ignore[index]
         delay = min(settings.backoff_max_s, settings.backoff_s * 2 ** (failures - 1))
         delay *= self._rng.uniform(0.5, 1.0)
         if isinstance(error, UpstreamRateLimited) and error.retry_after_s:

@@ -119,7 +119,8 @@ class ProxyService:
         ctx: RequestContext,
     ) -> _Admitted:
         """Authorise (403), follow a kill switch, put the route's prompt before the
-        request, then take limit slots and reserve budget (429)."""
+        request, then take limit slots and reserve budget (429). The route that serves (a
+        switch may name another), the ticket, or the kill switch that answers instead."""
         if principal is not None:  # open mode: everyone may call every route
             self._access.authorize(principal, route.settings)
         if self._switches.any_off:
@@ -127,7 +128,7 @@ class ProxyService:
                 route.name, principal.key_id if principal is not None else None)
             if switch is not None:
                 if switch.behaviour != "fallback":
-                    return _Admitted(route, None, switch)
+                    return route, None, switch
                 route = self._fallback_of(switch, principal)
                 ctx.target = route.targets[0].label
         prompt = route.settings.prompt
@@ -139,11 +140,12 @@ class ProxyService:
         ticket = self._access.admit(
             principal, route.settings, route.targets[0].price,
             lambda: estimate_tokens(body, embedding=embedding),
-            open_completion=0 if embedding else open_completion(body),
+            open_completion=0 if embedding or principal is None or principal.budget is None
+            else open_completion(body),  # read only under a budget
         )
         if ticket is not None and ticket.completion_cap is not None:
             body["max_tokens"] = ticket.completion_cap  # what the budget can pay
-        return _Admitted(route, ticket)
+        return route, ticket, None
 
     def _traced_admit(
         self,
@@ -192,24 +194,22 @@ class ProxyService:
         strip_usage = stream and not client_wants_usage(body)  # may raise: before admitting
         contracts: tuple[OutputContract | ToolCalls, ...] = ()
         calls = None
-        if _checks_answers(route, body, principal):
+        if route.checks_answers or "response_format" in body or (  # else none can apply
+                principal is not None and principal.tools is not None):
             body, contracts, calls = _contracted(route, operation, body, principal)
         guards, masking = route.settings.guards, None
         if guards is not None:
             body, masking = await self._guard_input(guards, route, operation, body, ctx)
         restore = masking if guards is not None and guards.restore else None
-        if self._tracing is None:
-            admitted = self._admit(operation, body, route, principal, ctx)
-        else:
-            admitted = self._traced_admit(self._tracing, operation, body, route, principal,
-                                          ctx)
-        if admitted.switch is not None:  # a kill switch answers or refuses
-            return Answer(switched_reply(admitted.switch, operation, body, ctx, stream=stream),
-                          [])
-        if admitted.route is not route:  # a switch sent it to another route
-            contracts = (*contracts_of(admitted.route.settings, operation, body),
+        served_by, ticket, switch = (
+            self._admit(operation, body, route, principal, ctx) if self._tracing is None
+            else self._traced_admit(self._tracing, operation, body, route, principal, ctx))
+        if switch is not None:  # a kill switch answers or refuses
+            return Answer(switched_reply(switch, operation, body, ctx, stream=stream), [])
+        if served_by is not route:  # a switch sent it to another route
+            contracts = (*contracts_of(served_by.settings, operation, body),
                          *(() if calls is None else (calls,)))
-        route, ticket = admitted.route, admitted.ticket
+            route = served_by
         review = route.settings.review if self._reviews is not None and \
             operation is not Operation.EMBEDDING else None
         draft = review is not None and review.mode == "always"
@@ -231,7 +231,7 @@ class ProxyService:
         if prompt is not None:
             headers.append((PROMPT_HEADER, prompt.version.encode()))
         try:
-            result = await self._serve(route, request, {route.name})
+            result = await self._serve(route, request, {route.settings.name})
             if contracts:
                 result = await self._kept_to(contracts, route, request, result, headers,
                                              review)
@@ -410,29 +410,29 @@ class ProxyService:
                            caller=None if route.canary is None else request.caller(route))
         if request.stream:
             opened = await loop.run(request.open_stream, stream=True)
-            if opened is not None:
-                end, result = opened.end, opened.result
-                request.served = end.target
-                end.take_ticket(request.hand_over_ticket())
+            if opened is not None:  # the attempt's end, with the stream it opened
+                result = opened.result
+                request.served = opened.target
+                opened.take_ticket(request.hand_over_ticket())
                 if isinstance(result, UpstreamReply):
-                    end.refuse()  # a client error, passed back: the target is healthy
+                    opened.refuse()  # a client error, passed back: the target is healthy
                     return result
                 ctx.stream = True
                 return StreamRelay(
-                    result, ctx, end, strip_usage_chunk=request.strip_usage,
+                    result, ctx, opened, strip_usage_chunk=request.strip_usage,
                     price=opened.target.price,
                     idle_timeout_s=route.settings.stream_idle_timeout_s,
                     deadline=_loop_time(request.deadline),
                 )
         else:
-            sent = await loop.run(request.send)
-            if sent is not None:
-                end, reply = sent.end, sent.result
+            end = await loop.run(request.send)
+            if end is not None:  # the attempt's end, with the reply it answered with
+                reply = end.result
                 request.served = end.target
                 if request.ticket is not None:
                     end.take_ticket(request.hand_over_ticket())
                 try:
-                    if reply.ok:
+                    if 200 <= reply.status < 300:  # reply.ok, without the call
                         usage = _settle_reply(ctx, reply, end.target, request)
                         end.succeed(usage, ctx.cost_usd)
                     else:
@@ -480,17 +480,9 @@ class ProxyService:
                               stream=request.stream)
 
 
-class _Admitted:
-    """What admission decided: the route that serves (a switch may name another), the
-    ticket, or the kill switch that answers instead."""
-
-    __slots__ = ("route", "switch", "ticket")
-
-    def __init__(self, route: Route, ticket: Ticket | None, switch: Switch | None = None
-                 ) -> None:
-        self.route = route
-        self.ticket = ticket
-        self.switch = switch
+# What admission decided: the route that serves (a switch may name another), the ticket,
+# or the kill switch that answers instead (a tuple: made for every request).
+_Admitted = tuple[Route, Ticket | None, Switch | None]
 
 
 class _Request:
@@ -543,14 +535,14 @@ class _Request:
     # plain functions returning the provider's coroutine: one frame less to resume each time
     # the provider call wakes up
     def send(self, target: Target) -> Awaitable[UpstreamReply]:
-        payload = for_target(self.body, target.model, stream_usage=False)
+        payload = for_target(self.body, target.settings.model, stream_usage=False)
         if self.idempotency_key is None:
             return target.provider.send(self.operation, payload)
         return target.provider.send(self.operation, payload,
                                     idempotency_key=self.idempotency_key)
 
     def open_stream(self, target: Target) -> Awaitable[UpstreamStream | UpstreamReply]:
-        payload = for_target(self.body, target.model, stream_usage=True)
+        payload = for_target(self.body, target.settings.model, stream_usage=True)
         return target.provider.open_stream(self.operation, payload)
 
 
@@ -560,7 +552,8 @@ def _settle_reply(
     """Usage and cost of an answer; an answer that reports no usage is charged what it
     is estimated to have used (the prompt as admitted, the answer's text), and the ledger
     row says so, rather than served for free."""
-    usage = reply.usage()
+    document = reply.document  # reply.usage(), with a call less when it was parsed
+    usage = reply.usage() if document is None else Usage.from_openai(document.get("usage"))
     if usage is None:
         embedding = request.operation is Operation.EMBEDDING
         usage = Usage(prompt_tokens=estimate_tokens(request.body, embedding=embedding)[0],
@@ -569,14 +562,6 @@ def _settle_reply(
     ctx.usage = usage
     ctx.cost_usd = target.price.cost(usage)
     return usage
-
-
-def _checks_answers(route: Route, body: dict[str, Any], principal: Principal | None) -> bool:
-    """Whether a contract or a tool policy may apply to this request at all (most requests:
-    no, and ``_contracted`` is not called)."""
-    settings = route.settings
-    return settings.output is not None or settings.tools is not None or "response_format" in body \
-        or (principal is not None and principal.tools is not None)
 
 
 def _contracted(route: Route, operation: Operation, body: dict[str, Any],

@@ -36,7 +36,7 @@ class StreamRelay:
         self,
         upstream: UpstreamStream,
         ctx: RequestContext,
-        end: AttemptEnd,
+        end: AttemptEnd[Any],
         *,
         strip_usage_chunk: bool,
         price: Price | None = None,

@@ -216,10 +216,13 @@ class AccessPolicy:
         ``BUDGETED_COMPLETION_CAP``, and that is what is reserved. A provider cannot then
         answer past the reservation, so a budget is overshot by no more than the prompts of
         the requests in flight were underestimated."""
-        scopes = self._scopes_of(route)
+        scopes = self._route_scopes.get(route.name)  # self._scopes_of(route), in one read
+        if scopes is None:
+            scopes = self._scopes_of(route)
+        budget = None
         if principal is not None:
             scopes = principal.scopes + scopes
-        budget = principal.budget if principal is not None else None
+            budget = principal.budget
         if not scopes and budget is None:
             return None
         prompt, completion = estimate()

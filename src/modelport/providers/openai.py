@@ -9,7 +9,6 @@ tracing on, each request carries the W3C ``traceparent`` of the attempt that mak
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import orjson
@@ -24,7 +23,7 @@ from modelport.errors import (
     UpstreamServerError,
 )
 from modelport.observability.tracing import Tracing
-from modelport.providers._http import USER_AGENT, new_session, translate_errors
+from modelport.providers._http import CLIENT_ERRORS, USER_AGENT, new_session, upstream_error
 from modelport.providers.base import UpstreamReply
 from modelport.providers.redaction import Redactor
 
@@ -68,10 +67,8 @@ class OpenAIProvider:
             await self._session.close()
             self._session = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise UpstreamError(f"Provider '{self.name}' is not started.")
-        return self._session
+    def _not_started(self) -> UpstreamError:
+        return UpstreamError(f"Provider '{self.name}' is not started.")
 
     async def send(self, operation: Operation, body: bytes, *,
                    idempotency_key: str | None = None) -> UpstreamReply:
@@ -79,45 +76,46 @@ class OpenAIProvider:
         headers = self._headers if tracing is None else self._traced_headers(tracing)
         if idempotency_key is not None:
             headers = {**headers, "Idempotency-Key": idempotency_key}
-        with translate_errors(self.name):
-            async with self._client().post(
-                self._urls[operation], data=body, headers=headers
-            ) as resp:
+        session = self._session
+        if session is None:
+            raise self._not_started()
+        try:
+            async with session.post(self._urls[operation], data=body, headers=headers) as resp:
                 payload = await resp.read()
                 status = resp.status
+        except CLIENT_ERRORS as exc:
+            raise upstream_error(self.name, exc) from exc
         if 200 <= status < 300:
-            # a success must be a JSON object (``_document``): it is passed back as JSON
-            return UpstreamReply(status, payload, "application/json",
-                                 self._document(status, payload))
+            # a success must be a JSON object: it is passed back as JSON
+            try:
+                document = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                document = None
+            if type(document) is not dict:
+                raise UpstreamBadResponse(
+                    f"Provider '{self.name}' answered HTTP {status} with a body that is not "
+                    "a JSON object.")
+            return UpstreamReply(status, payload, "application/json", document)
         return self._client_error(status, payload, resp.headers.get("Retry-After"))
-
-    def _document(self, status: int, payload: bytes) -> dict[str, Any]:
-        """A success's body, parsed; anything but a JSON object is a broken response."""
-        try:
-            document = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            document = None
-        if not isinstance(document, dict):
-            raise UpstreamBadResponse(
-                f"Provider '{self.name}' answered HTTP {status} with a body that is not a "
-                "JSON object.")
-        return document
 
     async def open_stream(
         self, operation: Operation, body: bytes
     ) -> _OpenAIStream | UpstreamReply:
         tracing = self._tracing
         headers = self._headers if tracing is None else self._traced_headers(tracing)
-        with translate_errors(self.name):
-            resp = await self._client().post(
-                self._urls[operation], data=body, headers=headers
-            )
+        session = self._session
+        if session is None:
+            raise self._not_started()
+        try:
+            resp = await session.post(self._urls[operation], data=body, headers=headers)
             if 200 <= resp.status < 300:
                 return _OpenAIStream(self.name, resp)
             try:
                 payload = await resp.read()
             finally:
                 resp.release()
+        except CLIENT_ERRORS as exc:
+            raise upstream_error(self.name, exc) from exc
         return self._client_error(resp.status, payload, resp.headers.get("Retry-After"))
 
     def _client_error(
@@ -144,9 +142,11 @@ class _OpenAIStream:
         self._resp = resp
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        with translate_errors(self._provider):
+        try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
+        except CLIENT_ERRORS as exc:
+            raise upstream_error(self._provider, exc) from exc
 
     async def aclose(self) -> None:
         self._resp.close()

@@ -116,7 +116,12 @@ class CircuitBreaker:
         state = self._state
         if state == CLOSED:
             self._consecutive = 0
-            self._count(self._clock(), failed=False)
+            now = self._clock()
+            if now // self._width > self._head:  # the window moves on first
+                self._count(now, failed=False)
+            else:  # the newest bucket: self._count(now, failed=False), without the call
+                self._calls[self._head % _BUCKETS] += 1
+                self._total_calls += 1
         elif state == HALF_OPEN:
             self._free_probe()
             self._probe_successes += 1

@@ -15,8 +15,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelport.admission.gate import Gate, GateSettings
@@ -43,7 +43,9 @@ class Target:
     stats: TargetStats
     gate: Gate
     provider_timeout_s: float = math.inf  # the provider's own limit on one call
-    count_attempt: Callable[[str], None] = lambda _outcome: None  # by outcome class
+    # by outcome class ("ok" or an error class): a counter with a ``value`` to add to
+    attempts: Mapping[str, Any] = field(default_factory=lambda: AttemptCounts(None, "", ""),
+                                        compare=False)
     watch: Canary | None = None  # the route's canary, which sees this target's attempts
     is_canary: bool = False  # this target is that canary
 
@@ -66,6 +68,12 @@ class Route:
     stable_weights: tuple[float, ...] = ()
     shadow: Target | None = None  # where a share of its requests is copied to
     windows: bool = False  # some target declares a context window (a prompt is measured)
+    # an output contract or a tool policy may apply to its answers (else: not looked for)
+    checks_answers: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checks_answers", self.settings.output is not None
+                           or self.settings.tools is not None)
 
     @property
     def name(self) -> str:
@@ -74,12 +82,14 @@ class Route:
     def select(self) -> Target:
         return self.targets[0]
 
-    def plan(self, rng: random.Random, caller: str | None = None) -> list[Target]:
+    def plan(self, rng: random.Random, caller: str | None = None) -> Sequence[Target]:
         """The targets in the order this request should try them. With a canary, a request
         on its side (``caller`` keeps one caller on one side) tries it first, then the stable
         targets; the others try only the stable targets."""
         canary = self.canary
         if canary is None:
+            if len(self.targets) == 1:
+                return self.targets  # one target: one order
             return self._order(self.targets, self.weights, rng)
         stable = self._order(self.stable, self.stable_weights, rng)
         if canary.on_canary_side(caller, rng):
@@ -109,7 +119,6 @@ def _target(
             metrics.breaker_transitions.labels(route.name, label, new).inc()
 
     on_wait = None
-    count_attempt = _attempt_counter(metrics, route.name, label)
     if metrics is not None:
         on_wait = metrics.queue_wait.labels(route.name, label).observe
         metrics.breaker_state.labels(route.name, label).set(0)
@@ -124,23 +133,35 @@ def _target(
                                queue_timeout_s=t.queue_timeout_s), time.monotonic,
                   on_wait=on_wait),
         provider_timeout_s=provider_timeout_s,
-        count_attempt=count_attempt,
+        attempts=AttemptCounts(metrics, route.name, label),
     )
 
 
-def _attempt_counter(metrics: Metrics | None, route: str, label: str) -> Callable[[str], None]:
-    """Counting a target's attempts by outcome, with the labelled counters looked up once."""
-    counters: dict[str, Any] = {}
+class AttemptCounts(dict[str, Any]):
+    """A target's attempts by outcome: ``counts[outcome].value += 1``. Each outcome's
+    labelled counter is looked up on its first attempt, then read from the dict (a subscript
+    in C, no call); without metrics, a number that nothing reads."""
 
-    def count(outcome: str) -> None:
-        if metrics is None:
-            return
-        counter = counters.get(outcome)
-        if counter is None:
-            counter = counters[outcome] = metrics.attempts.labels(route, label, outcome)
-        counter.inc()
+    __slots__ = ("_label", "_metrics", "_route")
 
-    return count
+    def __init__(self, metrics: Metrics | None, route: str, label: str) -> None:
+        super().__init__()
+        self._metrics = metrics
+        self._route = route
+        self._label = label
+
+    def __missing__(self, outcome: str) -> Any:
+        counter = self[outcome] = (
+            _Unread() if self._metrics is None
+            else self._metrics.attempts.labels(self._route, self._label, outcome))
+        return counter
+
+
+class _Unread:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
 
 
 def _route(settings: RouteSettings, targets: tuple[Target, ...],

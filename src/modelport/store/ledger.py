@@ -81,6 +81,7 @@ class LedgerWriter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self.enabled = settings.ledger  # whether rows are written at all
         self._metrics = metrics
         self._clock = clock
         self._unlogged_drops: dict[str, int] = {}  # per reason, since the last log line
@@ -96,10 +97,6 @@ class LedgerWriter:
         self._stop_requested = asyncio.Event()
         self._migrated = False
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self._settings.ledger
 
     @property
     def pending(self) -> int:

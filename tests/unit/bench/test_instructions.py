@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[3] / "bench"
+from tests.unit.bench.modules import bench_module
 
 
 @pytest.fixture(scope="module")
 def instructions() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import instructions
-
-        yield instructions
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_module("instructions") as module:
+        yield module
 
 
 def test_the_total_is_read_from_a_dump(instructions: ModuleType) -> None:

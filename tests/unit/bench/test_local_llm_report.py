@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[3] / "bench"
+from tests.unit.bench.modules import bench_module
 
 
 @pytest.fixture(scope="module")
 def report() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import local_llm_report
-
-        yield local_llm_report
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_module("local_llm_report") as module:
+        yield module
 
 
 def stream(start: float, first: float, last: float, tokens: int) -> dict[str, Any]:
