@@ -80,7 +80,7 @@ class AttemptLoop:
         self._prompt = prompt_tokens
         self._priority = priority
         self._tenant = tenant
-        self._plan = route.plan(rng, caller)
+        self._plan = route.fixed_plan or route.plan(rng, caller)
 
     def _next_target(self) -> Target | None:
         """The next target in the plan that may be called now, cycling through the plan."""

@@ -70,10 +70,14 @@ class Route:
     windows: bool = False  # some target declares a context window (a prompt is measured)
     # an output contract or a tool policy may apply to its answers (else: not looked for)
     checks_answers: bool = field(init=False, default=False)
+    # every request's plan when it cannot vary (one target, no canary), else None
+    fixed_plan: tuple[Target, ...] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checks_answers", self.settings.output is not None
                            or self.settings.tools is not None)
+        if self.canary is None and len(self.targets) == 1:
+            object.__setattr__(self, "fixed_plan", self.targets)
 
     @property
     def name(self) -> str:
@@ -88,8 +92,6 @@ class Route:
         targets; the others try only the stable targets."""
         canary = self.canary
         if canary is None:
-            if len(self.targets) == 1:
-                return self.targets  # one target: one order
             return self._order(self.targets, self.weights, rng)
         stable = self._order(self.stable, self.stable_weights, rng)
         if canary.on_canary_side(caller, rng):
