@@ -433,13 +433,7 @@ class ProxyService:
                     end.take_ticket(request.hand_over_ticket())
                 try:
                     if 200 <= reply.status < 300:  # reply.ok, without the call
-                        document = reply.document  # parsed by the provider, usually
-                        usage = None if document is None else \
-                            Usage.from_openai(document.get("usage"))
-                        if usage is None:
-                            usage = _usage_of(ctx, reply, request)
-                        ctx.usage = usage
-                        ctx.cost_usd = end.target.price.cost(usage)
+                        usage = _settle_reply(ctx, reply, end.target, request)
                         end.succeed(usage, ctx.cost_usd)
                     else:
                         end.refuse()  # a client error, passed back: the target is healthy
@@ -541,9 +535,7 @@ class _Request:
     # plain functions returning the provider's coroutine: one frame less to resume each time
     # the provider call wakes up
     def send(self, target: Target) -> Awaitable[UpstreamReply]:
-        body = self.body  # for_target(body, model, stream_usage=False), without the call:
-        body["model"] = target.settings.model
-        payload = orjson.dumps(body)
+        payload = for_target(self.body, target.settings.model, stream_usage=False)
         if self.idempotency_key is None:
             return target.provider.send(self.operation, payload)
         return target.provider.send(self.operation, payload,
@@ -554,17 +546,20 @@ class _Request:
         return target.provider.open_stream(self.operation, payload)
 
 
-def _usage_of(ctx: RequestContext, reply: UpstreamReply, request: _Request) -> Usage:
-    """The usage of an answer the provider did not parse, or that reports none in its parsed
-    body; an answer that reports no usage is charged what it is estimated to have used (the
-    prompt as admitted, the answer's text), and the ledger row says so, rather than served
-    for free."""
+def _settle_reply(
+    ctx: RequestContext, reply: UpstreamReply, target: Target, request: _Request
+) -> Usage:
+    """Usage and cost of an answer; an answer that reports no usage is charged what it
+    is estimated to have used (the prompt as admitted, the answer's text), and the ledger
+    row says so, rather than served for free."""
     usage = reply.usage()
     if usage is None:
         embedding = request.operation is Operation.EMBEDDING
         usage = Usage(prompt_tokens=estimate_tokens(request.body, embedding=embedding)[0],
                       completion_tokens=0 if embedding else completion_estimate(reply.document))
         ctx.usage_estimated = True
+    ctx.usage = usage
+    ctx.cost_usd = target.price.cost(usage)
     return usage
 
 
